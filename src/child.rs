@@ -1,0 +1,174 @@
+//! Starting the command: finding it, spawning it in its own process group with grace's own signal setup
+//! undone, and turning a failure into 126 or 127 with a message that names the cause.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::exit_status;
+use crate::sys::{self, ChildSetup};
+
+/// Why the command could not be started; the caller exits with `status`.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub status: u8,
+    pub message: String,
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// The running main child.
+#[derive(Clone, Debug)]
+pub struct MainChild {
+    pub pid: i32,
+    /// The file that was executed, for the log.
+    pub path: PathBuf,
+}
+
+/// Finds `command[0]`, then starts it in a new process group with `setup` applied before exec.
+pub fn spawn(command: &[OsString], setup: ChildSetup) -> Result<MainChild, SpawnError> {
+    let (program, arguments) = command
+        .split_first()
+        .ok_or_else(|| not_found("no command given".to_string()))?;
+    let path = resolve(program, std::env::var_os("PATH").as_deref())?;
+    let mut process = Command::new(&path);
+    process.arg0(program).args(arguments).process_group(0);
+    sys::apply_in_child(&mut process, setup);
+    let child = process.spawn().map_err(|err| exec_failed(&path, &err))?;
+    let pid = i32::try_from(child.id())
+        .map_err(|_| not_executable(format!("{} got pid out of range", path.display())))?;
+    // `child` is dropped without waiting: grace reaps every process itself, with waitpid(-1).
+    Ok(MainChild { pid, path })
+}
+
+/// The search a shell does: a name with a slash is a path, any other name is looked up in PATH.
+fn resolve(program: &OsStr, search_path: Option<&OsStr>) -> Result<PathBuf, SpawnError> {
+    let shown = program.to_string_lossy();
+    if program.is_empty() {
+        return Err(not_found(
+            "command not found: '' (the command name is empty)".to_string(),
+        ));
+    }
+    if program.as_bytes().contains(&b'/') {
+        let path = PathBuf::from(program);
+        return match check_executable(&path) {
+            Ok(()) => Ok(path),
+            Err(Unusable::Missing) => Err(not_found(format!("{shown}: no such file or directory"))),
+            Err(Unusable::Directory) => Err(not_executable(format!("{shown}: is a directory"))),
+            Err(Unusable::NoPermission) => Err(not_executable(format!(
+                "{shown}: permission denied (not executable)"
+            ))),
+        };
+    }
+    // POSIX leaves an unset PATH to the implementation; this is what glibc and musl use.
+    let search_path = search_path.unwrap_or(OsStr::new(
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ));
+    let mut not_permitted = None;
+    for directory in std::env::split_paths(search_path) {
+        // An empty PATH entry means the current directory.
+        let candidate = if directory.as_os_str().is_empty() {
+            Path::new(".").join(program)
+        } else {
+            directory.join(program)
+        };
+        match check_executable(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(Unusable::NoPermission) => not_permitted = not_permitted.or(Some(candidate)),
+            Err(Unusable::Missing | Unusable::Directory) => {}
+        }
+    }
+    match not_permitted {
+        Some(path) => Err(not_executable(format!(
+            "{}: permission denied (not executable)",
+            path.display()
+        ))),
+        None => Err(not_found(format!("{shown}: command not found in PATH"))),
+    }
+}
+
+enum Unusable {
+    Missing,
+    Directory,
+    NoPermission,
+}
+
+/// A quick check for a clear message; exec has the last word (and its error is mapped the same way).
+fn check_executable(path: &Path) -> Result<(), Unusable> {
+    let metadata = std::fs::metadata(path).map_err(|_| Unusable::Missing)?;
+    if metadata.is_dir() {
+        return Err(Unusable::Directory);
+    }
+    if metadata.permissions().mode() & 0o111 == 0 {
+        return Err(Unusable::NoPermission);
+    }
+    Ok(())
+}
+
+/// exec failed although the file exists and is executable.
+fn exec_failed(path: &Path, err: &io::Error) -> SpawnError {
+    let shown = path.display();
+    let message = match err.raw_os_error() {
+        // The file is there, so what is missing is its interpreter: the `#!` line's, or a dynamic
+        // executable's loader (a glibc binary in a scratch image).
+        Some(libc::ENOENT) => format!("{shown}: bad interpreter: the program named by its #! line or its ELF loader does not exist"),
+        Some(libc::ENOEXEC) => format!("{shown}: exec format error (not a binary for this machine, and no #! line)"),
+        Some(libc::EACCES) => format!("{shown}: permission denied"),
+        _ => format!("{shown}: cannot execute: {err}"),
+    };
+    not_executable(message)
+}
+
+fn not_found(message: String) -> SpawnError {
+    SpawnError {
+        status: exit_status::NOT_FOUND,
+        message,
+    }
+}
+
+fn not_executable(message: String) -> SpawnError {
+    SpawnError {
+        status: exit_status::NOT_EXECUTABLE,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_like_a_shell() {
+        let path = Some(OsStr::new("/nonexistent:/bin:/usr/bin"));
+        assert!(resolve(OsStr::new("sh"), path).unwrap().ends_with("sh"));
+        assert_eq!(
+            resolve(OsStr::new("no-such-command-grace"), path)
+                .unwrap_err()
+                .status,
+            127
+        );
+        assert_eq!(resolve(OsStr::new(""), path).unwrap_err().status, 127);
+        assert_eq!(resolve(OsStr::new("/"), path).unwrap_err().status, 126);
+        assert_eq!(
+            resolve(OsStr::new("/etc/passwd"), path).unwrap_err().status,
+            126
+        );
+        assert_eq!(
+            resolve(OsStr::new("/no/such/file"), path)
+                .unwrap_err()
+                .status,
+            127
+        );
+    }
+}

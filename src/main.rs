@@ -1,0 +1,131 @@
+//! grace: a PID 1 for containers. Forwards every signal, reaps every zombie, and shuts the whole process
+//! tree down inside a grace period.
+//!
+//! Data flow: command line + environment → [`config::Config`] → block every signal → become a subreaper
+//! (when not PID 1) → spawn the command → [`supervisor::Supervisor`] loop → exit status.
+#![deny(unsafe_code)]
+
+mod child;
+mod cli;
+mod config;
+mod exit_status;
+mod logging;
+mod reaper;
+mod shutdown;
+mod signals;
+mod supervisor;
+mod sys;
+mod tree;
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::child::SpawnError;
+use crate::cli::Cli;
+use crate::config::{Config, ProcessEnvironment};
+use crate::signals::SignalSource;
+use crate::supervisor::Supervisor;
+use crate::tree::{Scope, Tree};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
+    let config = Config::new(cli, &ProcessEnvironment);
+    logging::init(config.log_level);
+    match run(config) {
+        Ok(status) => ExitCode::from(status),
+        Err(err) => {
+            log::error!("{err:#}"); // the whole context chain on one line
+            let status = err
+                .downcast_ref::<SpawnError>()
+                .map_or(exit_status::INIT_FAILED, |spawn| spawn.status);
+            ExitCode::from(status)
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<u8> {
+    // First, so that a signal arriving from here on waits in the queue instead of being lost or killing us.
+    let signals = SignalSource::block_all().context("blocking signals")?;
+    if let Some(signal) = config.parent_death_signal {
+        sys::set_parent_death_signal(signal.number())
+            .with_context(|| format!("setting the parent-death signal {signal}"))?;
+    }
+    let tree = Tree::of_current_process();
+    if tree.scope() != Scope::Namespace {
+        // Orphans of the subtree then come to grace instead of to the real init.
+        nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+    }
+    if !tree.can_list() {
+        log::warn!("/proc does not show this process's PID namespace: remaining processes cannot be listed or named");
+    }
+    let setup = sys::ChildSetup {
+        signal_mask: signals.inherited_mask(),
+        ignore_sigpipe: sys::sigpipe_was_ignored(),
+        take_terminal: owns_terminal_foreground(),
+    };
+    let main = child::spawn(&config.command, setup)?;
+    log::info!(
+        "started pid {}: {} (grace period {}, {})",
+        main.pid,
+        shell_words(&config.command),
+        humantime::format_duration(config.grace_period),
+        if tree.scope() == Scope::Namespace {
+            "as PID 1"
+        } else {
+            "as a subreaper"
+        },
+    );
+    Ok(Supervisor::new(config, signals, tree, main).run())
+}
+
+/// Whether stdin is a terminal whose foreground process group is grace's: then the child takes it over.
+fn owns_terminal_foreground() -> bool {
+    let stdin = std::io::stdin();
+    stdin.is_terminal()
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == nix::unistd::getpgrp())
+}
+
+/// The command as a shell would show it: arguments with spaces or quotes in single quotes.
+fn shell_words(command: &[OsString]) -> String {
+    let quote = |word: &OsString| {
+        let text = word.to_string_lossy();
+        if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c))
+        {
+            text.into_owned()
+        } else {
+            format!("'{}'", text.replace('\'', r"'\''"))
+        }
+    };
+    command.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// clap's error, on one line with a pointer to --help, and status 2; help and version go to stdout with 0.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let rendered = err.render().to_string();
+    let first_line = rendered.lines().next().unwrap_or_default();
+    let message = first_line.strip_prefix("error: ").unwrap_or(first_line);
+    let message = match err.kind() {
+        ErrorKind::MissingRequiredArgument => {
+            "no command given: grace [OPTIONS] [--] COMMAND [ARG]..."
+        }
+        _ => message,
+    };
+    // Not eprintln!: it panics when stderr is closed.
+    let _ = writeln!(std::io::stderr(), "grace: {message} (see grace --help)");
+    ExitCode::from(exit_status::USAGE)
+}

@@ -1,0 +1,42 @@
+//! Reaping: collect every exited child (grace's own or an orphan reparented to it) until none is left.
+
+use crate::sys;
+
+/// What one round of reaping found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// The main child's raw wait status, if it was reaped in this round.
+    pub main_status: Option<i32>,
+    /// How many other processes were reaped.
+    pub others: usize,
+    /// No child is left at all: the tree is empty.
+    pub tree_empty: bool,
+}
+
+/// Reaps until waitpid says nothing more has exited. One SIGCHLD can stand for many exits (standard
+/// signals coalesce), so this always runs to the end rather than once per signal.
+pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
+    let mut reaped = Reaped::default();
+    loop {
+        match sys::reap_one() {
+            Ok(Some((pid, status))) if pid == main_pid => reaped.main_status = Some(status),
+            Ok(Some((pid, _))) => {
+                reaped.others += 1;
+                if warn_on_reap {
+                    // tini's -w wording, so existing log filters keep working.
+                    log::warn!("Reaped zombie process with pid={pid}");
+                }
+            }
+            Ok(None) => return reaped,
+            Err(err) if err.raw_os_error() == Some(libc::ECHILD) => {
+                reaped.tree_empty = true;
+                return reaped;
+            }
+            Err(err) if err.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(err) => {
+                log::error!("waitpid failed: {err}; will retry on the next event");
+                return reaped;
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! Signals: names and numbers, the rewrite map, and the signal source (every signal blocked, read from one
+//! signalfd, waited for with an optional deadline).
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::str::FromStr;
+use std::time::Instant;
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::sys;
+
+/// The kernel's first real-time signal. musl's `SIGRTMIN()` says 35 and glibc's 34 because each libc keeps
+/// some for itself; names here follow the kernel, so a musl and a glibc build read `RTMIN+3` alike.
+const KERNEL_SIGRTMIN: i32 = 34;
+/// The kernel's last signal.
+const KERNEL_SIGRTMAX: i32 = 64;
+
+/// A signal number between 1 and 64, as the kernel numbers them on Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(i32);
+
+impl Signal {
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    pub const CHLD: Signal = Signal(libc::SIGCHLD);
+    pub const CONT: Signal = Signal(libc::SIGCONT);
+    pub const STOP: Signal = Signal(libc::SIGSTOP);
+
+    /// The signal with kernel number `number`, if there is one.
+    pub fn from_number(number: i32) -> Option<Signal> {
+        (1..=KERNEL_SIGRTMAX)
+            .contains(&number)
+            .then_some(Signal(number))
+    }
+
+    /// The kernel's number for this signal.
+    pub fn number(self) -> i32 {
+        self.0
+    }
+
+    /// Whether a process can catch, block or ignore it (everything but SIGKILL and SIGSTOP).
+    pub fn is_catchable(self) -> bool {
+        self != Signal::KILL && self != Signal::STOP
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let number = self.0;
+        if number >= KERNEL_SIGRTMIN {
+            // Name each real-time signal from the nearer end, as kill -l does.
+            let from_min = number - KERNEL_SIGRTMIN;
+            let from_max = KERNEL_SIGRTMAX - number;
+            return match (from_min, from_max) {
+                (0, _) => f.write_str("SIGRTMIN"),
+                (_, 0) => f.write_str("SIGRTMAX"),
+                _ if from_min <= from_max => write!(f, "SIGRTMIN+{from_min}"),
+                _ => write!(f, "SIGRTMAX-{from_max}"),
+            };
+        }
+        match nix::sys::signal::Signal::try_from(number) {
+            Ok(named) => f.write_str(named.as_str()),
+            Err(_) => write!(f, "signal {number}"), // 32 and 33: no name, reserved by libcs
+        }
+    }
+}
+
+/// Why a signal could not be parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseSignalError(String);
+
+impl fmt::Display for ParseSignalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseSignalError {}
+
+impl FromStr for Signal {
+    type Err = ParseSignalError;
+
+    /// Accepts `TERM`, `SIGTERM`, `term`, `RTMIN`, `RTMIN+3`, `SIGRTMAX-2`, or a number from 1 to 64.
+    fn from_str(text: &str) -> Result<Signal, ParseSignalError> {
+        let unknown = || {
+            ParseSignalError(format!(
+                "unknown signal '{text}' (use a name such as TERM or a number 1-64)"
+            ))
+        };
+        if text.bytes().all(|byte| byte.is_ascii_digit()) && !text.is_empty() {
+            let number: i32 = text.parse().map_err(|_| unknown())?;
+            return Signal::from_number(number).ok_or_else(|| {
+                ParseSignalError(format!("signal number {number} is out of range 1-64"))
+            });
+        }
+        let upper = text.to_ascii_uppercase();
+        let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some(offset) = name.strip_prefix("RTMIN") {
+            return real_time_signal(KERNEL_SIGRTMIN, offset, 1).ok_or_else(unknown);
+        }
+        if let Some(offset) = name.strip_prefix("RTMAX") {
+            return real_time_signal(KERNEL_SIGRTMAX, offset, -1).ok_or_else(unknown);
+        }
+        let alias = match name {
+            "IOT" => Some(libc::SIGABRT),
+            "POLL" => Some(libc::SIGIO),
+            "CLD" => Some(libc::SIGCHLD),
+            "UNUSED" => Some(libc::SIGSYS),
+            _ => None,
+        };
+        if let Some(number) = alias {
+            return Ok(Signal(number));
+        }
+        nix::sys::signal::Signal::from_str(&format!("SIG{name}"))
+            .map(|named| Signal(named as i32))
+            .map_err(|_| unknown())
+    }
+}
+
+/// `RTMIN`, `RTMIN+N` or `RTMAX-N`: `offset` is what follows the base name, `direction` the sign it must have.
+fn real_time_signal(base: i32, offset: &str, direction: i32) -> Option<Signal> {
+    if offset.is_empty() {
+        return Some(Signal(base));
+    }
+    let digits = offset.strip_prefix(if direction > 0 { '+' } else { '-' })?;
+    if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let step: i32 = digits.parse().ok()?;
+    let number = base.checked_add(step.checked_mul(direction)?)?;
+    (KERNEL_SIGRTMIN..=KERNEL_SIGRTMAX)
+        .contains(&number)
+        .then_some(Signal(number))
+}
+
+/// What a received signal becomes before it is forwarded (`--rewrite FROM:TO`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RewriteMap {
+    /// Index: received signal number; value: the signal to forward, or `None` to drop it.
+    targets: [Option<Signal>; KERNEL_SIGRTMAX as usize + 1],
+}
+
+impl Default for RewriteMap {
+    fn default() -> RewriteMap {
+        let mut targets = [None; KERNEL_SIGRTMAX as usize + 1];
+        for (number, target) in targets.iter_mut().enumerate().skip(1) {
+            *target = Some(Signal(number as i32));
+        }
+        RewriteMap { targets }
+    }
+}
+
+impl RewriteMap {
+    /// Forward `from` as `to` from now on; `None` drops it.
+    pub fn set(&mut self, from: Signal, to: Option<Signal>) {
+        if let Some(target) = self.targets.get_mut(from.0 as usize) {
+            *target = to;
+        }
+    }
+
+    /// The signal to forward when `received` arrives, or `None` to drop it.
+    pub fn apply(&self, received: Signal) -> Option<Signal> {
+        self.targets.get(received.0 as usize).copied().flatten()
+    }
+}
+
+/// One signal read from the signalfd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub signal: Signal,
+    /// The sender's pid as seen from grace's PID namespace; 0 when sent from outside it or by the kernel.
+    pub sender_pid: i32,
+}
+
+/// Every signal blocked and readable from one descriptor: no handlers, no races, and a signal that arrives
+/// at any moment (even before the child exists) waits in the queue until it is read.
+pub struct SignalSource {
+    fd: OwnedFd,
+    /// The mask grace was started with, which the child must get back before it execs.
+    inherited_mask: sys::SignalMask,
+}
+
+/// The size of one `struct signalfd_siginfo`.
+const SIGINFO_BYTES: usize = 128;
+/// How many signals one read takes at most; a flood is drained in few system calls.
+const SIGINFOS_PER_READ: usize = 64;
+
+impl SignalSource {
+    /// Blocks every signal (fault signals included: a real fault still kills grace, while a SIGSEGV sent
+    /// with kill() is read here and forwarded) and opens the signalfd.
+    pub fn block_all() -> io::Result<SignalSource> {
+        let inherited_mask = sys::set_signal_mask(sys::ALL_SIGNALS)?;
+        let fd = sys::open_signalfd(sys::ALL_SIGNALS)?;
+        Ok(SignalSource { fd, inherited_mask })
+    }
+
+    /// The signal mask grace inherited.
+    pub fn inherited_mask(&self) -> sys::SignalMask {
+        self.inherited_mask
+    }
+
+    /// Waits until a signal is pending or `deadline` passes (`None`: wait for ever, with no wake-ups).
+    /// Returns whether signals are ready to read.
+    pub fn wait(&self, deadline: Option<Instant>) -> io::Result<bool> {
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, poll_timeout(deadline)) {
+            Ok(ready) => Ok(ready > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// Reads every pending signal into `into` (cleared first). Never blocks.
+    pub fn read_pending(&self, into: &mut Vec<Received>) -> io::Result<()> {
+        into.clear();
+        let mut buffer = [0u8; SIGINFO_BYTES * SIGINFOS_PER_READ];
+        loop {
+            let read = match nix::unistd::read(self.fd.as_raw_fd(), &mut buffer) {
+                Ok(read) => read,
+                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            };
+            for record in buffer[..read].chunks_exact(SIGINFO_BYTES) {
+                into.extend(parse_siginfo(record));
+            }
+            if read < buffer.len() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Takes `ssi_signo` (offset 0) and `ssi_pid` (offset 12) out of one `struct signalfd_siginfo`.
+fn parse_siginfo(record: &[u8]) -> Option<Received> {
+    let field = |offset: usize| -> Option<u32> {
+        let bytes = record.get(offset..offset + 4)?;
+        Some(u32::from_ne_bytes(bytes.try_into().ok()?))
+    };
+    let signal = Signal::from_number(i32::try_from(field(0)?).ok()?)?;
+    let sender_pid = i32::try_from(field(12)?).unwrap_or(0);
+    Some(Received { signal, sender_pid })
+}
+
+/// Rounds up, so the loop never wakes a fraction of a millisecond early and spins.
+fn poll_timeout(deadline: Option<Instant>) -> PollTimeout {
+    let Some(deadline) = deadline else {
+        return PollTimeout::NONE; // idle: block until a signal arrives
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    PollTimeout::try_from(remaining.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_in_every_spelling() {
+        for text in ["TERM", "SIGTERM", "term", "sigterm", "15"] {
+            assert_eq!(text.parse(), Ok(Signal::TERM), "{text}");
+        }
+        assert_eq!(
+            "IOT".parse::<Signal>().map(Signal::number),
+            Ok(libc::SIGABRT)
+        );
+        assert_eq!(
+            "sigwinch".parse::<Signal>().map(Signal::number),
+            Ok(libc::SIGWINCH)
+        );
+    }
+
+    #[test]
+    fn real_time_signals_follow_kernel_numbering() {
+        let cases = [
+            ("RTMIN", 34),
+            ("RTMIN+3", 37),
+            ("SIGRTMAX", 64),
+            ("rtmax-2", 62),
+            ("RTMIN+30", 64),
+        ];
+        for (text, number) in cases {
+            assert_eq!(
+                text.parse::<Signal>().map(Signal::number),
+                Ok(number),
+                "{text}"
+            );
+        }
+        for text in [
+            "RTMIN+31", "RTMIN-1", "RTMAX+1", "RTMIN+", "RTMIN+x", "RTMIN3",
+        ] {
+            assert!(text.parse::<Signal>().is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for number in 1..=64 {
+            let signal = Signal::from_number(number).unwrap();
+            let name = signal.to_string();
+            if number == 32 || number == 33 {
+                assert_eq!(name, format!("signal {number}"));
+                continue;
+            }
+            assert_eq!(name.parse::<Signal>(), Ok(signal), "{name}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_signal() {
+        for text in [
+            "",
+            "0",
+            "65",
+            "-1",
+            "99999999999",
+            "FOO",
+            "SIG",
+            "TERM ",
+            "1e3",
+        ] {
+            assert!(text.parse::<Signal>().is_err(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn rewrite_map_translates_and_drops() {
+        let mut map = RewriteMap::default();
+        assert_eq!(map.apply(Signal::TERM), Some(Signal::TERM));
+        map.set(Signal::TERM, Some(Signal(libc::SIGQUIT)));
+        map.set(Signal(libc::SIGHUP), None);
+        assert_eq!(map.apply(Signal::TERM), Some(Signal(libc::SIGQUIT)));
+        assert_eq!(map.apply(Signal(libc::SIGHUP)), None);
+        assert_eq!(map.apply(Signal(libc::SIGINT)), Some(Signal(libc::SIGINT)));
+    }
+
+    #[test]
+    fn siginfo_fields_are_read_at_their_offsets() {
+        let mut record = [0u8; SIGINFO_BYTES];
+        record[0..4].copy_from_slice(&15u32.to_ne_bytes());
+        record[12..16].copy_from_slice(&4242u32.to_ne_bytes());
+        assert_eq!(
+            parse_siginfo(&record),
+            Some(Received {
+                signal: Signal::TERM,
+                sender_pid: 4242
+            })
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! The few system calls nix does not cover, each in one small commented `unsafe` wrapper.
+//!
+//! Why not nix for these:
+//! - glibc's and musl's `sigaddset`/`sigprocmask` refuse the signals they reserve for themselves (32–34), and
+//!   nix's `Signal` has no real-time signals at all. PID 1 must block and read *every* signal, so the mask is
+//!   a plain 64-bit kernel mask passed straight to `rt_sigprocmask` and `signalfd4`.
+//! - nix's `kill` and `waitpid` take or return its `Signal` enum, which cannot express real-time signals: a
+//!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
+//! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A kernel signal mask: bit N-1 stands for signal N (1..=64).
+pub type SignalMask = u64;
+
+/// Every signal the kernel knows. SIGKILL and SIGSTOP are in it too; the kernel silently leaves them out.
+pub const ALL_SIGNALS: SignalMask = !0;
+
+/// The size the kernel expects for a signal mask (`_NSIG / 8`), not libc's much larger `sigset_t`.
+const KERNEL_MASK_BYTES: libc::size_t = std::mem::size_of::<SignalMask>();
+
+/// Replaces the calling thread's signal mask and returns the previous one.
+///
+/// Async-signal-safe (one system call, no allocation), so it may run between fork and exec.
+pub fn set_signal_mask(mask: SignalMask) -> io::Result<SignalMask> {
+    let mut previous: SignalMask = 0;
+    // SAFETY: both pointers refer to live 8-byte masks for the duration of the call, and the size argument
+    // matches them; the kernel reads `mask` and writes `previous`, nothing else.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const SignalMask,
+            &mut previous as *mut SignalMask,
+            KERNEL_MASK_BYTES,
+        )
+    };
+    if result == 0 {
+        Ok(previous)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Opens a non-blocking, close-on-exec signalfd that reads every signal in `mask`.
+pub fn open_signalfd(mask: SignalMask) -> io::Result<OwnedFd> {
+    // SAFETY: `mask` is a live 8-byte mask and the size matches; -1 asks for a new descriptor.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &mask as *const SignalMask,
+            KERNEL_MASK_BYTES,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        )
+    };
+    owned_fd(fd)
+}
+
+/// Sends `signal` to `pid` (or to a process group when `pid` is negative), as kill(2).
+pub fn send_signal(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) takes two integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Opens a pidfd for `pid`: a handle on that very process, which stays valid even if the pid is reused.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    owned_fd(fd)
+}
+
+/// Sends `signal` to the process behind `pidfd`. Fails with ESRCH once that process has been reaped,
+/// whatever now holds its pid number.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo asks the kernel to fill it in as kill(2) would; no memory of ours is touched.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Collects one exited child without blocking: `Ok(Some((pid, raw wait status)))`, `Ok(None)` when children
+/// remain but none has exited, and `Err(ECHILD)` when there are no children left at all.
+pub fn reap_one() -> io::Result<Option<(i32, i32)>> {
+    let mut status = 0;
+    // SAFETY: `status` is a live int the kernel writes the wait status into.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    match pid {
+        0 => Ok(None),
+        pid if pid > 0 => Ok(Some((pid, status))),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Sets the signal this process receives when its parent exits (PR_SET_PDEATHSIG).
+pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG reads only its integer arguments.
+    let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Makes `fd`'s terminal give its foreground to the calling process's group. Async-signal-safe.
+pub fn take_terminal_foreground(fd: i32) -> io::Result<()> {
+    // SAFETY: tcsetpgrp reads only integers; getpgrp cannot fail.
+    if unsafe { libc::tcsetpgrp(fd, libc::getpgrp()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets SIGPIPE back to ignored. Async-signal-safe; used between fork and exec (see [`sigpipe_was_ignored`]).
+pub fn ignore_sigpipe() -> io::Result<()> {
+    // SAFETY: signal(2) with SIG_IGN installs no handler of ours.
+    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn owned_fd(result: libc::c_long) -> io::Result<OwnedFd> {
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(result).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+static SIGPIPE_INHERITED_IGNORED: AtomicBool = AtomicBool::new(false);
+
+/// Whether grace was started with SIGPIPE ignored.
+///
+/// Rust's runtime sets SIGPIPE to ignored before `main` runs, and std's `Command` resets it to the default
+/// in every child, so the disposition grace inherited would be lost. It is recorded below, before the
+/// runtime starts, so the child can inherit exactly what grace inherited.
+pub fn sigpipe_was_ignored() -> bool {
+    SIGPIPE_INHERITED_IGNORED.load(Ordering::Relaxed)
+}
+
+extern "C" fn record_inherited_sigpipe() {
+    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only queries the current one.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    let queried = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) };
+    if queried == 0 && current.sa_sigaction == libc::SIG_IGN {
+        SIGPIPE_INHERITED_IGNORED.store(true, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: an `.init_array` entry runs once, single-threaded, before `main` and before Rust's runtime
+// changes SIGPIPE; the function it points to only queries a disposition and stores a bool.
+#[used]
+#[link_section = ".init_array"]
+static RECORD_INHERITED_SIGPIPE: extern "C" fn() = record_inherited_sigpipe;
+
+/// What the child needs undone between fork and exec so that it starts as if grace were not there.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildSetup {
+    /// The signal mask grace inherited; grace's own block-everything mask must not leak into the child.
+    pub signal_mask: SignalMask,
+    /// Ignore SIGPIPE again, because grace was started with it ignored (std resets it to the default).
+    pub ignore_sigpipe: bool,
+    /// Make the child's new process group the terminal's foreground group (stdin is grace's terminal).
+    pub take_terminal: bool,
+}
+
+/// Arranges for `setup` to be applied in the child just before exec, after std has put it in its own
+/// process group.
+pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
+    use std::os::unix::process::CommandExt;
+    let run_in_child = move || -> io::Result<()> {
+        if setup.take_terminal {
+            // While every signal is still blocked, so SIGTTOU cannot stop the child. Failure is harmless:
+            // the child then runs in the background of the terminal, as under tini.
+            let _ = take_terminal_foreground(libc::STDIN_FILENO);
+        }
+        if setup.ignore_sigpipe {
+            ignore_sigpipe()?;
+        }
+        set_signal_mask(setup.signal_mask)?; // last: from here on, signals reach the child
+        Ok(())
+    };
+    // SAFETY: the closure runs between fork and exec in a single-threaded child, where only
+    // async-signal-safe functions may be called; it calls tcsetpgrp, getpgrp, signal and rt_sigprocmask,
+    // all of which are, and it neither allocates nor takes locks.
+    unsafe {
+        command.pre_exec(run_in_child);
+    }
+}

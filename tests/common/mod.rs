@@ -1,0 +1,447 @@
+//! The one harness every integration test uses: run the built grace (as PID 1 of a fresh PID namespace, or
+//! as a subreaper), read its child's stdout and its own log line by line, signal it, and wait with a bound.
+//! Tests synchronise on lines; the timeout only guards against hangs.
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long any one wait may take before the test fails as hung.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where grace runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// PID 1 of a new PID namespace with its own /proc (`unshare --pid --fork --mount-proc`).
+    Pid1,
+    /// A plain child of the test: grace makes itself a subreaper.
+    Subreaper,
+}
+
+pub const MODES: [Mode; 2] = [Mode::Pid1, Mode::Subreaper];
+
+/// Which stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// The child's stdout (passed through grace untouched).
+    Stdout,
+    /// stderr: grace's log, and the child's stderr.
+    Stderr,
+}
+
+/// One line, and when the harness read it.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub stream: Stream,
+    pub text: String,
+    pub at: Instant,
+}
+
+/// The path of the Python test child.
+pub fn child_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/child.py")
+}
+
+/// `python3 -u child.py MODE ARGS…` as a command line for grace.
+pub fn child(arguments: &[&str]) -> Vec<String> {
+    let mut command = vec![
+        "python3".to_string(),
+        "-u".to_string(),
+        child_script().display().to_string(),
+    ];
+    command.extend(arguments.iter().map(|argument| argument.to_string()));
+    command
+}
+
+/// The built grace binary.
+pub fn grace_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_grace")
+}
+
+/// Builds one run of grace.
+pub struct Grace {
+    mode: Mode,
+    arguments: Vec<String>,
+    environment: Vec<(String, String)>,
+    stdin_null: bool,
+}
+
+impl Grace {
+    pub fn new(mode: Mode) -> Grace {
+        Grace {
+            mode,
+            arguments: Vec::new(),
+            environment: Vec::new(),
+            stdin_null: true,
+        }
+    }
+
+    /// grace's own options (before `--`).
+    pub fn args<I, S>(mut self, arguments: I) -> Grace
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.arguments.extend(
+            arguments
+                .into_iter()
+                .map(|argument| argument.as_ref().to_string()),
+        );
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Grace {
+        self.environment.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The command line for this run: `[unshare …] grace ARGS… -- COMMAND…`.
+    pub fn command(&self, command: &[String]) -> Command {
+        let mut process = match self.mode {
+            Mode::Pid1 => {
+                let mut unshare = Command::new("unshare");
+                unshare.args([
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "--kill-child",
+                    grace_binary(),
+                ]);
+                unshare
+            }
+            Mode::Subreaper => Command::new(grace_binary()),
+        };
+        process.args(&self.arguments).arg("--").args(command);
+        process.envs(self.environment.iter().map(|(name, value)| (name, value)));
+        if self.stdin_null {
+            process.stdin(Stdio::null());
+        }
+        process
+    }
+
+    /// Starts grace running `command` and waits for its start line.
+    pub fn spawn(self, command: &[String]) -> Running {
+        let mode = self.mode;
+        let mut process = self.command(command);
+        process.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut outer = process.spawn().expect("starting grace");
+        let (sender, lines) = mpsc::channel();
+        forward_lines(
+            outer.stdout.take().expect("stdout"),
+            Stream::Stdout,
+            sender.clone(),
+        );
+        forward_lines(outer.stderr.take().expect("stderr"), Stream::Stderr, sender);
+        let started = Instant::now();
+        let mut running = Running {
+            mode,
+            outer,
+            grace_pid: 0,
+            lines,
+            seen: Vec::new(),
+            matched: Vec::new(),
+            started,
+        };
+        running.wait_log("started pid");
+        running.grace_pid = match mode {
+            Mode::Subreaper => running.outer.id() as i32,
+            Mode::Pid1 => only_child(running.outer.id() as i32),
+        };
+        running
+    }
+}
+
+/// The single child of `pid` (unshare's forked child: grace, as seen from the host).
+fn only_child(pid: i32) -> i32 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("reading children");
+    let mut pids = children
+        .split_whitespace()
+        .map(|pid| pid.parse::<i32>().expect("a pid"));
+    let child = pids.next().expect("unshare has a child");
+    assert_eq!(pids.next(), None, "unshare has one child");
+    child
+}
+
+fn forward_lines(stream: impl Read + Send + 'static, kind: Stream, sender: mpsc::Sender<Line>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buffer = Vec::new();
+        while matches!(reader.read_until(b'\n', &mut buffer), Ok(read) if read > 0) {
+            let text = String::from_utf8_lossy(&buffer)
+                .trim_end_matches('\n')
+                .to_string();
+            buffer.clear();
+            if sender
+                .send(Line {
+                    stream: kind,
+                    text,
+                    at: Instant::now(),
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+/// A running grace.
+pub struct Running {
+    mode: Mode,
+    /// grace itself, or `unshare` in PID-1 mode.
+    outer: Child,
+    /// grace's pid as the test sees it.
+    grace_pid: i32,
+    lines: Receiver<Line>,
+    /// Every line read so far, in order.
+    seen: Vec<Line>,
+    /// Per line of `seen`: whether a wait has matched it already.
+    matched: Vec<bool>,
+    started: Instant,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub at: Instant,
+    pub lines: Vec<Line>,
+}
+
+impl Finished {
+    /// grace's exit code (it always exits with one; it is never killed in these tests).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("grace was killed: {:?}\n{}", self.status, dump(&self.lines)))
+    }
+
+    pub fn log(&self) -> Vec<&str> {
+        lines_of(&self.lines, Stream::Stderr)
+    }
+
+    pub fn stdout(&self) -> Vec<&str> {
+        lines_of(&self.lines, Stream::Stdout)
+    }
+
+    /// The first line of `stream` containing `needle`, or a failure that shows everything.
+    pub fn line(&self, stream: Stream, needle: &str) -> &Line {
+        self.lines
+            .iter()
+            .find(|line| line.stream == stream && line.text.contains(needle))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {stream:?} line contains {needle:?}\n{}",
+                    dump(&self.lines)
+                )
+            })
+    }
+
+    pub fn has(&self, stream: Stream, needle: &str) -> bool {
+        self.lines
+            .iter()
+            .any(|line| line.stream == stream && line.text.contains(needle))
+    }
+
+    pub fn dump(&self) -> String {
+        dump(&self.lines)
+    }
+}
+
+fn lines_of(lines: &[Line], stream: Stream) -> Vec<&str> {
+    lines
+        .iter()
+        .filter(|line| line.stream == stream)
+        .map(|line| line.text.as_str())
+        .collect()
+}
+
+fn dump(lines: &[Line]) -> String {
+    let mut text = String::from("--- output so far ---\n");
+    for line in lines {
+        let tag = if line.stream == Stream::Stdout {
+            "out"
+        } else {
+            "err"
+        };
+        text.push_str(&format!("{tag}| {}\n", line.text));
+    }
+    text
+}
+
+impl Running {
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// grace's pid from the test's point of view (in PID-1 mode, its pid outside the namespace).
+    pub fn grace_pid(&self) -> i32 {
+        self.grace_pid
+    }
+
+    /// Sends `signal` to grace.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY-free: libc::kill is a plain system call on a pid this test owns.
+        let result = unsafe { libc::kill(self.grace_pid, signal) };
+        assert_eq!(
+            result,
+            0,
+            "kill({}, {signal}): {}",
+            self.grace_pid,
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Waits for a line of the child's stdout containing `needle`.
+    pub fn wait_stdout(&mut self, needle: &str) -> Line {
+        self.wait_for(Stream::Stdout, needle)
+    }
+
+    /// Waits for a line of grace's log (stderr) containing `needle`.
+    pub fn wait_log(&mut self, needle: &str) -> Line {
+        self.wait_for(Stream::Stderr, needle)
+    }
+
+    /// Waits for the next line of `stream`, whatever it says.
+    pub fn next_line(&mut self, stream: Stream) -> Line {
+        self.wait_until(
+            |line| line.stream == stream,
+            &format!("the next {stream:?} line"),
+        )
+    }
+
+    fn wait_for(&mut self, stream: Stream, needle: &str) -> Line {
+        let what = format!("a {stream:?} line containing {needle:?}");
+        self.wait_until(
+            |line| line.stream == stream && line.text.contains(needle),
+            &what,
+        )
+    }
+
+    /// Waits for the earliest line that no wait has matched yet and that satisfies `matches`, and marks it
+    /// as matched: lines read while waiting for something else stay available. Fails after [`TIMEOUT`].
+    pub fn wait_until(&mut self, mut matches: impl FnMut(&Line) -> bool, what: &str) -> Line {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut index = 0;
+        loop {
+            while index < self.seen.len() {
+                if !self.matched[index] && matches(&self.seen[index]) {
+                    self.matched[index] = true;
+                    return self.seen[index].clone();
+                }
+                index += 1;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(remaining) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    self.matched.push(false);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("timed out waiting for {what}\n{}", dump(&self.seen))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "grace closed its output before {what}\n{}",
+                        dump(&self.seen)
+                    )
+                }
+            }
+        }
+    }
+
+    /// The lines read so far.
+    pub fn seen(&self) -> &[Line] {
+        &self.seen
+    }
+
+    /// Waits for grace to exit, reading the rest of its output.
+    pub fn finish(mut self) -> Finished {
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.outer.try_wait().expect("waiting for grace") {
+                break status;
+            }
+            // Reading lines blocks until output or the bound: not a sleep, the wait for exit comes with EOF.
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => {
+                    break self.outer.wait().expect("waiting for grace");
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.outer.kill();
+                    panic!(
+                        "grace did not exit within {TIMEOUT:?}\n{}",
+                        dump(&self.seen)
+                    );
+                }
+            }
+        };
+        let at = Instant::now();
+        // Whatever is still buffered in the pipes.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        Finished {
+            status,
+            at,
+            lines: std::mem::take(&mut self.seen),
+        }
+    }
+
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A failed test must not leave grace and its tree behind (in PID-1 mode --kill-child takes the
+        // namespace along with unshare).
+        if matches!(self.outer.try_wait(), Ok(None)) {
+            let _ = self.outer.kill();
+            let _ = self.outer.wait();
+        }
+    }
+}
+
+/// Runs grace to completion with no interaction and returns its exit status and output.
+pub fn run_to_end(grace: Grace, command: &[String]) -> (ExitStatus, String, String) {
+    let output = grace.command(command).output().expect("running grace");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Whether `pid` is alive and not a zombie.
+pub fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        }
+        Err(_) => false,
+    }
+}
+
+/// `sh -c SCRIPT` as a command line.
+pub fn sh(script: &str) -> Vec<String> {
+    vec!["sh".to_string(), "-c".to_string(), script.to_string()]
+}
+
+pub fn os(text: &str) -> &OsStr {
+    OsStr::new(text)
+}
