@@ -1,9 +1,12 @@
-//! The command line: clap definitions and the value parsers for durations, signals and `FROM:TO` rewrites.
+//! The command line: options as typed (lexopt does the tokenising: `-t5s`, `-t 5s`, `--grace-period=5s`,
+//! `-vv`, `--`), the help text, and the value parsers for durations, signals and `FROM:TO` rewrites.
+//!
+//! lexopt rather than clap: clap alone added ~120 KiB of code to a static binary whose whole budget is
+//! 700 KiB, for a fixed set of options that fits in one screen of help.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::time::Duration;
-
-use clap::{ArgAction, Parser};
 
 use crate::signals::Signal;
 
@@ -11,80 +14,71 @@ use crate::signals::Signal;
 /// millisecond count given as seconds) and would overflow the clock arithmetic they feed.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
-/// A PID 1 for containers: forwards every signal, reaps every zombie, and shuts the whole process tree
-/// down inside a grace period.
-#[derive(Debug, Parser)]
-#[command(
-    name = "grace",
-    version,
-    about,
-    override_usage = "grace [OPTIONS] [--] COMMAND [ARG]...",
-    after_help = "DURATION: 500ms, 10s, 2m, 1m30s, or a bare number of seconds (at most 366 days).\n\
-                  SIGNAL: a name (TERM, SIGTERM, term, RTMIN+3) or a number from 1 to 64."
-)]
+pub const USAGE: &str = "grace [OPTIONS] [--] COMMAND [ARG]...";
+
+pub const HELP: &str = "\
+grace: a PID 1 for containers. Forwards every signal, reaps every zombie, and shuts the whole
+process tree down inside a grace period.
+
+Usage: grace [OPTIONS] [--] COMMAND [ARG]...
+
+Options (each also read from the environment variable shown):
+  -t, --grace-period DURATION    from the first stop signal to SIGKILL of everything left [GRACE_PERIOD] (8s)
+      --stop-signals LIST        signals that start the shutdown [GRACE_STOP_SIGNALS] (TERM,INT)
+      --cleanup-timeout DURATION after the main child exits, SIGTERM to SIGKILL of the rest [GRACE_CLEANUP_TIMEOUT] (2s)
+  -r, --rewrite FROM:TO          forward signal FROM as TO (TO 0 drops it); repeatable [GRACE_REWRITE, comma-separated]
+  -g, --process-group            forward to the child's process group [GRACE_PROCESS_GROUP, TINI_KILL_PROCESS_GROUP]
+  -e, --success-exit CODE        report exit status CODE as 0; repeatable
+  -p, --parent-death-signal SIG  signal grace gets when its parent exits (PR_SET_PDEATHSIG)
+  -s, --subreaper                accepted for tini compatibility: grace is a subreaper whenever it is not PID 1
+  -w, --warn-on-reap             log every reaped process other than the main child
+  -v, --verbose                  more detail; repeat for more [GRACE_LOG=error|warn|info|debug|trace, TINI_VERBOSITY]
+  -q, --quiet                    warnings and errors only
+  -h, --help                     this help
+  -V, --version                  the version
+
+DURATION: 500ms, 10s, 2m, 1m30s, or a bare number of seconds; 0 to 366 days.
+SIGNAL: a name (TERM, SIGTERM, term, RTMIN+3) or a number from 1 to 64.
+Exit status: the main child's, or 128+N if signal N killed it; 2 usage, 126 not executable, 127 not found.
+";
+
+/// The options as given on the command line; `None` where an option was not given (the environment or
+/// the default then decides, see [`crate::config`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cli {
-    /// From the first stop signal to SIGKILL of everything that remains
-    #[arg(short = 't', long, env = "GRACE_PERIOD", value_name = "DURATION", default_value = "8s",
-          value_parser = parse_duration)]
-    pub grace_period: Duration,
-
-    /// Signals that start the shutdown
-    #[arg(long, env = "GRACE_STOP_SIGNALS", value_name = "LIST", default_value = "TERM,INT",
-          value_delimiter = ',', value_parser = parse_stop_signal)]
-    pub stop_signals: Vec<Signal>,
-
-    /// After the main child exits, how long the rest of the tree gets between SIGTERM and SIGKILL
-    #[arg(long, env = "GRACE_CLEANUP_TIMEOUT", value_name = "DURATION", default_value = "2s",
-          value_parser = parse_duration)]
-    pub cleanup_timeout: Duration,
-
-    /// Translate a received signal before forwarding it (TO of 0 drops it); repeatable
-    #[arg(short = 'r', long, env = "GRACE_REWRITE", value_name = "FROM:TO", value_delimiter = ',',
-          action = ArgAction::Append, value_parser = parse_rewrite)]
-    pub rewrite: Vec<Rewrite>,
-
-    /// Forward signals to the child's process group instead of the child alone
-    #[arg(short = 'g', long, env = "GRACE_PROCESS_GROUP")]
+    pub grace_period: Option<Duration>,
+    pub stop_signals: Option<Vec<Signal>>,
+    pub cleanup_timeout: Option<Duration>,
+    pub rewrites: Vec<Rewrite>,
     pub process_group: bool,
-
-    /// Report exit status CODE as 0; repeatable
-    #[arg(short = 'e', long, value_name = "CODE", action = ArgAction::Append)]
-    pub success_exit: Vec<u8>,
-
-    /// Signal grace receives when its parent exits (PR_SET_PDEATHSIG)
-    #[arg(short = 'p', long, value_name = "SIGNAL", value_parser = parse_any_signal)]
+    pub success_exits: Vec<u8>,
     pub parent_death_signal: Option<Signal>,
-
-    /// Accepted for tini compatibility: grace always becomes a subreaper when it is not PID 1
-    #[arg(short = 's', long)]
-    pub subreaper: bool,
-
-    /// Log each reaped process other than the main child
-    #[arg(short = 'w', long)]
     pub warn_on_reap: bool,
-
-    /// More detail in the log; repeat for more
-    #[arg(short = 'v', long = "verbose", action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
-
-    /// Only warnings and errors
-    #[arg(short = 'q', long)]
     pub quiet: bool,
-
-    /// Log level: error, warn, info, debug or trace (-v and -q take precedence)
-    #[arg(
-        long = "log-level",
-        env = "GRACE_LOG",
-        value_name = "LEVEL",
-        hide = true
-    )]
-    pub log_level: Option<log::LevelFilter>,
-
-    /// The command to run, and its arguments
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, allow_hyphen_values = true,
-          num_args = 1..)]
+    /// The command and its arguments, byte-exact.
     pub command: Vec<OsString>,
 }
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Run(Cli),
+    Help,
+    Version,
+}
+
+/// A bad command line: one line naming the problem; grace exits with status 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// One `--rewrite FROM:TO`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,23 +88,110 @@ pub struct Rewrite {
     pub to: Option<Signal>,
 }
 
+/// Parses grace's arguments (without the program name). Option parsing stops at the first operand, so
+/// `grace ls -l` and `grace -- ls -l` both run `ls -l`.
+pub fn parse<I>(arguments: I) -> Result<Request, UsageError>
+where
+    I: IntoIterator,
+    I::Item: Into<OsString>,
+{
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_args(arguments);
+    let mut cli = Cli::default();
+    loop {
+        let argument = parser.next().map_err(|err| UsageError(err.to_string()))?;
+        let Some(argument) = argument else { break };
+        match argument {
+            Short('t') | Long("grace-period") => {
+                cli.grace_period = Some(value(&mut parser, "--grace-period", parse_duration)?)
+            }
+            Long("stop-signals") => {
+                cli.stop_signals = Some(value(&mut parser, "--stop-signals", parse_stop_signals)?)
+            }
+            Long("cleanup-timeout") => {
+                cli.cleanup_timeout = Some(value(&mut parser, "--cleanup-timeout", parse_duration)?)
+            }
+            Short('r') | Long("rewrite") => {
+                cli.rewrites
+                    .extend(value(&mut parser, "--rewrite", parse_rewrites)?)
+            }
+            Short('g') | Long("process-group") => cli.process_group = true,
+            Short('e') | Long("success-exit") => {
+                cli.success_exits
+                    .push(value(&mut parser, "--success-exit", parse_exit_code)?)
+            }
+            Short('p') | Long("parent-death-signal") => {
+                cli.parent_death_signal = Some(value(
+                    &mut parser,
+                    "--parent-death-signal",
+                    parse_any_signal,
+                )?)
+            }
+            Short('s') | Long("subreaper") => {} // grace is always a subreaper when it is not PID 1
+            Short('w') | Long("warn-on-reap") => cli.warn_on_reap = true,
+            Short('v') | Long("verbose") => cli.verbose = cli.verbose.saturating_add(1),
+            Short('q') | Long("quiet") => cli.quiet = true,
+            Short('h') | Long("help") => return Ok(Request::Help),
+            Short('V') | Long("version") => return Ok(Request::Version),
+            Value(program) => {
+                cli.command.push(program);
+                cli.command.extend(
+                    parser
+                        .raw_args()
+                        .map_err(|err| UsageError(err.to_string()))?,
+                );
+                break;
+            }
+            _ => return Err(UsageError(argument.unexpected().to_string())),
+        }
+    }
+    if cli.command.is_empty() {
+        return Err(UsageError(format!("no command given: {USAGE}")));
+    }
+    if cli.quiet && cli.verbose > 0 {
+        return Err(UsageError(
+            "--quiet and --verbose contradict each other".to_string(),
+        ));
+    }
+    Ok(Request::Run(cli))
+}
+
+/// The option's value, parsed; the error names the option and the value.
+fn value<T>(
+    parser: &mut lexopt::Parser,
+    option: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, UsageError> {
+    let raw = parser.value().map_err(|err| UsageError(err.to_string()))?;
+    let text = raw.to_str().ok_or_else(|| {
+        UsageError(format!(
+            "invalid value {raw:?} for {option}: not valid UTF-8"
+        ))
+    })?;
+    parse(text)
+        .map_err(|reason| UsageError(format!("invalid value '{text}' for {option}: {reason}")))
+}
+
 /// `500ms`, `10s`, `2m`, `1m30s`, or a bare number of seconds; at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
-        let seconds: u64 = text.parse().map_err(|_| format!("'{text}' is too large"))?;
+        let seconds: u64 = text
+            .parse()
+            .map_err(|_| "too large (at most 366 days)".to_string())?;
         Duration::from_secs(seconds)
     } else {
-        humantime::parse_duration(text)
-            .map_err(|_| format!("'{text}' is not a duration (use e.g. 500ms, 10s, 2m, 1m30s, or a number of seconds)"))?
+        humantime::parse_duration(text).map_err(|_| {
+            "not a duration (use e.g. 500ms, 10s, 2m, 1m30s, or a number of seconds)".to_string()
+        })?
     };
     if duration > MAX_DURATION {
-        return Err(format!("'{text}' is longer than the maximum of 366 days"));
+        return Err("too large (at most 366 days)".to_string());
     }
     Ok(duration)
 }
 
 /// Any signal grace can send (SIGKILL included, as for `-p KILL`).
-fn parse_any_signal(text: &str) -> Result<Signal, String> {
+pub fn parse_any_signal(text: &str) -> Result<Signal, String> {
     text.parse::<Signal>().map_err(|err| err.to_string())
 }
 
@@ -129,8 +210,14 @@ fn parse_receivable_signal(text: &str) -> Result<Signal, String> {
     Ok(signal)
 }
 
-fn parse_stop_signal(text: &str) -> Result<Signal, String> {
-    parse_receivable_signal(text)
+/// `TERM,INT`.
+pub fn parse_stop_signals(text: &str) -> Result<Vec<Signal>, String> {
+    text.split(',').map(parse_receivable_signal).collect()
+}
+
+/// `TERM:QUIT,HUP:0`.
+pub fn parse_rewrites(text: &str) -> Result<Vec<Rewrite>, String> {
+    text.split(',').map(parse_rewrite).collect()
 }
 
 /// `FROM:TO`: FROM a signal grace receives, TO a signal to forward or `0` to drop.
@@ -143,7 +230,10 @@ fn parse_rewrite(text: &str) -> Result<Rewrite, String> {
         return Ok(Rewrite { from, to: None });
     }
     if to.is_empty() {
-        return Err(format!("'{text}' has no TO signal (use 0 to drop {from})"));
+        return Err(format!(
+            "no TO signal (use {}:0 to drop {from})",
+            text.trim_end_matches(':')
+        ));
     }
     let to = parse_any_signal(to)?;
     if !to.is_catchable() {
@@ -154,12 +244,25 @@ fn parse_rewrite(text: &str) -> Result<Rewrite, String> {
     Ok(Rewrite { from, to: Some(to) })
 }
 
+/// An exit status, 0 to 255.
+fn parse_exit_code(text: &str) -> Result<u8, String> {
+    text.parse::<u8>()
+        .map_err(|_| "not an exit status from 0 to 255".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn signal(name: &str) -> Signal {
         name.parse().unwrap()
+    }
+
+    fn run(arguments: &[&str]) -> Result<Cli, UsageError> {
+        match parse(arguments)? {
+            Request::Run(cli) => Ok(cli),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -238,10 +341,83 @@ mod tests {
 
     #[test]
     fn stop_signals_must_be_receivable() {
-        assert!(parse_stop_signal("QUIT").is_ok());
-        for text in ["KILL", "STOP", "CHLD", "0"] {
-            assert!(parse_stop_signal(text).is_err(), "{text}");
+        assert_eq!(parse_stop_signals("QUIT"), Ok(vec![signal("QUIT")]));
+        assert_eq!(
+            parse_stop_signals("term,int"),
+            Ok(vec![Signal::TERM, signal("INT")])
+        );
+        for text in ["KILL", "STOP", "CHLD", "0", "", "TERM,"] {
+            assert!(parse_stop_signals(text).is_err(), "{text}");
         }
         assert_eq!(parse_any_signal("KILL"), Ok(Signal::KILL));
+    }
+
+    #[test]
+    fn option_parsing_stops_at_the_first_operand() {
+        assert_eq!(
+            run(&["ls", "-l", "--grace-period", "x"]).unwrap().command,
+            ["ls", "-l", "--grace-period", "x"]
+        );
+        assert_eq!(
+            run(&["--", "-weird", "-t"]).unwrap().command,
+            ["-weird", "-t"]
+        );
+        assert_eq!(
+            run(&["-t", "3s", "--", "--", "x"]).unwrap().command,
+            ["--", "x"]
+        );
+    }
+
+    #[test]
+    fn options_in_every_spelling() {
+        let cli = run(&[
+            "-t5s",
+            "--cleanup-timeout=1s",
+            "-gw",
+            "-vv",
+            "-e",
+            "3",
+            "-e143",
+            "-r",
+            "TERM:QUIT,HUP:0",
+            "-p",
+            "KILL",
+            "-s",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(cli.grace_period, Some(Duration::from_secs(5)));
+        assert_eq!(cli.cleanup_timeout, Some(Duration::from_secs(1)));
+        assert!(cli.process_group && cli.warn_on_reap);
+        assert_eq!(cli.verbose, 2);
+        assert_eq!(cli.success_exits, [3, 143]);
+        assert_eq!(cli.rewrites.len(), 2);
+        assert_eq!(cli.parent_death_signal, Some(Signal::KILL));
+        assert_eq!(parse(["-h", "x"]), Ok(Request::Help));
+        assert_eq!(parse(["--version"]), Ok(Request::Version));
+    }
+
+    #[test]
+    fn bad_command_lines_name_the_problem() {
+        let cases = [
+            (&[][..], "no command given"),
+            (&["-t"][..], "missing argument for option '-t'"),
+            (
+                &["-t", "1x", "x"][..],
+                "invalid value '1x' for --grace-period",
+            ),
+            (
+                &["-e", "256", "x"][..],
+                "invalid value '256' for --success-exit",
+            ),
+            (&["--frobnicate", "x"][..], "invalid option '--frobnicate'"),
+            (&["-q", "-v", "x"][..], "contradict"),
+            (&["-g=1", "x"][..], "unexpected argument"),
+        ];
+        for (arguments, expected) in cases {
+            let err = parse(arguments.iter().copied()).unwrap_err();
+            assert!(err.0.contains(expected), "{arguments:?}: {err}");
+            assert!(!err.0.contains('\n'), "{arguments:?}: {err}");
+        }
     }
 }

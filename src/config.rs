@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::Cli;
+use crate::cli::{self, Cli, UsageError};
 use crate::signals::{RewriteMap, Signal};
 
 /// Everything grace needs to know to run, checked and in the form the supervisor uses.
@@ -23,7 +23,7 @@ pub struct Config {
     pub log_level: log::LevelFilter,
 }
 
-/// The environment variables grace reads besides clap's `env` fallbacks; a seam for tests.
+/// The environment variables grace reads; a seam for tests.
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
 }
@@ -37,32 +37,66 @@ impl Environment for ProcessEnvironment {
     }
 }
 
+const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
+const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Config {
-    pub fn new(cli: Cli, environment: &dyn Environment) -> Config {
+    /// The command line first, then its environment variable, then the default. An empty variable counts
+    /// as unset (a Helm value left blank); an invalid one is a usage error naming the variable.
+    pub fn new(cli: Cli, environment: &dyn Environment) -> Result<Config, UsageError> {
+        let grace_period = match cli.grace_period {
+            Some(duration) => duration,
+            None => from_environment(environment, "GRACE_PERIOD", cli::parse_duration)?
+                .unwrap_or(DEFAULT_GRACE_PERIOD),
+        };
+        let cleanup_timeout = match cli.cleanup_timeout {
+            Some(duration) => duration,
+            None => from_environment(environment, "GRACE_CLEANUP_TIMEOUT", cli::parse_duration)?
+                .unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
+        };
+        let stop_signals = match cli.stop_signals {
+            Some(signals) => signals,
+            None => from_environment(environment, "GRACE_STOP_SIGNALS", cli::parse_stop_signals)?
+                .unwrap_or_else(|| vec![Signal::TERM, Signal::INT]),
+        };
+        let rewrite_list = if cli.rewrites.is_empty() {
+            from_environment(environment, "GRACE_REWRITE", cli::parse_rewrites)?.unwrap_or_default()
+        } else {
+            cli.rewrites
+        };
         let mut rewrites = RewriteMap::default();
-        for rewrite in &cli.rewrite {
+        for rewrite in rewrite_list {
             rewrites.set(rewrite.from, rewrite.to);
         }
         let mut success_exits = [false; 256];
-        for code in &cli.success_exit {
-            success_exits[usize::from(*code)] = true;
+        for code in cli.success_exits {
+            success_exits[usize::from(code)] = true;
         }
-        // tini enables these when the variable is set at all, whatever its value.
-        let process_group =
-            cli.process_group || environment.var("TINI_KILL_PROCESS_GROUP").is_some();
-        let log_level = log_level(&cli, environment);
-        Config {
+        // tini enables its variables when they are set at all, whatever the value.
+        let process_group = cli.process_group
+            || from_environment(environment, "GRACE_PROCESS_GROUP", parse_bool)?.unwrap_or(false)
+            || environment.var("TINI_KILL_PROCESS_GROUP").is_some();
+        let log_level = match (cli.quiet, cli.verbose) {
+            (true, _) => log::LevelFilter::Warn,
+            (false, 1) => log::LevelFilter::Debug,
+            (false, 2..) => log::LevelFilter::Trace,
+            (false, 0) => match from_environment(environment, "GRACE_LOG", parse_level)? {
+                Some(level) => level,
+                None => tini_verbosity(environment),
+            },
+        };
+        Ok(Config {
             command: cli.command,
-            grace_period: cli.grace_period,
-            cleanup_timeout: cli.cleanup_timeout,
-            stop_signals: cli.stop_signals,
+            grace_period,
+            cleanup_timeout,
+            stop_signals,
             rewrites,
             process_group,
             success_exits,
             parent_death_signal: cli.parent_death_signal,
             warn_on_reap: cli.warn_on_reap,
             log_level,
-        }
+        })
     }
 
     /// Whether receiving `signal` starts the shutdown.
@@ -71,34 +105,57 @@ impl Config {
     }
 }
 
-/// `-v`/`-q` first, then `GRACE_LOG`, then `TINI_VERBOSITY`, then the default, which shows lifecycle lines.
-fn log_level(cli: &Cli, environment: &dyn Environment) -> log::LevelFilter {
-    use log::LevelFilter;
-    match (cli.quiet, cli.verbose) {
-        (true, _) => return LevelFilter::Warn,
-        (false, 1) => return LevelFilter::Debug,
-        (false, 2..) => return LevelFilter::Trace,
-        (false, 0) => {}
+/// The value of variable `name`, parsed; `None` when it is unset or empty.
+fn from_environment<T>(
+    environment: &dyn Environment,
+    name: &str,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<Option<T>, UsageError> {
+    match environment.var(name).filter(|value| !value.is_empty()) {
+        Some(value) => parse(&value)
+            .map(Some)
+            .map_err(|reason| UsageError(format!("invalid value '{value}' in {name}: {reason}"))),
+        None => Ok(None),
     }
-    if let Some(level) = cli.log_level {
-        return level;
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("not a boolean (use 1/0, true/false, yes/no or on/off)".to_string()),
     }
-    // tini: 0 fatal only, 1 (its default) warnings, 2 info, 3 debug, 4 trace. Its default maps to grace's.
+}
+
+fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" | "warning" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        _ => Err("not a log level (error, warn, info, debug or trace)".to_string()),
+    }
+}
+
+/// tini: 0 fatal only, 1 (its default) warnings, 2 info, 3 debug, 4 trace. Its default maps to grace's,
+/// which shows the lifecycle lines.
+fn tini_verbosity(environment: &dyn Environment) -> log::LevelFilter {
     match environment
         .var("TINI_VERBOSITY")
         .and_then(|value| value.trim().parse::<u32>().ok())
     {
-        Some(0) => LevelFilter::Error,
-        Some(1 | 2) | None => LevelFilter::Info,
-        Some(3) => LevelFilter::Debug,
-        Some(_) => LevelFilter::Trace,
+        Some(0) => log::LevelFilter::Error,
+        Some(1 | 2) | None => log::LevelFilter::Info,
+        Some(3) => log::LevelFilter::Debug,
+        Some(_) => log::LevelFilter::Trace,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use crate::cli::Request;
     use std::collections::HashMap;
 
     fn signal(name: &str) -> Signal {
@@ -113,9 +170,66 @@ mod tests {
         }
     }
 
-    fn config(args: &[&str], environment: &[(&'static str, &'static str)]) -> Config {
-        let cli = Cli::try_parse_from(args).unwrap();
+    fn try_config(
+        args: &[&str],
+        environment: &[(&'static str, &'static str)],
+    ) -> Result<Config, UsageError> {
+        let Ok(Request::Run(cli)) = cli::parse(args.iter().skip(1)) else {
+            panic!("{args:?}")
+        };
         Config::new(cli, &FakeEnvironment(environment.iter().copied().collect()))
+    }
+
+    fn config(args: &[&str], environment: &[(&'static str, &'static str)]) -> Config {
+        try_config(args, environment).unwrap()
+    }
+
+    #[test]
+    fn command_line_beats_environment_beats_default() {
+        assert_eq!(
+            config(&["grace", "x"], &[]).grace_period,
+            DEFAULT_GRACE_PERIOD
+        );
+        assert_eq!(
+            config(&["grace", "x"], &[("GRACE_PERIOD", "3s")]).grace_period,
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            config(&["grace", "x"], &[("GRACE_PERIOD", "")]).grace_period,
+            DEFAULT_GRACE_PERIOD
+        );
+        assert_eq!(
+            config(&["grace", "-t", "1", "x"], &[("GRACE_PERIOD", "3s")]).grace_period,
+            Duration::from_secs(1)
+        );
+        let with_env = config(
+            &["grace", "x"],
+            &[
+                ("GRACE_STOP_SIGNALS", "QUIT"),
+                ("GRACE_CLEANUP_TIMEOUT", "1s"),
+            ],
+        );
+        assert_eq!(with_env.stop_signals, [signal("QUIT")]);
+        assert_eq!(with_env.cleanup_timeout, Duration::from_secs(1));
+        assert!(config(&["grace", "x"], &[("GRACE_PROCESS_GROUP", "yes")]).process_group);
+        assert_eq!(
+            config(&["grace", "x"], &[("GRACE_LOG", "debug")]).log_level,
+            log::LevelFilter::Debug
+        );
+    }
+
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        for (name, value) in [
+            ("GRACE_PERIOD", "1x"),
+            ("GRACE_STOP_SIGNALS", "KILL"),
+            ("GRACE_REWRITE", "TERM"),
+            ("GRACE_PROCESS_GROUP", "maybe"),
+            ("GRACE_LOG", "loud"),
+        ] {
+            let err = try_config(&["grace", "x"], &[(name, value)]).unwrap_err();
+            assert!(err.0.contains(name) && err.0.contains(value), "{err}");
+        }
     }
 
     #[test]

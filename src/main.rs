@@ -22,21 +22,27 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 
 use crate::child::SpawnError;
-use crate::cli::Cli;
+use crate::cli::{Request, UsageError};
 use crate::config::{Config, ProcessEnvironment};
 use crate::signals::SignalSource;
 use crate::supervisor::Supervisor;
 use crate::tree::{Scope, Tree};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let cli = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Request::Run(cli)) => cli,
+        Ok(Request::Help) => return print_and_exit(cli::HELP),
+        Ok(Request::Version) => {
+            return print_and_exit(concat!("grace ", env!("CARGO_PKG_VERSION"), "\n"))
+        }
         Err(err) => return usage_error(&err),
     };
-    let config = Config::new(cli, &ProcessEnvironment);
+    let config = match Config::new(cli, &ProcessEnvironment) {
+        Ok(config) => config,
+        Err(err) => return usage_error(&err),
+    };
     logging::init(config.log_level);
     match run(config) {
         Ok(status) => ExitCode::from(status),
@@ -106,26 +112,13 @@ fn shell_words(command: &[OsString]) -> String {
     command.iter().map(quote).collect::<Vec<_>>().join(" ")
 }
 
-/// clap's error, on one line with a pointer to --help, and status 2; help and version go to stdout with 0.
-fn usage_error(err: &clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(
-        err.kind(),
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-    ) {
-        let _ = err.print();
-        return ExitCode::SUCCESS;
-    }
-    let rendered = err.render().to_string();
-    let first_line = rendered.lines().next().unwrap_or_default();
-    let message = first_line.strip_prefix("error: ").unwrap_or(first_line);
-    let message = match err.kind() {
-        ErrorKind::MissingRequiredArgument => {
-            "no command given: grace [OPTIONS] [--] COMMAND [ARG]..."
-        }
-        _ => message,
-    };
-    // Not eprintln!: it panics when stderr is closed.
-    let _ = writeln!(std::io::stderr(), "grace: {message} (see grace --help)");
+/// One line naming the problem, and status 2. Not eprintln!: it panics when stderr is closed.
+fn usage_error(err: &UsageError) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "grace: {err} (see grace --help)");
     ExitCode::from(exit_status::USAGE)
+}
+
+fn print_and_exit(text: &str) -> ExitCode {
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }

@@ -23,6 +23,7 @@ pub struct Signal(i32);
 
 impl Signal {
     pub const KILL: Signal = Signal(libc::SIGKILL);
+    pub const INT: Signal = Signal(libc::SIGINT);
     pub const TERM: Signal = Signal(libc::SIGTERM);
     pub const CHLD: Signal = Signal(libc::SIGCHLD);
     pub const CONT: Signal = Signal(libc::SIGCONT);

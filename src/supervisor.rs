@@ -87,7 +87,7 @@ impl Supervisor {
         }
         if received.sender_pid == self.own_pid {
             // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's business.
-            log::debug!("ignoring {signal} that grace raised itself");
+            // Not logged either: that write would raise it again, and grace would spin on its own SIGPIPE.
             return;
         }
         if self.config.is_stop_signal(signal) {
@@ -161,7 +161,7 @@ impl Supervisor {
         if repeat == 1 {
             log::info!(
                 "received {signal} from {from}: {what}; grace period {}, SIGKILL of what remains in {}",
-                seconds(self.config.grace_period),
+                configured(self.config.grace_period),
                 seconds(self.until_deadline()),
             );
         } else {
@@ -216,12 +216,12 @@ impl Supervisor {
             KillReason::NoGracePeriod => "grace period is 0".to_string(),
             KillReason::GracePeriodExpired => format!(
                 "grace period of {} expired",
-                seconds(self.config.grace_period)
+                configured(self.config.grace_period)
             ),
             KillReason::CleanupTimeoutExpired => {
                 format!(
                     "cleanup timeout of {} expired",
-                    seconds(self.config.cleanup_timeout)
+                    configured(self.config.cleanup_timeout)
                 )
             }
         };
@@ -278,7 +278,7 @@ impl Supervisor {
         log::error!(
             "giving up on {} processes that did not exit {} after SIGKILL",
             survivors.len(),
-            seconds(crate::shutdown::UNKILLABLE_WAIT)
+            configured(crate::shutdown::UNKILLABLE_WAIT)
         );
     }
 
@@ -416,7 +416,12 @@ fn sender(pid: i32) -> String {
     }
 }
 
-/// `1.234s`.
+/// `1.234s`, for measured times.
 fn seconds(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
+}
+
+/// `8s`, `1m 30s`, `500ms`, for configured durations: as the operator wrote them.
+fn configured(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
 }
