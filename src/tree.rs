@@ -86,10 +86,17 @@ impl Tree {
         if !self.proc_usable {
             return Vec::new();
         }
-        let all = all_processes();
         let mut members: Vec<Process> = match self.scope {
-            Scope::Namespace => all.into_iter().filter(|process| process.pid != 1).collect(),
-            Scope::Descendants { root } => descendants(root, all),
+            // The namespace's /proc shows only the namespace: listing all of it is listing the tree.
+            Scope::Namespace => all_processes()
+                .into_iter()
+                .filter(|process| process.pid != 1)
+                .collect(),
+            // On a busy host /proc may list tens of thousands of processes; walking down from grace reads
+            // only its own tree. The full scan is the fallback for kernels without /proc/PID/task/TID/children.
+            Scope::Descendants { root } => {
+                walk_descendants(root).unwrap_or_else(|| descendants(root, all_processes()))
+            }
         };
         members.retain(|process| process.state != 'Z');
         members.sort_by_key(|process| process.pid);
@@ -140,6 +147,45 @@ impl Tree {
         }
         false
     }
+}
+
+/// The descendants of `root`, found by reading each process's children lists (one per thread: a thread's
+/// list holds the children it forked). `None` if the kernel does not provide them.
+fn walk_descendants(root: i32) -> Option<Vec<Process>> {
+    let mut found = Vec::new();
+    let mut pending = vec![(root, 0)];
+    while let Some((parent, parent_start)) = pending.pop() {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{parent}/task")) else {
+            if parent == root {
+                return None;
+            }
+            continue; // it exited meanwhile; its children are being reparented and the next sweep sees them
+        };
+        for task in tasks.filter_map(Result::ok) {
+            let children_file = task.path().join("children");
+            let children = match fs::read_to_string(&children_file) {
+                Ok(children) => children,
+                Err(err) if err.kind() == io::ErrorKind::NotFound && parent == root => return None,
+                Err(_) => continue,
+            };
+            for pid in children
+                .split_ascii_whitespace()
+                .filter_map(|pid| pid.parse::<i32>().ok())
+            {
+                // Read after listing: the pid may have been reused since, so the link is checked again.
+                match read_process(pid) {
+                    Some(child)
+                        if child.parent_pid == parent && child.start_time >= parent_start =>
+                    {
+                        pending.push((child.pid, child.start_time));
+                        found.push(child);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    Some(found)
 }
 
 /// The descendants of `root` among `all`, following parent links that are consistent in start time.

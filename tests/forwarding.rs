@@ -155,18 +155,21 @@ fn signals_grace_raises_itself_are_not_forwarded() {
     let mut command = Grace::new(Mode::Subreaper)
         .args(["-v"])
         .command(&child(&["signals"]));
-    let mut outer = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting grace");
+    let mut outer = KillOnDrop(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting grace"),
+    );
     let mut stdout = BufReader::new(outer.stdout.take().expect("stdout"));
     let mut line = String::new();
     stdout.read_line(&mut line).expect("reading");
     assert!(line.starts_with("ready"), "{line}");
     drop(outer.stderr.take()); // the log's reader is gone
     let grace_pid = outer.id() as i32;
-    for signal in [libc::SIGUSR1, libc::SIGUSR2] {
+    // Three rounds: a grace that looped on its own SIGPIPE would stop forwarding after the first.
+    for signal in [libc::SIGUSR1, libc::SIGUSR2, libc::SIGUSR1] {
         // Each forward writes a -v log line, which fails with EPIPE and raises SIGPIPE in grace.
         unsafe { libc::kill(grace_pid, signal) };
         line.clear();
@@ -176,10 +179,41 @@ fn signals_grace_raises_itself_are_not_forwarded() {
             "expected only the signals sent, got {line:?}"
         );
     }
+    // And it is idle again, blocked in poll: a grace that logged its own SIGPIPE would raise the next one
+    // with that very line and never sleep again.
+    let deadline = std::time::Instant::now() + common::TIMEOUT;
+    while common::process_state(grace_pid) != Some('S') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "grace never went back to sleep: it spins"
+        );
+        std::thread::yield_now();
+    }
     unsafe { libc::kill(grace_pid, libc::SIGTERM) };
     line.clear();
     stdout.read_line(&mut line).expect("reading");
     assert!(line.starts_with("got 15 "), "{line:?}");
-    let _ = outer.kill();
-    let _ = outer.wait();
+}
+
+/// Kills and reaps grace when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
