@@ -424,6 +424,17 @@ pub fn run_to_end(grace: Grace, command: &[String]) -> (ExitStatus, String, Stri
     )
 }
 
+/// The state letter of `pid` (`R`, `S`, `Z`…), if it exists.
+pub fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
 /// Whether `pid` is alive and not a zombie.
 pub fn is_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -444,4 +455,207 @@ pub fn sh(script: &str) -> Vec<String> {
 
 pub fn os(text: &str) -> &OsStr {
     OsStr::new(text)
+}
+
+/// Runs grace with exactly `arguments` (no `--` added: the test controls parsing) and waits for it.
+/// Arguments are OS strings, so a test can pass bytes that are not UTF-8.
+pub fn run_exact<I, S>(mode: Mode, arguments: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut process = match mode {
+        Mode::Pid1 => {
+            let mut unshare = Command::new("unshare");
+            unshare.args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                grace_binary(),
+            ]);
+            unshare
+        }
+        Mode::Subreaper => Command::new(grace_binary()),
+    };
+    process
+        .args(arguments)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running grace")
+}
+
+impl Running {
+    /// Reads the lines of a process the test started itself, with stdout and stderr piped, that runs grace
+    /// somewhere below it (e.g. a wrapper that execs or spawns grace). Nothing is waited for: there may be
+    /// no start line to wait for. [`Running::signal`] and [`Running::grace_pid`] then refer to `outer`.
+    pub fn attach(mode: Mode, mut outer: Child) -> Running {
+        let (sender, lines) = mpsc::channel();
+        forward_lines(
+            outer.stdout.take().expect("stdout piped"),
+            Stream::Stdout,
+            sender.clone(),
+        );
+        forward_lines(
+            outer.stderr.take().expect("stderr piped"),
+            Stream::Stderr,
+            sender,
+        );
+        Running {
+            mode,
+            grace_pid: outer.id() as i32,
+            outer,
+            lines,
+            seen: Vec::new(),
+            matched: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Running {
+    /// Waits until `count` lines of `stream` containing `needle` that no wait has matched yet have been
+    /// read, marks them as matched and returns them in order. Unlike a loop of [`Running::wait_log`], it
+    /// scans each line once, so it suits thousands of lines; the [`TIMEOUT`] bound applies to each line.
+    pub fn wait_count(&mut self, stream: Stream, needle: &str, count: usize) -> Vec<Line> {
+        let mut found = Vec::with_capacity(count);
+        let mut index = 0;
+        let mut deadline = Instant::now() + TIMEOUT;
+        loop {
+            while index < self.seen.len() && found.len() < count {
+                let line = &self.seen[index];
+                if !self.matched[index] && line.stream == stream && line.text.contains(needle) {
+                    self.matched[index] = true;
+                    found.push(line.clone());
+                    deadline = Instant::now() + TIMEOUT;
+                }
+                index += 1;
+            }
+            if found.len() == count {
+                return found;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(remaining) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    self.matched.push(false);
+                }
+                Err(error) => panic!(
+                    "{} waiting for line {} of {count} of {stream:?} containing {needle:?}\n{}",
+                    match error {
+                        RecvTimeoutError::Timeout => "timed out",
+                        RecvTimeoutError::Disconnected => "grace closed its output",
+                    },
+                    found.len() + 1,
+                    dump(&self.seen)
+                ),
+            }
+        }
+    }
+}
+
+/// The pids whose parent is `pid`, found by scanning every process's parent in /proc (a parent's
+/// `task/*/children` can miss children of exited threads).
+pub fn children(pid: i32) -> Vec<i32> {
+    let entries = std::fs::read_dir("/proc").expect("listing /proc");
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&child| stat_fields(child).is_some_and(|(_, parent)| parent == pid))
+        .collect()
+}
+
+/// The children of `pid` that are zombies: exited, and not reaped.
+pub fn zombie_children(pid: i32) -> Vec<i32> {
+    children(pid)
+        .into_iter()
+        .filter(|&child| state(child) == Some('Z'))
+        .collect()
+}
+
+/// The state of `pid` as ps shows it (`R`, `S`, `T`, `Z`…), or `None` once it is gone.
+pub fn state(pid: i32) -> Option<char> {
+    stat_fields(pid).map(|(state, _)| state)
+}
+
+/// Waits until `pid` is in `wanted` state (e.g. `T` after SIGSTOP, which takes effect asynchronously).
+/// The kernel offers no notification for another process's children stopping, so this polls /proc, yielding
+/// the CPU between reads; [`TIMEOUT`] guards against a hang.
+pub fn wait_for_state(pid: i32, wanted: char) {
+    let deadline = Instant::now() + TIMEOUT;
+    while state(pid) != Some(wanted) {
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} did not reach state {wanted} within {TIMEOUT:?} (state {:?})",
+            state(pid)
+        );
+        thread::yield_now();
+    }
+}
+
+/// `(state, parent pid)` from /proc/PID/stat; the name may hold spaces and parentheses, so it ends at the
+/// last `)`.
+fn stat_fields(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// Sends `signal` to `pid` (a process of a test's own making), and fails the test if it cannot.
+pub fn send_signal(pid: i32, signal: i32) {
+    // SAFETY-free: libc::kill is a plain system call.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        result,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// One process as /proc showed it: the start time tells it apart from a later process that reuses its pid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSnapshot {
+    pub pid: i32,
+    /// The kernel's short name (`comm`).
+    pub name: String,
+    /// Clock ticks after boot at which it started (field 22 of /proc/PID/stat).
+    pub start_time: u64,
+}
+
+impl ProcessSnapshot {
+    /// Whether this very process still exists, alive or as a zombie: same pid, same start time.
+    pub fn still_exists(&self) -> bool {
+        snapshot_of(self.pid).is_some_and(|now| now.start_time == self.start_time)
+    }
+}
+
+/// Every descendant of `pid` (its children, their children…), found by scanning every process's parent.
+pub fn descendants(pid: i32) -> Vec<ProcessSnapshot> {
+    let mut found = Vec::new();
+    let mut pending = vec![pid];
+    while let Some(parent) = pending.pop() {
+        for child in children(parent) {
+            if let Some(snapshot) = snapshot_of(child) {
+                pending.push(child);
+                found.push(snapshot);
+            }
+        }
+    }
+    found.sort_by_key(|process| process.pid);
+    found
+}
+
+fn snapshot_of(pid: i32) -> Option<ProcessSnapshot> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_string();
+    // After the name: state (field 3), parent (4), … start time (22).
+    let start_time = rest.split_whitespace().nth(19)?.parse().ok()?;
+    Some(ProcessSnapshot {
+        pid,
+        name,
+        start_time,
+    })
 }

@@ -14,6 +14,14 @@ Usage: child.py MODE [ARGS...]
                          "daemon NAME pid P ready"; a handling one prints "daemon NAME got TERM" and exits.
                          Then print "daemons ready" and behave as MAIN (see --main)
       --main handle|ignore|exit:CODE   what the main process does (default handle)
+  with-daemons SPEC... -- MODE ARGS...
+                         start setsid daemons as `daemons` does (each prints "daemon NAME pid P ready"), then
+                         exec child.py MODE ARGS... in this same process
+  exec-with [--block N,...] [--ignore N,...] [--fd] -- PROGRAM ARGS...
+                         reset SIGPIPE and SIGXFSZ to the default (as subprocess does), block signals N...,
+                         ignore signals N..., with --fd open an inheritable descriptor (print "fd N"),
+                         then exec PROGRAM (found in PATH) in place of this process
+  popen PROGRAM ARGS...  start PROGRAM as a child, print "popen pid P", and wait to be killed
 """
 import os
 import signal
@@ -126,10 +134,73 @@ def mode_daemons(args):
     wait_forever()
 
 
+def signal_numbers(text):
+    return {int(number) for number in text.split(",") if number}
+
+
+def mode_exec_with(args):
+    block, ignore, extra_fd = set(), set(), False
+    while args and args[0] != "--":
+        option = args.pop(0)
+        if option == "--block":
+            block = signal_numbers(args.pop(0))
+        elif option == "--ignore":
+            ignore = signal_numbers(args.pop(0))
+        elif option == "--fd":
+            extra_fd = True
+        else:
+            sys.exit(f"child.py exec-with: unknown option {option}")
+    program = args[1:]
+    # Python ignores these at startup and os.exec* keeps an ignored disposition: undo that first.
+    for number in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(number, signal.SIG_DFL)
+    for number in ignore:
+        signal.signal(number, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, block)
+    if extra_fd:
+        fd = os.open("/dev/null", os.O_RDONLY)
+        os.set_inheritable(fd, True)
+        say(f"fd {fd}")
+    os.execvp(program[0], program)
+
+
+def mode_popen(args):
+    import subprocess
+
+    process = subprocess.Popen(args)
+    say(f"popen pid {process.pid}")
+    wait_forever()
+
+
+def mode_with_daemons(args):
+    split = args.index("--")
+    for spec in args[:split]:
+        name, behaviour = spec.split(":")
+        start_daemon(name, behaviour)
+    # exec, not a call: the mode starts afresh (dispositions, mask) with the same pid, and the daemons are
+    # already on their own.
+    rest = args[split + 1 :]
+    os.execv(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)] + rest)
+
+
+def mode_terminal():
+    """Say whether this process's group is the terminal's foreground group, then wait for Ctrl-C."""
+    def on_interrupt(_signum, _frame):
+        say("got INT")
+        os._exit(0)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    foreground = os.tcgetpgrp(0) == os.getpgrp()
+    say(f"ready foreground={'yes' if foreground else 'no'}")
+    wait_forever()
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "signals":
         mode_signals(int(args[0]) if args else None)
+    elif mode == "terminal":
+        mode_terminal()
     elif mode == "ignore-term":
         mode_ignore_term()
     elif mode == "handle-term":
@@ -140,6 +211,12 @@ def main():
         mode_orphans(int(args[0]))
     elif mode == "daemons":
         mode_daemons(args)
+    elif mode == "exec-with":
+        mode_exec_with(args)
+    elif mode == "popen":
+        mode_popen(args)
+    elif mode == "with-daemons":
+        mode_with_daemons(args)
     else:
         sys.exit(f"child.py: unknown mode {mode}")
 
