@@ -32,6 +32,12 @@ Options (each also read from the environment variable shown):
   -p, --parent-death-signal SIG  signal grace gets when its parent exits (PR_SET_PDEATHSIG)
   -s, --subreaper                accepted for tini compatibility: grace is a subreaper whenever it is not PID 1
   -w, --warn-on-reap             log every reaped process other than the main child
+      --pre-stop-delay DURATION  wait this long before forwarding the first stop signal, inside the grace
+                                 period (load balancers stop routing meanwhile) [GRACE_PRE_STOP_DELAY] (0s)
+      --final-signal SIGNAL      sent to what remains --final-timeout before each SIGKILL, e.g. QUIT for a
+                                 thread dump; KILL means none [GRACE_FINAL_SIGNAL] (KILL)
+      --final-timeout DURATION   how long before SIGKILL the final signal goes out [GRACE_FINAL_TIMEOUT] (1s)
+      --log-format FORMAT        text or json (JSON Lines, one object per event) [GRACE_LOG_FORMAT] (text)
   -v, --verbose                  more detail; repeat for more [GRACE_LOG=error|warn|info|debug|trace, TINI_VERBOSITY]
   -q, --quiet                    warnings and errors only
   -h, --help                     this help
@@ -54,6 +60,10 @@ pub struct Cli {
     pub success_exits: Vec<u8>,
     pub parent_death_signal: Option<Signal>,
     pub warn_on_reap: bool,
+    pub pre_stop_delay: Option<Duration>,
+    pub final_signal: Option<Signal>,
+    pub final_timeout: Option<Duration>,
+    pub log_format: Option<LogFormat>,
     pub verbose: u8,
     pub quiet: bool,
     /// The command and its arguments, byte-exact.
@@ -129,6 +139,18 @@ where
             }
             Short('s') | Long("subreaper") => {} // grace is always a subreaper when it is not PID 1
             Short('w') | Long("warn-on-reap") => cli.warn_on_reap = true,
+            Long("pre-stop-delay") => {
+                cli.pre_stop_delay = Some(value(&mut parser, "--pre-stop-delay", parse_duration)?)
+            }
+            Long("final-signal") => {
+                cli.final_signal = Some(value(&mut parser, "--final-signal", parse_final_signal)?)
+            }
+            Long("final-timeout") => {
+                cli.final_timeout = Some(value(&mut parser, "--final-timeout", parse_duration)?)
+            }
+            Long("log-format") => {
+                cli.log_format = Some(value(&mut parser, "--log-format", parse_log_format)?)
+            }
             Short('v') | Long("verbose") => cli.verbose = cli.verbose.saturating_add(1),
             Short('q') | Long("quiet") => cli.quiet = true,
             Short('h') | Long("help") => return Ok(Request::Help),
@@ -242,6 +264,34 @@ fn parse_rewrite(text: &str) -> Result<Rewrite, String> {
         ));
     }
     Ok(Rewrite { from, to: Some(to) })
+}
+
+/// The signal sent before SIGKILL: any that can end or inform a process (SIGKILL itself means none);
+/// not SIGSTOP, which would only freeze what is about to be killed.
+pub fn parse_final_signal(text: &str) -> Result<Signal, String> {
+    let signal = parse_any_signal(text)?;
+    if signal == Signal::STOP {
+        return Err("SIGSTOP would only freeze the processes about to be killed".to_string());
+    }
+    Ok(signal)
+}
+
+/// How grace writes its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line per event, for people: `[grace 2026-…Z] message`.
+    #[default]
+    Text,
+    /// JSON Lines, for log pipelines: one object per event with `ts`, `level`, `event`, `msg` and fields.
+    Json,
+}
+
+pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("not a log format (text or json)".to_string()),
+    }
 }
 
 /// An exit status, 0 to 255.

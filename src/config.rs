@@ -3,7 +3,8 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{self, Cli, UsageError};
+use crate::cli::{self, Cli, LogFormat, UsageError};
+use crate::shutdown::Timings;
 use crate::signals::{RewriteMap, Signal};
 
 /// Everything grace needs to know to run, checked and in the form the supervisor uses.
@@ -20,7 +21,12 @@ pub struct Config {
     pub success_exits: [bool; 256],
     pub parent_death_signal: Option<Signal>,
     pub warn_on_reap: bool,
+    pub pre_stop_delay: Duration,
+    /// The signal sent `final_timeout` before each SIGKILL; SIGKILL itself means no such step.
+    pub final_signal: Signal,
+    pub final_timeout: Duration,
     pub log_level: log::LevelFilter,
+    pub log_format: LogFormat,
 }
 
 /// The environment variables grace reads; a seam for tests.
@@ -39,6 +45,7 @@ impl Environment for ProcessEnvironment {
 
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
 const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
+const DEFAULT_FINAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Config {
     /// The command line first, then its environment variable, then the default. An empty variable counts
@@ -85,6 +92,33 @@ impl Config {
                 None => tini_verbosity(environment),
             },
         };
+        let pre_stop_delay = match cli.pre_stop_delay {
+            Some(duration) => duration,
+            None => from_environment(environment, "GRACE_PRE_STOP_DELAY", cli::parse_duration)?
+                .unwrap_or_default(),
+        };
+        if !pre_stop_delay.is_zero() && pre_stop_delay >= grace_period {
+            return Err(UsageError(format!(
+                "the pre-stop delay ({}) must be shorter than the grace period ({}), which it counts against",
+                humantime::format_duration(pre_stop_delay),
+                humantime::format_duration(grace_period)
+            )));
+        }
+        let final_signal = match cli.final_signal {
+            Some(signal) => signal,
+            None => from_environment(environment, "GRACE_FINAL_SIGNAL", cli::parse_final_signal)?
+                .unwrap_or(Signal::KILL),
+        };
+        let final_timeout = match cli.final_timeout {
+            Some(duration) => duration,
+            None => from_environment(environment, "GRACE_FINAL_TIMEOUT", cli::parse_duration)?
+                .unwrap_or(DEFAULT_FINAL_TIMEOUT),
+        };
+        let log_format = match cli.log_format {
+            Some(format) => format,
+            None => from_environment(environment, "GRACE_LOG_FORMAT", cli::parse_log_format)?
+                .unwrap_or_default(),
+        };
         Ok(Config {
             command: cli.command,
             grace_period,
@@ -95,8 +129,22 @@ impl Config {
             success_exits,
             parent_death_signal: cli.parent_death_signal,
             warn_on_reap: cli.warn_on_reap,
+            pre_stop_delay,
+            final_signal,
+            final_timeout,
             log_level,
+            log_format,
         })
+    }
+
+    /// The shutdown's durations.
+    pub fn timings(&self) -> Timings {
+        Timings {
+            grace_period: self.grace_period,
+            cleanup_timeout: self.cleanup_timeout,
+            pre_stop_delay: self.pre_stop_delay,
+            final_timeout: (self.final_signal != Signal::KILL).then_some(self.final_timeout),
+        }
     }
 
     /// Whether receiving `signal` starts the shutdown.
@@ -216,6 +264,23 @@ mod tests {
             config(&["grace", "x"], &[("GRACE_LOG", "debug")]).log_level,
             log::LevelFilter::Debug
         );
+    }
+
+    #[test]
+    fn pre_stop_delay_must_fit_in_the_grace_period() {
+        assert!(try_config(&["grace", "-t", "5s", "--pre-stop-delay", "5s", "x"], &[]).is_err());
+        let config = config(
+            &["grace", "-t", "5s", "x"],
+            &[("GRACE_PRE_STOP_DELAY", "2s")],
+        );
+        assert_eq!(config.timings().pre_stop_delay, Duration::from_secs(2));
+        assert_eq!(
+            config.timings().final_timeout,
+            None,
+            "SIGKILL as the final signal means no final step"
+        );
+        let config = super::tests::config(&["grace", "--final-signal", "QUIT", "x"], &[]);
+        assert_eq!(config.timings().final_timeout, Some(DEFAULT_FINAL_TIMEOUT));
     }
 
     #[test]

@@ -1,21 +1,30 @@
 //! grace's log: one line per event on stderr, timestamped and prefixed so it stands out from the child's
-//! output. Writing never panics and never stops grace: a failed write is dropped.
+//! output, or one JSON object per line for log pipelines. Writing never panics and never stops grace: a
+//! failed write is dropped.
+//!
+//! Every lifecycle line carries structured fields through `log`'s key-values (`event = "escalated"`,
+//! `pid = 7`…): the text format shows only the message, the JSON format shows the fields too.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use log::kv::{Key, Value, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+use crate::cli::LogFormat;
 
 /// The `log` backend: formats each record into one buffer and writes it with one system call, so lines
 /// from grace are never interleaved with each other mid-line.
 struct StderrLogger {
     level: LevelFilter,
+    format: LogFormat,
 }
 
-/// Installs the logger; `level` decides what is written.
-pub fn init(level: LevelFilter) {
+/// Installs the logger; `level` decides what is written, `format` how.
+pub fn init(level: LevelFilter, format: LogFormat) {
     // Only fails if a logger is already installed, which would then keep logging: nothing to do.
-    let _ = log::set_boxed_logger(Box::new(StderrLogger { level }));
+    let _ = log::set_boxed_logger(Box::new(StderrLogger { level, format }));
     log::set_max_level(level);
 }
 
@@ -28,23 +37,97 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let label = match record.level() {
-            Level::Error => "error: ",
-            Level::Warn => "warning: ",
-            Level::Info => "",
-            Level::Debug => "debug: ",
-            Level::Trace => "trace: ",
+        let now = SystemTime::now();
+        let line = match self.format {
+            LogFormat::Text => text_line(record, now),
+            LogFormat::Json => json_line(record, now),
         };
-        let line = format!(
-            "[grace {}] {label}{}\n",
-            utc_timestamp(SystemTime::now()),
-            record.args()
-        );
         // stderr is unbuffered; a closed one gives EPIPE (grace's own SIGPIPE is blocked and never forwarded).
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
+}
+
+/// `[grace 2026-11-28T15:04:07.123Z] warning: message`.
+fn text_line(record: &Record<'_>, now: SystemTime) -> String {
+    let label = match record.level() {
+        Level::Error => "error: ",
+        Level::Warn => "warning: ",
+        Level::Info => "",
+        Level::Debug => "debug: ",
+        Level::Trace => "trace: ",
+    };
+    format!("[grace {}] {label}{}\n", utc_timestamp(now), record.args())
+}
+
+/// `{"ts":"…","level":"warn","event":"escalated","msg":"…",fields…}`: `event` is `log` for lines that
+/// carry none (debug detail, unexpected errors).
+fn json_line(record: &Record<'_>, now: SystemTime) -> String {
+    let mut fields = JsonFields {
+        event: None,
+        rest: String::new(),
+    };
+    let _ = record.key_values().visit(&mut fields);
+    let level = record.level().as_str().to_ascii_lowercase();
+    let event = fields.event.unwrap_or_else(|| "\"log\"".to_string());
+    let mut line = format!(
+        "{{\"ts\":\"{}\",\"level\":\"{level}\",\"event\":{event},\"msg\":",
+        utc_timestamp(now)
+    );
+    push_json_string(&mut line, &record.args().to_string());
+    line.push_str(&fields.rest);
+    line.push_str("}\n");
+    line
+}
+
+/// Collects a record's key-values as JSON members; numbers and booleans stay unquoted.
+struct JsonFields {
+    event: Option<String>,
+    rest: String,
+}
+
+impl<'kvs> VisitSource<'kvs> for JsonFields {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        let mut rendered = String::new();
+        if let Some(number) = value.to_i64() {
+            let _ = write!(rendered, "{number}");
+        } else if let Some(number) = value.to_u64() {
+            let _ = write!(rendered, "{number}");
+        } else if let Some(flag) = value.to_bool() {
+            let _ = write!(rendered, "{flag}");
+        } else {
+            push_json_string(&mut rendered, &value.to_string());
+        }
+        if key.as_str() == "event" {
+            self.event = Some(rendered);
+        } else {
+            self.rest.push(',');
+            push_json_string(&mut self.rest, key.as_str());
+            self.rest.push(':');
+            self.rest.push_str(&rendered);
+        }
+        Ok(())
+    }
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for character in text.chars() {
+        match character {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            control if (control as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", control as u32);
+            }
+            other => out.push(other),
+        }
+    }
+    out.push('"');
 }
 
 /// `2026-11-28T15:04:07.123Z`.
@@ -85,6 +168,34 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn json_lines_carry_the_event_and_its_fields() {
+        let record = |line: &mut String| {
+            let pid = 7;
+            let name = "say \"hi\"\n";
+            let fields: [(&str, Value<'_>); 3] = [
+                ("event", Value::from("escalated")),
+                ("pid", Value::from(pid)),
+                ("name", Value::from(name)),
+            ];
+            let args = format_args!("SIGKILL to {pid}");
+            *line = json_line(
+                &Record::builder()
+                    .level(Level::Warn)
+                    .args(args)
+                    .key_values(&fields)
+                    .build(),
+                UNIX_EPOCH,
+            );
+        };
+        let mut line = String::new();
+        record(&mut line);
+        assert_eq!(
+            line,
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"warn\",\"event\":\"escalated\",\"msg\":\"SIGKILL to 7\",\"pid\":7,\"name\":\"say \\\"hi\\\"\\n\"}\n"
+        );
+    }
 
     #[test]
     fn formats_utc_timestamps() {

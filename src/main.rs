@@ -8,6 +8,7 @@
 mod child;
 mod cli;
 mod config;
+mod diagnosis;
 mod exit_status;
 mod logging;
 mod reaper;
@@ -43,14 +44,14 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return usage_error(&err),
     };
-    logging::init(config.log_level);
+    logging::init(config.log_level, config.log_format);
     match run(config) {
         Ok(status) => ExitCode::from(status),
         Err(err) => {
-            log::error!("{err:#}"); // the whole context chain on one line
             let status = err
                 .downcast_ref::<SpawnError>()
                 .map_or(exit_status::INIT_FAILED, |spawn| spawn.status);
+            log::error!(event = "failed", status = status; "{err:#}"); // the whole context chain on one line
             ExitCode::from(status)
         }
     }
@@ -77,16 +78,19 @@ fn run(config: Config) -> anyhow::Result<u8> {
         take_terminal: owns_terminal_foreground(),
     };
     let main = child::spawn(&config.command, setup)?;
+    let command = shell_words(&config.command);
+    let mode = if tree.scope() == Scope::Namespace {
+        "pid1"
+    } else {
+        "subreaper"
+    };
     log::info!(
-        "started pid {}: {} (grace period {}, {})",
+        event = "started", pid = main.pid, command = command.as_str(), mode = mode,
+        grace_period_ms = u64::try_from(config.grace_period.as_millis()).unwrap_or(u64::MAX);
+        "started pid {}: {command} (grace period {}, {})",
         main.pid,
-        shell_words(&config.command),
         humantime::format_duration(config.grace_period),
-        if tree.scope() == Scope::Namespace {
-            "as PID 1"
-        } else {
-            "as a subreaper"
-        },
+        if mode == "pid1" { "as PID 1" } else { "as a subreaper" },
     );
     Ok(Supervisor::new(config, signals, tree, main).run())
 }

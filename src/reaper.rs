@@ -24,7 +24,7 @@ pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
                 reaped.others += 1;
                 if warn_on_reap {
                     // tini's -w wording, so existing log filters keep working.
-                    log::warn!("Reaped zombie process with pid={pid}");
+                    log::warn!(event = "reaped", pid = pid; "Reaped zombie process with pid={pid}");
                 }
             }
             Ok(None) => return reaped,

@@ -1,15 +1,19 @@
 //! The loop: wait for a signal or the next deadline → reap → translate and forward → advance the shutdown →
 //! act. Once the child runs, nothing here returns an error: failures are logged and the loop goes on,
 //! because a PID 1 that gives up takes the container with it.
+//!
+//! Each lifecycle line carries an `event` name and fields (see the README's "Operating grace"), which the
+//! JSON log format shows; the names are a stable interface for log pipelines.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::child::MainChild;
 use crate::config::Config;
+use crate::diagnosis;
 use crate::exit_status;
 use crate::reaper;
-use crate::shutdown::{Action, KillReason, Phase, Shutdown};
+use crate::shutdown::{Action, KillReason, Phase, Shutdown, UNKILLABLE_WAIT};
 use crate::signals::{Received, Signal, SignalSource};
 use crate::sys;
 use crate::tree::{self, Delivery, Process, Scope, Tree};
@@ -23,6 +27,10 @@ pub struct Supervisor {
     /// The main child's exit status, once it has been reaped. Until then its pid is safe to signal.
     main_status: Option<u8>,
     shutdown: Shutdown,
+    /// The first stop signal, kept to be forwarded when the pre-stop delay ends.
+    first_stop: Option<Received>,
+    /// What the main child was sent on the stop signal (after --rewrite), for the diagnosis.
+    forwarded_stop: Option<Signal>,
     own_pid: i32,
     /// Processes SIGKILLed so far, by (pid, start time), so a repeated sweep logs only the new ones.
     killed: HashSet<(i32, u64)>,
@@ -30,7 +38,7 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(config: Config, signals: SignalSource, tree: Tree, main: MainChild) -> Supervisor {
-        let shutdown = Shutdown::new(config.grace_period, config.cleanup_timeout);
+        let shutdown = Shutdown::new(config.timings());
         Supervisor {
             config,
             signals,
@@ -38,6 +46,8 @@ impl Supervisor {
             main,
             main_status: None,
             shutdown,
+            first_stop: None,
+            forwarded_stop: None,
             own_pid: std::process::id() as i32,
             killed: HashSet::new(),
         }
@@ -61,18 +71,22 @@ impl Supervisor {
                 // A process may have forked just before its SIGKILL; its child is new to the sweep.
                 self.kill_remaining();
             }
-            match self.shutdown.on_deadline(now) {
-                Action::GiveUp => {
-                    self.log_survivors();
-                    return self.finish();
+            // Every deadline that is due, earliest first (two can fall at the same moment).
+            loop {
+                match self.shutdown.on_deadline(Instant::now()) {
+                    Action::Nothing => break,
+                    Action::GiveUp => {
+                        self.log_survivors();
+                        return self.finish();
+                    }
+                    action => self.perform(action, None),
                 }
-                action => self.perform(action, None),
             }
             if let Err(err) = self.signals.wait(self.shutdown.next_deadline()) {
-                log::error!("waiting for signals failed: {err}");
+                log::error!(event = "error"; "waiting for signals failed: {err}");
             }
             if let Err(err) = self.signals.read_pending(&mut received) {
-                log::error!("reading signals failed: {err}");
+                log::error!(event = "error"; "reading signals failed: {err}");
             }
             for signal in received.drain(..) {
                 self.on_signal(signal);
@@ -86,8 +100,8 @@ impl Supervisor {
             return; // reaping happens at the top of the loop
         }
         if received.sender_pid == self.own_pid {
-            // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's business.
-            // Not logged either: that write would raise it again, and grace would spin on its own SIGPIPE.
+            // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's
+            // business. Not logged either: with stderr closed, that line would raise the next SIGPIPE.
             return;
         }
         if self.config.is_stop_signal(signal) {
@@ -96,7 +110,7 @@ impl Supervisor {
             return;
         }
         let Some(forwarded) = self.config.rewrites.apply(signal) else {
-            log::debug!("dropping {signal} from {}", sender(received.sender_pid));
+            log::debug!(event = "dropped", signal:% = signal; "dropping {signal} from {}", sender(received.sender_pid));
             return;
         };
         if self.main_status.is_some() {
@@ -108,133 +122,248 @@ impl Supervisor {
         }
         self.forward(forwarded);
         log::debug!(
-            "forwarded {signal} from {} as {forwarded} to {}",
-            sender(received.sender_pid),
-            self.target()
+            event = "forwarded", signal:% = forwarded, received:% = signal, pid = self.main.pid;
+            "forwarded {signal} from {} as {forwarded} to {}", sender(received.sender_pid), self.target()
         );
     }
 
+    /// Carries out what the shutdown decided; `stop_signal` is the signal that caused it, if one did.
     fn perform(&mut self, action: Action, stop_signal: Option<Received>) {
         match action {
-            Action::Nothing => {}
-            Action::ForwardStop { repeat } => self.forward_stop(stop_signal, repeat),
+            Action::Nothing | Action::GiveUp => {}
+            Action::DelayStop => {
+                self.first_stop = stop_signal;
+                if let Some(received) = stop_signal {
+                    log::info!(
+                        event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = 1,
+                        pre_stop_delay_ms = millis(self.config.pre_stop_delay);
+                        "received {} from {}: forwarding it after the pre-stop delay of {}; grace period {}, SIGKILL of what remains in {}",
+                        received.signal, sender(received.sender_pid), configured(self.config.pre_stop_delay),
+                        configured(self.config.grace_period), seconds(self.until_grace_deadline()),
+                    );
+                }
+            }
+            Action::RepeatDuringDelay { repeat } => {
+                if let Some(received) = stop_signal {
+                    log::info!(
+                        event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = repeat;
+                        "received {} from {} (stop signal #{repeat}) during the pre-stop delay: the first is forwarded when it ends, in {}",
+                        received.signal, sender(received.sender_pid), seconds(self.until_next_deadline()),
+                    );
+                }
+            }
+            Action::ForwardStop { repeat } => {
+                // From a deadline, it is the end of the pre-stop delay: forward the signal that started it.
+                let received = stop_signal.or(self.first_stop);
+                self.forward_stop(received, repeat, stop_signal.is_none());
+            }
             Action::StopAfterMainExit => {
-                let signal = stop_signal.map(|received| received.signal);
+                let signal = stop_signal.map_or_else(
+                    || "stop signal".to_string(),
+                    |received| received.signal.to_string(),
+                );
                 log::info!(
-                    "{} received after the main child exited; the remaining processes get SIGKILL in {} at most",
-                    signal.map_or_else(|| "stop signal".to_string(), |signal| signal.to_string()),
+                    event = "stop_signal", signal:% = signal;
+                    "received {signal} after the main child exited; the remaining processes get SIGKILL in {} at most",
                     seconds(self.until_next_deadline()),
                 );
             }
             Action::TerminateRest => self.terminate_rest(),
+            Action::SendFinal => self.send_final(),
             Action::KillAll(reason) => {
                 if let Some(received) = stop_signal {
                     log::info!(
-                        "received {} from {}",
-                        received.signal,
-                        sender(received.sender_pid)
+                        event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = 1;
+                        "received {} from {}", received.signal, sender(received.sender_pid)
                     );
                 }
                 self.kill_all(reason);
             }
-            Action::GiveUp => {}
         }
     }
 
     /// Forwards a stop signal (rewritten) and SIGCONT, so that a stopped child can act on it.
-    fn forward_stop(&mut self, received: Option<Received>, repeat: u32) {
+    fn forward_stop(&mut self, received: Option<Received>, repeat: u32, after_delay: bool) {
         let Some(received) = received else { return };
-        let signal = received.signal;
-        let from = sender(received.sender_pid);
         if self.main_status.is_some() {
             return;
         }
+        let signal = received.signal;
+        let from = sender(received.sender_pid);
         let forwarded = self.config.rewrites.apply(signal);
         if let Some(forwarded) = forwarded {
             self.forward(forwarded);
+            self.forwarded_stop = Some(forwarded);
         }
         self.forward(Signal::CONT);
         let what = match forwarded {
             Some(forwarded) => format!("forwarded {forwarded} to {}", self.target()),
             None => "forwarded nothing (dropped by --rewrite)".to_string(),
         };
-        if repeat == 1 {
+        let forwarded_name =
+            forwarded.map_or_else(|| "none".to_string(), |signal| signal.to_string());
+        let pid = self.main.pid;
+        let sender_pid = received.sender_pid;
+        if after_delay {
             log::info!(
+                event = "forwarded_after_delay", signal:% = forwarded_name, pid = pid;
+                "pre-stop delay of {} over: {what}; SIGKILL of what remains in {}",
+                configured(self.config.pre_stop_delay), seconds(self.until_grace_deadline()),
+            );
+        } else if repeat == 1 {
+            log::info!(
+                event = "stop_signal", signal:% = signal, sender_pid = sender_pid, repeat = repeat,
+                forwarded:% = forwarded_name, pid = pid;
                 "received {signal} from {from}: {what}; grace period {}, SIGKILL of what remains in {}",
-                configured(self.config.grace_period),
-                seconds(self.until_deadline()),
+                configured(self.config.grace_period), seconds(self.until_grace_deadline()),
             );
         } else {
             let since = self.since_stop().map(seconds).unwrap_or_default();
-            log::info!("received {signal} from {from} (stop signal #{repeat}, {since} after the first): {what}; deadline unchanged");
+            log::info!(
+                event = "stop_signal", signal:% = signal, sender_pid = sender_pid, repeat = repeat,
+                forwarded:% = forwarded_name, pid = pid;
+                "received {signal} from {from} (stop signal #{repeat}, {since} after the first): {what}; deadline unchanged, SIGKILL in {}",
+                seconds(self.until_grace_deadline()),
+            );
         }
     }
 
     /// SIGTERM and SIGCONT to every process of the tree but the main child.
     fn terminate_rest(&mut self) {
         let main_alive = self.main_status.is_none();
-        let mut rest: Vec<Process> = self.tree.members();
-        rest.retain(|process| !(main_alive && process.pid == self.main.pid));
         let why = if main_alive {
             format!(
                 "main child still running with {} of the grace period left",
-                seconds(self.until_deadline())
+                seconds(self.until_grace_deadline())
             )
         } else {
             "main child has exited".to_string()
         };
         if !self.tree.can_list() {
             if self.tree.scope() == Scope::Namespace && !main_alive {
-                log::info!("{why}: sending SIGTERM to every remaining process (names unknown: /proc is not this namespace's)");
+                log::info!(
+                    event = "terminating";
+                    "{why}: sending SIGTERM to every remaining process (names unknown: /proc is not this namespace's)"
+                );
                 let _ = sys::send_signal(-1, Signal::TERM.number());
                 let _ = sys::send_signal(-1, Signal::CONT.number());
             }
             return;
         }
-        if rest.is_empty() {
-            return;
+        let members = self.tree.members();
+        let rest: Vec<&Process> = members
+            .iter()
+            .filter(|process| !(main_alive && process.pid == self.main.pid))
+            .collect();
+        if log::log_enabled!(log::Level::Debug) {
+            for process in &rest {
+                self.log_diagnosis(process, Signal::TERM, &members, log::Level::Debug);
+            }
         }
         let mut signalled = Vec::with_capacity(rest.len());
         for process in rest {
-            if self.send(&process, Signal::TERM) {
-                self.send(&process, Signal::CONT);
-                signalled.push(process);
+            if self.send(process, Signal::TERM) {
+                self.send(process, Signal::CONT);
+                signalled.push(process.clone());
             }
         }
         if !signalled.is_empty() {
             log::info!(
+                event = "terminating", count = signalled.len(), pids:% = pid_list(&signalled), names:% = name_list(&signalled);
                 "{why}: {} processes remain, sending SIGTERM: {}; SIGKILL in {}",
-                signalled.len(),
-                tree::describe(&signalled),
-                seconds(self.until_next_deadline()),
+                signalled.len(), tree::describe(&signalled), seconds(self.until_next_deadline()),
             );
         }
     }
 
+    /// The final signal (`--final-signal`) to everything that remains, ahead of SIGKILL.
+    fn send_final(&mut self) {
+        let signal = self.config.final_signal;
+        let mut signalled = Vec::new();
+        for process in self.tree.members() {
+            if self.send(&process, signal) {
+                signalled.push(process);
+            }
+        }
+        if self.tree.scope() == Scope::Namespace && !self.tree.can_list() {
+            let _ = sys::send_signal(-1, signal.number());
+        }
+        log::warn!(
+            event = "final_signal", signal:% = signal, count = signalled.len(), pids:% = pid_list(&signalled),
+            names:% = name_list(&signalled);
+            "final signal {signal} to {} processes: {}; SIGKILL in {}",
+            signalled.len(), tree::describe(&signalled), seconds(self.until_next_deadline()),
+        );
+    }
+
     fn kill_all(&mut self, reason: KillReason) {
-        let why = match reason {
-            KillReason::NoGracePeriod => "grace period is 0".to_string(),
-            KillReason::GracePeriodExpired => format!(
-                "grace period of {} expired",
-                configured(self.config.grace_period)
+        let (why, reason_name) = match reason {
+            KillReason::NoGracePeriod => ("grace period is 0".to_string(), "no_grace_period"),
+            KillReason::GracePeriodExpired => (
+                format!(
+                    "grace period of {} expired",
+                    configured(self.config.grace_period)
+                ),
+                "grace_period_expired",
             ),
-            KillReason::CleanupTimeoutExpired => {
+            KillReason::CleanupTimeoutExpired => (
                 format!(
                     "cleanup timeout of {} expired",
                     configured(self.config.cleanup_timeout)
-                )
-            }
+                ),
+                "cleanup_timeout_expired",
+            ),
         };
+        if reason != KillReason::NoGracePeriod && self.tree.can_list() {
+            // Say why each of them is still alive, before the evidence is gone.
+            let members = self.tree.members();
+            log::warn!(event = "deadline", reason = reason_name, count = members.len(); "{why}: {} processes still alive", members.len());
+            for process in &members {
+                let sent = if process.pid == self.main.pid {
+                    self.forwarded_stop.unwrap_or(Signal::TERM)
+                } else {
+                    Signal::TERM
+                };
+                self.log_diagnosis(process, sent, &members, log::Level::Warn);
+            }
+        }
         let killed = self.kill_remaining();
+        let elapsed = self.since_stop().map(millis).unwrap_or_default();
         if !killed.is_empty() {
             log::warn!(
-                "{why}: SIGKILL to {} processes: {}",
-                killed.len(),
-                tree::describe(&killed)
+                event = "escalated", reason = reason_name, count = killed.len(), pids:% = pid_list(&killed),
+                names:% = name_list(&killed), elapsed_ms = elapsed;
+                "{why}: SIGKILL to {} processes: {}", killed.len(), tree::describe(&killed)
             );
         } else if self.main_status.is_none() && !self.tree.can_list() {
-            log::warn!("{why}: SIGKILL to the main child {}", self.target());
+            log::warn!(event = "escalated", reason = reason_name, elapsed_ms = elapsed; "{why}: SIGKILL to the main child {}", self.target());
         }
+    }
+
+    /// One line: the process, what it does with the signal it was sent, and the likely cause.
+    fn log_diagnosis(
+        &self,
+        process: &Process,
+        sent: Signal,
+        members: &[Process],
+        level: log::Level,
+    ) {
+        let has_children = members.iter().any(|other| other.parent_pid == process.pid);
+        let diagnosis = diagnosis::diagnose(process, sent, has_children);
+        let role = if process.pid == self.main.pid {
+            "main child "
+        } else {
+            ""
+        };
+        log::log!(
+            level,
+            event = "survivor", pid = process.pid, name = process.name.as_str(), parent_pid = process.parent_pid,
+            state:% = process.state, command_line = diagnosis.command_line.as_str(), signal:% = sent,
+            disposition = diagnosis.disposition.as_str(), hint = diagnosis.hint;
+            "  {role}pid {} ({}), parent {}, state {}, {} {sent}: {} — `{}`",
+            process.pid, process.name, process.parent_pid, process.state, diagnosis.disposition.as_str(),
+            diagnosis.hint, diagnosis.command_line,
+        );
     }
 
     /// SIGKILLs every process of the tree not yet killed; returns those it killed now.
@@ -269,16 +398,13 @@ impl Supervisor {
                 _ => "",
             };
             log::error!(
-                "pid {} ({}) survived SIGKILL, state {}{hint}",
-                process.pid,
-                process.name,
-                process.state
+                event = "unkillable", pid = process.pid, name = process.name.as_str(), state:% = process.state;
+                "pid {} ({}) survived SIGKILL, state {}{hint}", process.pid, process.name, process.state
             );
         }
         log::error!(
-            "giving up on {} processes that did not exit {} after SIGKILL",
-            survivors.len(),
-            configured(crate::shutdown::UNKILLABLE_WAIT)
+            event = "gave_up", count = survivors.len();
+            "giving up on {} processes that did not exit {} after SIGKILL", survivors.len(), configured(UNKILLABLE_WAIT)
         );
     }
 
@@ -286,13 +412,29 @@ impl Supervisor {
         let status = exit_status::from_wait_status(raw_status);
         self.main_status = Some(status);
         let how = describe_wait_status(raw_status, status);
+        let pid = self.main.pid;
         match self.shutdown.stopped_at() {
-            Some(stopped_at) => log::info!(
-                "main child {} {how}, {} after the stop signal",
-                self.main_name(),
-                seconds(now.saturating_duration_since(stopped_at))
-            ),
-            None => log::info!("main child {} {how}", self.main_name()),
+            Some(stopped_at) => {
+                let since = now.saturating_duration_since(stopped_at);
+                log::info!(
+                    event = "main_exited", pid = pid, status = status, elapsed_ms = millis(since);
+                    "main child {} {how}, {} after the stop signal", self.main_name(), seconds(since)
+                );
+            }
+            None => {
+                log::info!(event = "main_exited", pid = pid, status = status; "main child {} {how}", self.main_name())
+            }
+        }
+        if diagnosis::is_shell(&self.main_name_only()) && self.tree.can_list() {
+            let left = self.tree.members();
+            if !left.is_empty() {
+                log::warn!(
+                    event = "shell_did_not_exec", pid = pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
+                    "the main child was a shell and {} processes outlived it: {}; a shell that does not `exec` its server \
+                     does not pass signals on to it (use `exec server` in the script, or run the server directly)",
+                    left.len(), tree::describe(&left),
+                );
+            }
         }
         self.shutdown.on_main_exit(now);
     }
@@ -303,14 +445,23 @@ impl Supervisor {
             .main_status
             .unwrap_or(128 + Signal::KILL.number() as u8);
         let reported = exit_status::remap_success(status, &self.config.success_exits);
-        let timing = self
-            .since_stop()
+        let since = self.since_stop();
+        let timing = since
             .map(|since| format!(", {} after the stop signal", seconds(since)))
             .unwrap_or_default();
-        if reported == status {
-            log::info!("exiting with status {status}{timing}");
+        let mapped = if reported == status {
+            String::new()
         } else {
-            log::info!("exiting with status {reported} (the child's {status}, mapped by --success-exit){timing}");
+            format!(" (the child's {status}, mapped by --success-exit)")
+        };
+        match since {
+            Some(since) => log::info!(
+                event = "exiting", status = reported, child_status = status, elapsed_ms = millis(since);
+                "exiting with status {reported}{mapped}{timing}"
+            ),
+            None => log::info!(
+                event = "exiting", status = reported, child_status = status; "exiting with status {reported}{mapped}"
+            ),
         }
         reported
     }
@@ -321,11 +472,7 @@ impl Supervisor {
             Delivery::Sent => true,
             Delivery::Gone => false,
             Delivery::Failed(err) => {
-                log::warn!(
-                    "could not send {signal} to pid {} ({}): {err}",
-                    process.pid,
-                    process.name
-                );
+                log::warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
                 false
             }
         }
@@ -340,7 +487,7 @@ impl Supervisor {
             self.main.pid
         };
         if let Err(err) = sys::send_signal(target, signal.number()) {
-            log::warn!("could not forward {signal} to {}: {err}", self.target());
+            log::warn!(event = "error"; "could not forward {signal} to {}: {err}", self.target());
         }
     }
 
@@ -374,10 +521,10 @@ impl Supervisor {
             .map(|stopped_at| stopped_at.elapsed())
     }
 
-    fn until_deadline(&self) -> Duration {
-        match self.shutdown.phase() {
-            Phase::Stopping { deadline, .. } => deadline.saturating_duration_since(Instant::now()),
-            _ => self.until_next_deadline(),
+    fn until_grace_deadline(&self) -> Duration {
+        match self.shutdown.deadline() {
+            Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => self.until_next_deadline(),
         }
     }
 
@@ -402,10 +549,10 @@ fn describe_wait_status(raw_status: i32, status: u8) -> String {
     }
 }
 
-/// Who sent a signal: a pid of this namespace, or the kernel or another namespace (pid 0).
+/// Who sent a signal: a pid of this namespace, or (pid 0) the kernel or a process outside the namespace.
 fn sender(pid: i32) -> String {
     if pid == 0 {
-        "outside the namespace".to_string()
+        "the kernel or outside the namespace".to_string()
     } else {
         format!(
             "pid {pid}{}",
@@ -416,9 +563,32 @@ fn sender(pid: i32) -> String {
     }
 }
 
+/// `12,15`, for the JSON fields.
+fn pid_list(processes: &[Process]) -> String {
+    processes
+        .iter()
+        .map(|process| process.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `tee,controller`, for the JSON fields.
+fn name_list(processes: &[Process]) -> String {
+    processes
+        .iter()
+        .map(|process| process.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// `1.234s`, for measured times.
 fn seconds(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
+}
+
+/// Whole milliseconds, for the JSON fields.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `8s`, `1m 30s`, `500ms`, for configured durations: as the operator wrote them.

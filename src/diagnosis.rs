@@ -1,0 +1,166 @@
+//! Why a process is still alive: what /proc says of it (state, command line, parent, what it does with the
+//! signal it was sent) and a one-line hint for the classic causes of a hung shutdown.
+
+use std::fs;
+
+use crate::signals::Signal;
+use crate::tree::Process;
+
+/// The longest command line a diagnosis shows.
+const MAX_COMMAND_LINE: usize = 120;
+
+/// Shells that run a script's commands as children unless told to `exec` them.
+const SHELLS: [&str; 8] = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"];
+
+/// What a process does with a signal, from /proc/PID/status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// A handler is installed (`SigCgt`).
+    Catches,
+    /// Set to ignored (`SigIgn`): it never acts on it.
+    Ignores,
+    /// Blocked (`SigBlk`): pending until it unblocks it.
+    Blocks,
+    /// The default action.
+    Default,
+    /// /proc could not be read (it exited meanwhile).
+    Unknown,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Catches => "catches",
+            Disposition::Ignores => "ignores",
+            Disposition::Blocks => "blocks",
+            Disposition::Default => "default",
+            Disposition::Unknown => "unknown",
+        }
+    }
+}
+
+/// One process that is still alive, and why it may be.
+#[derive(Clone, Debug)]
+pub struct Diagnosis {
+    pub command_line: String,
+    /// What it does with the signal it was sent.
+    pub disposition: Disposition,
+    pub hint: &'static str,
+}
+
+/// Diagnoses `process`, which was sent `signal`; `has_children` tells whether processes of the tree are
+/// its children (a shell with children is the classic "did not exec" case).
+pub fn diagnose(process: &Process, signal: Signal, has_children: bool) -> Diagnosis {
+    let status = fs::read_to_string(format!("/proc/{}/status", process.pid)).unwrap_or_default();
+    let disposition = disposition(&status, signal);
+    let hint = hint(process, disposition, has_children);
+    Diagnosis {
+        command_line: command_line(process.pid),
+        disposition,
+        hint,
+    }
+}
+
+/// Whether `name` (a process name or a file name) is a shell.
+pub fn is_shell(name: &str) -> bool {
+    SHELLS.contains(&name)
+}
+
+fn hint(process: &Process, disposition: Disposition, has_children: bool) -> &'static str {
+    match process.state {
+        'D' => return "uninterruptible sleep: blocked in the kernel (I/O, a hung mount); even SIGKILL waits until that returns",
+        'T' | 't' => return "stopped: it cannot act on any signal until it is continued",
+        _ => {}
+    }
+    if is_shell(&process.name) && has_children {
+        return "a shell that did not exec its server: it does not pass SIGTERM on to its children (use `exec server`)";
+    }
+    match disposition {
+        Disposition::Ignores => "ignores the signal: only SIGKILL ends it",
+        Disposition::Blocks => "blocks the signal: it has not looked at it yet",
+        Disposition::Catches => {
+            "handles the signal but has not exited: still draining, or its handler does not exit"
+        }
+        Disposition::Default => {
+            "the signal's default action would end it: it was not sent one, or only just"
+        }
+        Disposition::Unknown => "it could not be inspected",
+    }
+}
+
+/// Reads `SigBlk`, `SigIgn` and `SigCgt` (hex masks, bit N-1 for signal N) for `signal`. Blocked comes
+/// first: a blocked signal waits whatever the handler is.
+fn disposition(status: &str, signal: Signal) -> Disposition {
+    let has = |field: &str| -> Option<bool> {
+        let line = status.lines().find(|line| line.starts_with(field))?;
+        let mask = u64::from_str_radix(line.get(field.len()..)?.trim(), 16).ok()?;
+        Some(mask & (1 << (signal.number() - 1)) != 0)
+    };
+    match (has("SigBlk:"), has("SigIgn:"), has("SigCgt:")) {
+        (Some(true), _, _) => Disposition::Blocks,
+        (_, Some(true), _) => Disposition::Ignores,
+        (_, _, Some(true)) => Disposition::Catches,
+        (Some(false), Some(false), Some(false)) => Disposition::Default,
+        _ => Disposition::Unknown,
+    }
+}
+
+/// /proc/PID/cmdline with spaces between the arguments, cut to [`MAX_COMMAND_LINE`] characters.
+fn command_line(pid: i32) -> String {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&raw)
+        .trim_end_matches('\0')
+        .replace('\0', " ");
+    if text.chars().count() <= MAX_COMMAND_LINE {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_COMMAND_LINE - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Name:\tx\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000004000\nSigCgt:\t0000000000000002\n";
+
+    #[test]
+    fn reads_dispositions_from_the_masks() {
+        let signal = |name: &str| name.parse::<Signal>().unwrap();
+        assert_eq!(disposition(STATUS, Signal::TERM), Disposition::Ignores); // 0x4000: bit 14, signal 15
+        assert_eq!(disposition(STATUS, signal("INT")), Disposition::Catches); // 0x2: bit 1, signal 2
+        assert_eq!(disposition(STATUS, signal("ALRM")), Disposition::Default);
+        let blocked = STATUS.replace("SigBlk:\t0000000000000000", "SigBlk:\t0000000000004000");
+        assert_eq!(disposition(&blocked, Signal::TERM), Disposition::Blocks);
+        assert_eq!(disposition("", Signal::TERM), Disposition::Unknown);
+    }
+
+    #[test]
+    fn hints_name_the_classic_causes() {
+        let process = |name: &str, state| Process {
+            pid: 2,
+            parent_pid: 1,
+            name: name.into(),
+            state,
+            start_time: 0,
+        };
+        assert!(hint(&process("sh", 'S'), Disposition::Default, true).contains("did not exec"));
+        assert!(hint(&process("sh", 'S'), Disposition::Default, false).contains("default action"));
+        assert!(
+            hint(&process("python3", 'S'), Disposition::Ignores, false).contains("only SIGKILL")
+        );
+        assert!(hint(&process("python3", 'T'), Disposition::Catches, false).contains("stopped"));
+        assert!(
+            hint(&process("python3", 'D'), Disposition::Catches, false).contains("uninterruptible")
+        );
+    }
+
+    #[test]
+    fn inspects_a_live_process() {
+        let me = crate::tree::read_process(std::process::id() as i32).unwrap();
+        let diagnosis = diagnose(&me, Signal::TERM, false);
+        assert!(!diagnosis.command_line.is_empty());
+        assert_ne!(diagnosis.disposition, Disposition::Unknown);
+    }
+}
