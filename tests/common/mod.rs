@@ -408,6 +408,14 @@ impl Drop for Running {
         // A failed test must not leave grace and its tree behind (in PID-1 mode --kill-child takes the
         // namespace along with unshare).
         if matches!(self.outer.try_wait(), Ok(None)) {
+            if self.mode == Mode::Subreaper && self.grace_pid > 0 {
+                // Outside a namespace grace's tree would outlive it: freeze grace (so it reaps and reparents
+                // nothing meanwhile), kill its descendants, then grace.
+                unsafe { libc::kill(self.grace_pid, libc::SIGSTOP) };
+                for process in descendants(self.grace_pid) {
+                    unsafe { libc::kill(process.pid, libc::SIGKILL) };
+                }
+            }
             let _ = self.outer.kill();
             let _ = self.outer.wait();
         }
@@ -658,4 +666,11 @@ fn snapshot_of(pid: i32) -> Option<ProcessSnapshot> {
         name,
         start_time,
     })
+}
+
+impl Running {
+    /// The output read so far, as a failure message shows it.
+    pub fn dump(&self) -> String {
+        dump(&self.seen)
+    }
 }
