@@ -5,9 +5,10 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 
 use crate::sys;
 
@@ -202,34 +203,50 @@ impl SignalSource {
         self.inherited_mask
     }
 
-    /// Waits until a signal is pending or `deadline` passes (`None`: wait for ever, with no wake-ups).
-    /// Returns whether signals are ready to read.
-    pub fn wait(&self, deadline: Option<Instant>) -> io::Result<bool> {
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, poll_timeout(deadline)) {
-            Ok(ready) => Ok(ready > 0),
-            Err(nix::errno::Errno::EINTR) => Ok(false),
-            Err(errno) => Err(errno.into()),
-        }
-    }
-
-    /// Reads every pending signal into `into` (cleared first). Never blocks.
-    pub fn read_pending(&self, into: &mut Vec<Received>) -> io::Result<()> {
+    /// Waits for signals until `deadline` (`None`: for ever, with no wake-ups) and reads every one that is
+    /// pending into `into` (cleared first); empty when the deadline passed first.
+    ///
+    /// Idle, this is one blocking `read`: one system call per wake-up, as few as an init can make. With a
+    /// deadline, `ppoll` waits with nanosecond precision (poll's milliseconds would make escalation up to
+    /// 1 ms late), and the read that follows finds signals ready.
+    pub fn next_signals(
+        &self,
+        deadline: Option<Instant>,
+        into: &mut Vec<Received>,
+    ) -> io::Result<()> {
         into.clear();
+        if let Some(deadline) = deadline {
+            if !self.ready_within(deadline.saturating_duration_since(Instant::now()))? {
+                return Ok(());
+            }
+        }
         let mut buffer = [0u8; SIGINFO_BYTES * SIGINFOS_PER_READ];
         loop {
             let read = match nix::unistd::read(self.fd.as_raw_fd(), &mut buffer) {
                 Ok(read) => read,
-                Err(nix::errno::Errno::EAGAIN) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),
             };
-            for record in buffer[..read].chunks_exact(SIGINFO_BYTES) {
-                into.extend(parse_siginfo(record));
-            }
-            if read < buffer.len() {
+            let records = buffer.get(..read).unwrap_or_default();
+            into.extend(
+                records
+                    .chunks_exact(SIGINFO_BYTES)
+                    .filter_map(parse_siginfo),
+            );
+            // A short read took everything pending; a full one may have left more, which must not block.
+            if read < buffer.len() || !self.ready_within(Duration::ZERO)? {
                 return Ok(());
             }
+        }
+    }
+
+    /// Whether a signal becomes readable within `timeout`.
+    fn ready_within(&self, timeout: Duration) -> io::Result<bool> {
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
+            Ok(ready) => Ok(ready > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(errno) => Err(errno.into()),
         }
     }
 }
@@ -243,15 +260,6 @@ fn parse_siginfo(record: &[u8]) -> Option<Received> {
     let signal = Signal::from_number(i32::try_from(field(0)?).ok()?)?;
     let sender_pid = i32::try_from(field(12)?).unwrap_or(0);
     Some(Received { signal, sender_pid })
-}
-
-/// Rounds up, so the loop never wakes a fraction of a millisecond early and spins.
-fn poll_timeout(deadline: Option<Instant>) -> PollTimeout {
-    let Some(deadline) = deadline else {
-        return PollTimeout::NONE; // idle: block until a signal arrives
-    };
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    PollTimeout::try_from(remaining.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub fn set_signal_mask(mask: SignalMask) -> io::Result<SignalMask> {
     }
 }
 
-/// Opens a non-blocking, close-on-exec signalfd that reads every signal in `mask`.
+/// Opens a blocking, close-on-exec signalfd that reads every signal in `mask`.
 pub fn open_signalfd(mask: SignalMask) -> io::Result<OwnedFd> {
     // SAFETY: `mask` is a live 8-byte mask and the size matches; -1 asks for a new descriptor.
     let fd = unsafe {
@@ -54,7 +54,7 @@ pub fn open_signalfd(mask: SignalMask) -> io::Result<OwnedFd> {
             -1,
             &mask as *const SignalMask,
             KERNEL_MASK_BYTES,
-            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+            libc::SFD_CLOEXEC,
         )
     };
     owned_fd(fd)
