@@ -1,0 +1,250 @@
+//! Command-line options (hand-parsed: the bench keeps to one dependency, libc).
+
+use crate::error::{bail, Context, Result};
+use crate::inits::GraceChoice;
+use crate::scenarios;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The usage text.
+pub const USAGE: &str = "\
+grace-bench: runs grace and each installed peer init (tini, tini-static, dumb-init, catatonit)
+as PID 1 of fresh PID namespaces, interleaved trial by trial, and prints a markdown table.
+Needs root (unshare --pid). The table goes to stdout, progress and notes to stderr.
+
+usage: cargo run --release --manifest-path bench/Cargo.toml -- [OPTIONS]
+
+options:
+  --quick                 smoke run: 2 s idle window, few trials, 2,000 orphans
+  --grace PATH            grace binary (else $GRACE_BIN, else ../target/x86_64-unknown-linux-musl/
+                          release/grace, then ../target/release/grace, relative to bench/)
+  --no-grace              bench the peers only
+  --inits LIST            only these, comma-separated (grace,tini,tini-static,dumb-init,catatonit)
+  --rows LIST             only these row groups, comma-separated
+                          (size,idle,signals,reaping,startup,escalation; default all)
+  --idle-window SECONDS   idle measurement window (default 10; quick 2)
+  --idle-rounds N         idle windows, all inits side by side in each (default 3; quick 1)
+  --signal-trials N       SIGTERM forwarding/shutdown trials per init (default 300; quick 30)
+  --orphans N             orphans per reaping trial (default 20000; quick 2000)
+  --reap-trials N         reaping trials per init (default 3; quick 1)
+  --startup-trials N      start-up trials per init (default 200; quick 30)
+  --escalation-trials N   grace escalation trials, about 1 s each (default 10; quick 2)
+  --stamp-child PATH      the child program (default: stamp-child beside grace-bench)
+  --log-dir DIR           where each init's stderr is kept (default: a directory under /tmp)
+  --samples FILE          also write every sample as CSV (metric,init,trial,value)
+  -h, --help              this text
+";
+
+/// Validated options.
+pub struct Options {
+    /// The smoke-run defaults are in force.
+    pub quick: bool,
+    /// Where grace comes from.
+    pub grace: GraceChoice,
+    /// Only these inits.
+    pub only: Option<Vec<String>>,
+    /// Only these row groups (all when `None`).
+    pub rows: Option<Vec<String>>,
+    /// The idle measurement window.
+    pub idle_window: Duration,
+    /// How many idle windows.
+    pub idle_rounds: usize,
+    /// Signal forwarding trials per init.
+    pub signal_trials: usize,
+    /// Orphans per reaping trial.
+    pub orphans: u32,
+    /// Reaping trials per init.
+    pub reap_trials: usize,
+    /// Start-up trials per init.
+    pub startup_trials: usize,
+    /// Escalation trials (grace only).
+    pub escalation_trials: usize,
+    /// An explicit child program.
+    pub stamp_child: Option<PathBuf>,
+    /// An explicit directory for the inits' stderr.
+    pub log_dir: Option<PathBuf>,
+    /// Where to write every sample as CSV.
+    pub samples: Option<PathBuf>,
+}
+
+/// What the command line asks for.
+pub enum Parsed {
+    /// Run the bench.
+    Run(Box<Options>),
+    /// Print the usage.
+    Help,
+}
+
+/// Parses the arguments (without the program name). Explicit values win over `--quick`
+/// wherever they appear.
+pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
+    let mut quick = false;
+    let mut grace = None;
+    let mut no_grace = false;
+    let mut only = None;
+    let mut rows = None;
+    let mut idle_window = None;
+    let mut idle_rounds = None;
+    let mut signal_trials = None;
+    let mut orphans = None;
+    let mut reap_trials = None;
+    let mut startup_trials = None;
+    let mut escalation_trials = None;
+    let mut stamp_child = None;
+    let mut log_dir = None;
+    let mut samples = None;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match inline.clone() {
+                Some(value) => Ok(value),
+                None => args.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "--quick" => quick = true,
+            "--no-grace" => no_grace = true,
+            "--grace" => grace = Some(PathBuf::from(value()?)),
+            "--inits" => {
+                let names: Vec<String> = value()?
+                    .split(',')
+                    .map(|name| name.trim().to_owned())
+                    .collect();
+                for name in &names {
+                    if !["grace", "tini", "tini-static", "dumb-init", "catatonit"]
+                        .contains(&name.as_str())
+                    {
+                        bail!("--inits: unknown init {name:?}");
+                    }
+                }
+                only = Some(names);
+            }
+            "--rows" => {
+                let names: Vec<String> = value()?
+                    .split(',')
+                    .map(|name| name.trim().to_owned())
+                    .collect();
+                for name in &names {
+                    if !scenarios::GROUPS.iter().any(|(group, _)| group == name) {
+                        bail!("--rows: unknown row group {name:?}");
+                    }
+                }
+                rows = Some(names);
+            }
+            "--idle-window" => idle_window = Some(parse_seconds(&value()?)?),
+            "--idle-rounds" => idle_rounds = Some(parse_count(&flag, &value()?)?),
+            "--signal-trials" => signal_trials = Some(parse_count(&flag, &value()?)?),
+            "--orphans" => orphans = Some(parse_count(&flag, &value()?)? as u32),
+            "--reap-trials" => reap_trials = Some(parse_count(&flag, &value()?)?),
+            "--startup-trials" => startup_trials = Some(parse_count(&flag, &value()?)?),
+            "--escalation-trials" => escalation_trials = Some(parse_count(&flag, &value()?)?),
+            "--stamp-child" => stamp_child = Some(PathBuf::from(value()?)),
+            "--log-dir" => log_dir = Some(PathBuf::from(value()?)),
+            "--samples" => samples = Some(PathBuf::from(value()?)),
+            _ => bail!("unknown argument {arg:?} (see --help)"),
+        }
+    }
+
+    let grace = if no_grace {
+        GraceChoice::Skip
+    } else if let Some(path) = grace {
+        GraceChoice::Path(path)
+    } else {
+        match std::env::var_os("GRACE_BIN").filter(|value| !value.is_empty()) {
+            Some(path) => GraceChoice::Path(PathBuf::from(path)),
+            None => GraceChoice::Default,
+        }
+    };
+    let pick = |explicit: Option<usize>, full: usize, smoke: usize| {
+        explicit.unwrap_or(if quick { smoke } else { full })
+    };
+    Ok(Parsed::Run(Box::new(Options {
+        quick,
+        grace,
+        only,
+        rows,
+        idle_window: idle_window.unwrap_or(Duration::from_secs(if quick { 2 } else { 10 })),
+        idle_rounds: pick(idle_rounds, 3, 1),
+        signal_trials: pick(signal_trials, 300, 30),
+        orphans: orphans.unwrap_or(if quick { 2000 } else { 20_000 }),
+        reap_trials: pick(reap_trials, 3, 1),
+        startup_trials: pick(startup_trials, 200, 30),
+        escalation_trials: pick(escalation_trials, 10, 2),
+        stamp_child,
+        log_dir,
+        samples,
+    })))
+}
+
+impl Options {
+    /// Whether the row group `name` is to be measured.
+    pub fn wants(&self, name: &str) -> bool {
+        self.rows
+            .as_ref()
+            .map_or(true, |rows| rows.iter().any(|row| row == name))
+    }
+}
+
+fn parse_count(flag: &str, value: &str) -> Result<usize> {
+    value
+        .parse::<usize>()
+        .with_context(|| format!("{flag}: {value:?} is not a count"))
+}
+
+/// Seconds, optionally suffixed with `s` (`10`, `2.5`, `10s`).
+fn parse_seconds(value: &str) -> Result<Duration> {
+    let number = value.strip_suffix('s').unwrap_or(value);
+    let seconds: f64 = number
+        .parse()
+        .with_context(|| format!("--idle-window: {value:?} is not a number of seconds"))?;
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        bail!("--idle-window must be positive");
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str]) -> Options {
+        match parse(args.iter().map(|arg| arg.to_string())).unwrap() {
+            Parsed::Run(options) => *options,
+            Parsed::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn explicit_values_win_over_quick_in_any_order() {
+        let quick = options(&["--signal-trials", "7", "--quick", "--idle-window=3s"]);
+        assert!(quick.quick);
+        assert_eq!(quick.signal_trials, 7);
+        assert_eq!(quick.idle_window, Duration::from_secs(3));
+        assert_eq!(quick.orphans, 2000);
+        let full = options(&[]);
+        assert_eq!(
+            (full.signal_trials, full.orphans, full.idle_rounds),
+            (300, 20_000, 3)
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        assert!(parse(["--signal-trials".to_owned()]).is_err());
+        assert!(parse(["--inits=tini,runit".to_owned()]).is_err());
+        assert!(parse(["--idle-window=0".to_owned()]).is_err());
+        assert!(parse(["--frobnicate".to_owned()]).is_err());
+        assert!(parse(["--rows=idle,latency".to_owned()]).is_err());
+        assert!(options(&["--rows", "idle,reaping"]).wants("reaping"));
+        assert!(!options(&["--rows", "idle"]).wants("signals"));
+        assert!(options(&[]).wants("signals"));
+    }
+}
