@@ -48,12 +48,32 @@ pub struct Diagnosis {
     pub hint: &'static str,
 }
 
-/// Diagnoses `process`, which was sent `signal`; `has_children` tells whether processes of the tree are
+/// Diagnoses `process` for `signal` (sent to it already, or about to be); `has_children` tells whether processes of the tree are
 /// its children (a shell with children is the classic "did not exec" case).
-pub fn diagnose(process: &Process, signal: Signal, has_children: bool) -> Diagnosis {
+pub fn diagnose(
+    process: &Process,
+    signal: Signal,
+    already_sent: bool,
+    has_children: bool,
+) -> Diagnosis {
     let status = fs::read_to_string(format!("/proc/{}/status", process.pid)).unwrap_or_default();
     let disposition = disposition(&status, signal);
-    let hint = hint(process, disposition, has_children);
+    // Whether it has taken the signal only means something once the signal was sent.
+    let taken = if already_sent {
+        Taken {
+            pending: is_pending(&status, signal),
+            // While a process waits in sigwaitinfo the kernel unblocks the signals it waits for, so /proc
+            // shows them as neither blocked nor caught: its wait channel tells.
+            in_sigwait: fs::read_to_string(format!("/proc/{}/wchan", process.pid))
+                .is_ok_and(|wchan| wchan.contains("sigtimedwait")),
+        }
+    } else {
+        Taken {
+            pending: true,
+            in_sigwait: false,
+        }
+    };
+    let hint = hint(process, disposition, taken, has_children);
     Diagnosis {
         command_line: command_line(process.pid),
         disposition,
@@ -66,7 +86,19 @@ pub fn is_shell(name: &str) -> bool {
     SHELLS.contains(&name)
 }
 
-fn hint(process: &Process, disposition: Disposition, has_children: bool) -> &'static str {
+/// Whether the signal is still waiting to be taken, and whether the process is waiting for signals.
+#[derive(Clone, Copy, Debug, Default)]
+struct Taken {
+    pending: bool,
+    in_sigwait: bool,
+}
+
+fn hint(
+    process: &Process,
+    disposition: Disposition,
+    taken: Taken,
+    has_children: bool,
+) -> &'static str {
     match process.state {
         'D' => return "uninterruptible sleep: blocked in the kernel (I/O, a hung mount); even SIGKILL waits until that returns",
         'T' | 't' => return "stopped: it cannot act on any signal until it is continued",
@@ -77,9 +109,15 @@ fn hint(process: &Process, disposition: Disposition, has_children: bool) -> &'st
     }
     match disposition {
         Disposition::Ignores => "ignores the signal: only SIGKILL ends it",
-        Disposition::Blocks => "blocks the signal: it has not looked at it yet",
+        Disposition::Blocks if taken.pending => "blocks the signal: it has not looked at it yet",
+        Disposition::Blocks => {
+            "blocks the signal and took it (signalfd or sigwait), but has not exited"
+        }
         Disposition::Catches => {
             "handles the signal but has not exited: still draining, or its handler does not exit"
+        }
+        Disposition::Default if taken.in_sigwait => {
+            "waits for signals in sigwaitinfo: it took the signal but has not exited"
         }
         Disposition::Default => {
             "the signal's default action would end it: it was not sent one, or only just"
@@ -103,6 +141,17 @@ fn disposition(status: &str, signal: Signal) -> Disposition {
         (Some(false), Some(false), Some(false)) => Disposition::Default,
         _ => Disposition::Unknown,
     }
+}
+
+/// Whether `signal` is pending for the thread (`SigPnd`) or the process (`ShdPnd`).
+fn is_pending(status: &str, signal: Signal) -> bool {
+    ["SigPnd:", "ShdPnd:"].iter().any(|field| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (signal.number() - 1)) != 0)
+    })
 }
 
 /// /proc/PID/cmdline with spaces between the arguments, cut to [`MAX_COMMAND_LINE`] characters.
@@ -134,6 +183,11 @@ mod tests {
         let blocked = STATUS.replace("SigBlk:\t0000000000000000", "SigBlk:\t0000000000004000");
         assert_eq!(disposition(&blocked, Signal::TERM), Disposition::Blocks);
         assert_eq!(disposition("", Signal::TERM), Disposition::Unknown);
+        assert!(is_pending(
+            "SigPnd:\t0000000000000000\nShdPnd:\t0000000000004000\n",
+            Signal::TERM
+        ));
+        assert!(!is_pending(STATUS, Signal::TERM));
     }
 
     #[test]
@@ -145,21 +199,73 @@ mod tests {
             state,
             start_time: 0,
         };
-        assert!(hint(&process("sh", 'S'), Disposition::Default, true).contains("did not exec"));
-        assert!(hint(&process("sh", 'S'), Disposition::Default, false).contains("default action"));
-        assert!(
-            hint(&process("python3", 'S'), Disposition::Ignores, false).contains("only SIGKILL")
-        );
-        assert!(hint(&process("python3", 'T'), Disposition::Catches, false).contains("stopped"));
-        assert!(
-            hint(&process("python3", 'D'), Disposition::Catches, false).contains("uninterruptible")
-        );
+        let none = Taken::default();
+        let pending = Taken {
+            pending: true,
+            in_sigwait: false,
+        };
+        let waiting = Taken {
+            pending: false,
+            in_sigwait: true,
+        };
+        let cases = [
+            ("sh", 'S', Disposition::Default, none, true, "did not exec"),
+            (
+                "sh",
+                'S',
+                Disposition::Default,
+                none,
+                false,
+                "default action",
+            ),
+            (
+                "python3",
+                'S',
+                Disposition::Default,
+                waiting,
+                false,
+                "sigwaitinfo",
+            ),
+            (
+                "python3",
+                'S',
+                Disposition::Ignores,
+                none,
+                false,
+                "only SIGKILL",
+            ),
+            (
+                "python3",
+                'S',
+                Disposition::Blocks,
+                pending,
+                false,
+                "not looked",
+            ),
+            ("python3", 'S', Disposition::Blocks, none, false, "took it"),
+            ("python3", 'T', Disposition::Catches, none, false, "stopped"),
+            (
+                "python3",
+                'D',
+                Disposition::Catches,
+                none,
+                false,
+                "uninterruptible",
+            ),
+        ];
+        for (name, state, disposition, taken, has_children, expected) in cases {
+            let text = hint(&process(name, state), disposition, taken, has_children);
+            assert!(
+                text.contains(expected),
+                "{name} {state} {disposition:?} {taken:?}: {text}"
+            );
+        }
     }
 
     #[test]
     fn inspects_a_live_process() {
         let me = crate::tree::read_process(std::process::id() as i32).unwrap();
-        let diagnosis = diagnose(&me, Signal::TERM, false);
+        let diagnosis = diagnose(&me, Signal::TERM, true, false);
         assert!(!diagnosis.command_line.is_empty());
         assert_ne!(diagnosis.disposition, Disposition::Unknown);
     }

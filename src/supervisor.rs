@@ -267,7 +267,7 @@ impl Supervisor {
         if log::log_enabled!(log::Level::Debug) {
             for process in &rest {
                 let has_children = members.iter().any(|other| other.parent_pid == process.pid);
-                let diagnosis = diagnosis::diagnose(process, Signal::TERM, has_children);
+                let diagnosis = diagnosis::diagnose(process, Signal::TERM, false, has_children);
                 self.log_diagnosis(process, Signal::TERM, &diagnosis, log::Level::Debug);
             }
         }
@@ -281,8 +281,8 @@ impl Supervisor {
         if !signalled.is_empty() {
             log::info!(
                 event = "terminating", count = signalled.len(), pids:% = pid_list(&signalled), names:% = name_list(&signalled);
-                "{why}: {} processes remain, sending SIGTERM: {}; SIGKILL in {}",
-                signalled.len(), tree::describe(&signalled), seconds(self.until_next_deadline()),
+                "{why}: {} {}, sending SIGTERM: {}; SIGKILL in {}",
+                processes(signalled.len()), if signalled.len() == 1 { "remains" } else { "remain" }, tree::describe(&signalled), seconds(self.until_next_deadline()),
             );
         }
     }
@@ -302,8 +302,8 @@ impl Supervisor {
         log::warn!(
             event = "final_signal", signal:% = signal, count = signalled.len(), pids:% = pid_list(&signalled),
             names:% = name_list(&signalled);
-            "final signal {signal} to {} processes: {}; SIGKILL in {}",
-            signalled.len(), tree::describe(&signalled), seconds(self.until_next_deadline()),
+            "final signal {signal} to {}: {}; SIGKILL in {}",
+            processes(signalled.len()), tree::describe(&signalled), seconds(self.until_next_deadline()),
         );
     }
 
@@ -345,27 +345,40 @@ impl Supervisor {
                     (
                         process,
                         sent,
-                        diagnosis::diagnose(process, sent, has_children),
+                        diagnosis::diagnose(process, sent, true, has_children),
                     )
                 })
                 .collect()
         };
         let killed = self.kill_listed(&members);
         if !diagnoses.is_empty() {
-            log::warn!(event = "deadline", reason = reason_name, count = diagnoses.len(); "{why}: {} processes still alive", diagnoses.len());
+            log::warn!(event = "deadline", reason = reason_name, count = diagnoses.len(); "{why}: {} still alive", processes(diagnoses.len()));
             for (process, sent, diagnosis) in &diagnoses {
                 self.log_diagnosis(process, *sent, diagnosis, log::Level::Warn);
             }
         }
-        let elapsed = self.since_stop().map(millis).unwrap_or_default();
-        if !killed.is_empty() {
-            log::warn!(
-                event = "escalated", reason = reason_name, count = killed.len(), pids:% = pid_list(&killed),
-                names:% = name_list(&killed), elapsed_ms = elapsed;
-                "{why}: SIGKILL to {} processes: {}", killed.len(), tree::describe(&killed)
-            );
+        let message = if !killed.is_empty() {
+            format!(
+                "{why}: SIGKILL to {}: {}",
+                processes(killed.len()),
+                tree::describe(&killed)
+            )
         } else if self.main_status.is_none() && !self.tree.can_list() {
-            log::warn!(event = "escalated", reason = reason_name, elapsed_ms = elapsed; "{why}: SIGKILL to the main child {}", self.target());
+            format!("{why}: SIGKILL to the main child {}", self.target())
+        } else {
+            return;
+        };
+        let (count, pids, names) = (killed.len(), pid_list(&killed), name_list(&killed));
+        // elapsed_ms counts from the stop signal, so a cleanup after the main child exited on its own has none.
+        match self.since_stop() {
+            Some(since) => log::warn!(
+                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
+                elapsed_ms = millis(since); "{message}"
+            ),
+            None => log::warn!(
+                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str();
+                "{message}"
+            ),
         }
     }
 
@@ -438,7 +451,7 @@ impl Supervisor {
         }
         log::error!(
             event = "gave_up", count = survivors.len();
-            "giving up on {} processes that did not exit {} after SIGKILL", survivors.len(), configured(UNKILLABLE_WAIT)
+            "giving up on {} that did not exit {} after SIGKILL", processes(survivors.len()), configured(UNKILLABLE_WAIT)
         );
     }
 
@@ -464,9 +477,9 @@ impl Supervisor {
             if !left.is_empty() {
                 log::warn!(
                     event = "shell_did_not_exec", pid = pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
-                    "the main child was a shell and {} processes outlived it: {}; a shell that does not `exec` its server \
+                    "the main child was a shell and {} outlived it: {}; a shell that does not `exec` its server \
                      does not pass signals on to it (use `exec server` in the script, or run the server directly)",
-                    left.len(), tree::describe(&left),
+                    processes(left.len()), tree::describe(&left),
                 );
             }
         }
@@ -594,6 +607,15 @@ fn sender(pid: i32) -> String {
                 .map(|process| format!(" ({})", process.name))
                 .unwrap_or_default()
         )
+    }
+}
+
+/// `1 process`, `3 processes`.
+fn processes(count: usize) -> String {
+    if count == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{count} processes")
     }
 }
 

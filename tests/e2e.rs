@@ -293,6 +293,21 @@ fn named_processes(line: &str, marker: &str) -> Vec<Named> {
         .collect()
 }
 
+/// What follows `marker` in `line`.
+fn after<'a>(line: &'a str, marker: &str) -> &'a str {
+    line.split_once(marker)
+        .map_or_else(|| panic!("{marker:?} not in {line:?}"), |(_, rest)| rest)
+}
+
+/// `1 process`, `3 processes`, as grace writes counts.
+fn processes(count: usize) -> String {
+    if count == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{count} processes")
+    }
+}
+
 fn names(processes: &[Named]) -> Vec<&str> {
     processes.iter().map(|(_, name)| name.as_str()).collect()
 }
@@ -418,7 +433,7 @@ fn gunicorn_drains_the_request_in_flight() {
     // The request needed 3 s from its start and the stop came right after it: gunicorn waited for it.
     assert!(main_exit >= 1.0, "{}", finished.dump());
     // Nothing was left for grace to signal: the workers had all exited before the master.
-    expect_no_line(&finished, Stream::Stderr, "processes remain");
+    expect_no_line(&finished, Stream::Stderr, "sending SIGTERM: ");
     expect_no_line(&finished, Stream::Stderr, "SIGKILL to ");
     eprintln!(
         "figures: gunicorn: 200 after {:.3}s from SIGTERM; main child exited {main_exit:.3}s, \
@@ -489,7 +504,7 @@ fn uvicorn_drains_and_leaves_no_process_behind() {
             finished
                 .log()
                 .into_iter()
-                .find(|line| line.contains("processes remain"))
+                .find(|line| line.contains("sending SIGTERM: "))
         );
     }
 }
@@ -699,8 +714,7 @@ fn standin_clean_stop(mode: Mode) {
     );
     // Every controller got SIGTERM (they print it: c1, c2 die of it, c3 ignores it), all at once, in one
     // sweep that grace logged with their names; then SIGKILL went to c3 alone.
-    let (terminate_index, terminate_line) =
-        log_line(&finished, "processes remain, sending SIGTERM: ");
+    let (terminate_index, terminate_line) = log_line(&finished, ", sending SIGTERM: ");
     let terminated = named_processes(terminate_line, "sending SIGTERM: ");
     for (index, pid) in controllers.iter().enumerate() {
         let name = format!("controller-c{}", index + 1);
@@ -736,17 +750,14 @@ fn standin_clean_stop(mode: Mode) {
         "{kill_line}"
     );
     assert_eq!(
-        named_processes(kill_line, "processes: "),
+        named_processes(after(kill_line, "SIGKILL to "), ": "),
         [(controllers[2], "controller-c3".to_string())],
         "{kill_line}"
     );
     assert_eq!(count(&finished, "SIGKILL to "), 1, "{}", finished.dump());
     // Before the SIGKILL, grace said why c3 was still alive: it handles SIGTERM and has not exited.
-    let (_, alive_line) = log_line(&finished, "processes still alive");
-    assert!(
-        alive_line.contains("1 processes still alive"),
-        "{alive_line}"
-    );
+    let (_, alive_line) = log_line(&finished, " still alive");
+    assert!(alive_line.contains("1 process still alive"), "{alive_line}");
     let (_, why_line) = log_line(
         &finished,
         &format!("pid {} (controller-c3), parent ", controllers[2]),
@@ -781,7 +792,7 @@ fn standin_clean_stop(mode: Mode) {
          grace {grace_exit:.3}s after the stop (test: {:.3}s); SIGTERM: {:?}; SIGKILL: {:?}",
         finished.at.duration_since(stopped).as_secs_f64(),
         names(&terminated),
-        names(&named_processes(kill_line, "processes: "))
+        names(&named_processes(after(kill_line, "SIGKILL to "), ": "))
     );
 }
 
@@ -878,7 +889,7 @@ fn broken_setup(command: &[String]) -> BrokenRun {
     let (_, terminate_line) = log_line(&finished, "main child has exited: ");
     let terminated = named_processes(terminate_line, "sending SIGTERM: ");
     let (_, kill_line) = log_line(&finished, "cleanup timeout of 2s expired: SIGKILL to ");
-    let killed = named_processes(kill_line, "processes: ");
+    let killed = named_processes(after(kill_line, "SIGKILL to "), ": ");
     // The server's whole tree was left behind by the shell and got SIGTERM from grace.
     for name in [
         "supervisor",
@@ -917,9 +928,9 @@ fn broken_setup(command: &[String]) -> BrokenRun {
         );
     }
     // ... and each process still alive at the deadline is named, with what it does with SIGTERM.
-    let (_, alive_line) = log_line(&finished, "processes still alive");
+    let (_, alive_line) = log_line(&finished, " still alive");
     assert!(
-        alive_line.contains(&format!("{} processes still alive", killed.len())),
+        alive_line.contains(&format!("{} still alive", processes(killed.len()))),
         "{alive_line}"
     );
     for (pid, name) in &killed {

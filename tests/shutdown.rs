@@ -105,7 +105,7 @@ fn child_ignoring_term_is_killed_at_the_grace_period_and_not_before() {
                     &kill.text,
                     "grace period",
                     1,
-                    &format!("SIGKILL to 1 processes: {pid} (python3)")
+                    &format!("SIGKILL to 1 process: {pid} (python3)")
                 ),
             "{mode:?}: {:?}",
             kill.text
@@ -128,7 +128,7 @@ fn zero_grace_period_kills_at_once() {
         assert_eq!(finished.code(), 137, "{mode:?}\n{output}");
         finished.line(
             Stream::Stderr,
-            &format!("grace period is 0: SIGKILL to 1 processes: {pid} (python3)"),
+            &format!("grace period is 0: SIGKILL to 1 process: {pid} (python3)"),
         );
         assert_on_time("grace's exit", sent, finished.at, Duration::ZERO, &output);
     }
@@ -236,7 +236,7 @@ fn daemon_handling_term_gets_it_after_the_main_child_exits_and_one_ignoring_it_i
                 &kill.text,
                 "cleanup timeout",
                 1,
-                &format!("SIGKILL to 1 processes: {bad} (python3)")
+                &format!("SIGKILL to 1 process: {bad} (python3)")
             ),
             "{mode:?}: {:?}",
             kill.text
@@ -338,9 +338,7 @@ fn daemon_gets_term_when_the_main_child_exits_on_its_own() {
         finished.line(Stream::Stderr, "exited with status 5");
         finished.line(
             Stream::Stderr,
-            &format!(
-                "main child has exited: 1 processes remain, sending SIGTERM: {good} (python3)"
-            ),
+            &format!("main child has exited: 1 process remains, sending SIGTERM: {good} (python3)"),
         );
         assert!(
             !finished.has(Stream::Stderr, "received SIG")

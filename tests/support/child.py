@@ -22,6 +22,30 @@ Usage: child.py MODE [ARGS...]
                          ignore signals N..., with --fd open an inheritable descriptor (print "fd N"),
                          then exec PROGRAM (found in PATH) in place of this process
   popen PROGRAM ARGS...  start PROGRAM as a child, print "popen pid P", and wait to be killed
+  stderr-then TEXT MODE ARGS...
+                         write TEXT to stderr, then exec child.py MODE ARGS... in this same process
+  survivors              the tree of a hung shutdown: ignore SIGTERM, start the `survivor` children catcher,
+                         blocker, stopper, and ignorer under `sh -c '...; true'` (a shell that did not exec),
+                         print "survivor main pid P parent Q name N cmdline C", then report each stop of
+                         the stopper ("stopper stopped"), and its continues ("stopper continued") when they
+                         are seen: a stop that follows at once hides one
+  survivor ROLE          one process of that tree; prints "survivor ROLE pid P parent Q name N cmdline C" (N:
+                         its comm, C: its cmdline, arguments joined by spaces), then waits to be killed:
+      catcher            handles SIGTERM: prints "survivor catcher got TERM", starts `survivor hook` once
+      blocker            blocks SIGTERM
+      stopper            handles SIGTERM (prints "survivor stopper got TERM"); stops itself with SIGSTOP
+                         again each time it is continued
+      ignorer            ignores SIGTERM; also prints "survivor shell pid …" for its parent, the shell
+      hook               SIGTERM at its default action
+  orphan-bursts N,...    print "ready pid P"; on the Kth SIGUSR1 make N orphans, the Kth count of the list (the
+                         last one once the list runs out; they are children of a process that exits at once),
+                         and print "orphaned N burst K"; on SIGTERM print "got TERM", exit 0
+  fork-chains C H MARKER ignore SIGTERM, start C chains of H hops (each hop forks the next and exits at once,
+                         so every hop is an orphan), print "chains ready", and wait; a chain's last hop prints
+                         "chain complete" and waits. MARKER only tags the command line, for the test to find
+  handle-term-after MS CODE
+                         print "ready pid P"; on SIGTERM print "got TERM", take MS milliseconds more, print
+                         "done", exit CODE
 """
 import os
 import signal
@@ -183,6 +207,80 @@ def mode_with_daemons(args):
     os.execv(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)] + rest)
 
 
+def mode_stderr_then(args):
+    sys.stderr.write(args[0] + "\n")
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)] + args[1:])
+
+
+def describe(role, pid):
+    """`survivor ROLE pid P parent Q name N cmdline C`, from /proc, as grace's diagnosis reads it."""
+    with open(f"/proc/{pid}/stat") as stat:
+        head, rest = stat.read().rsplit(")", 1)
+    name, parent = head.split("(", 1)[1], rest.split()[1]
+    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+        words = cmdline.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    return f"survivor {role} pid {pid} parent {parent} name {name} cmdline {words}"
+
+
+def start_survivor(role):
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-u", os.path.abspath(__file__), "survivor", role])
+
+
+def mode_survivors():
+    import shlex
+    import subprocess
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the children, and kept by the shell
+    for role in ("catcher", "blocker"):
+        start_survivor(role)
+    stopper = start_survivor("stopper")
+    ignorer = [sys.executable, "-u", os.path.abspath(__file__), "survivor", "ignorer"]
+    # `; true` keeps the shell from exec-ing its last command: it stays, as the ignorer's parent.
+    subprocess.Popen(["sh", "-c", " ".join(shlex.quote(word) for word in ignorer) + "; true"])
+    say(describe("main", os.getpid()))
+    while True:
+        _, status = os.waitpid(stopper.pid, os.WUNTRACED | os.WCONTINUED)
+        if os.WIFSTOPPED(status):
+            say("stopper stopped")
+        elif os.WIFCONTINUED(status):
+            say("stopper continued")
+        else:
+            say("stopper exited")
+            wait_forever()
+
+
+def mode_survivor(role):
+    if role == "catcher":
+        hooks = []
+
+        def on_term(_signum, _frame):
+            say("survivor catcher got TERM")
+            if not hooks:
+                hooks.append(start_survivor("hook"))
+
+        signal.signal(signal.SIGTERM, on_term)
+    elif role == "blocker":
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    elif role == "stopper":
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: say("survivor stopper got TERM"))
+    elif role == "ignorer":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        say(describe("shell", os.getppid()))
+    elif role == "hook":
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    else:
+        sys.exit(f"child.py survivor: unknown role {role}")
+    say(describe(role, os.getpid()))
+    if role == "stopper":
+        while True:
+            os.kill(os.getpid(), signal.SIGSTOP)
+    wait_forever()
+
+
 def mode_terminal():
     """Say whether this process's group is the terminal's foreground group, then wait for Ctrl-C."""
     def on_interrupt(_signum, _frame):
@@ -192,6 +290,59 @@ def mode_terminal():
     signal.signal(signal.SIGINT, on_interrupt)
     foreground = os.tcgetpgrp(0) == os.getpgrp()
     say(f"ready foreground={'yes' if foreground else 'no'}")
+    wait_forever()
+
+
+def make_orphans(count):
+    """An intermediate posix_spawns COUNT /bin/true and exits: they are orphaned, and go to grace."""
+    intermediate = os.fork()
+    if intermediate == 0:
+        for _ in range(count):
+            os.posix_spawn("/bin/true", ["true"], {})
+        os._exit(0)
+    os.waitpid(intermediate, 0)
+
+
+def mode_orphan_bursts(counts):
+    wanted = {signal.SIGUSR1, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    say(f"ready pid {os.getpid()}")
+    burst = 0
+    while True:
+        info = signal.sigwaitinfo(wanted)
+        if info.si_signo == signal.SIGTERM:
+            say("got TERM")
+            return
+        count = counts[min(burst, len(counts) - 1)]
+        burst += 1
+        make_orphans(count)
+        say(f"orphaned {count} burst {burst}")
+
+
+def mode_fork_chains(chains, hops):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by every hop: only SIGKILL ends them
+    for _ in range(chains):
+        if os.fork() == 0:
+            for _ in range(hops):
+                if os.fork() != 0:
+                    os._exit(0)  # the next hop is orphaned and goes to grace
+            say("chain complete")
+            wait_forever()
+    say("chains ready")
+    wait_forever()
+
+
+def mode_handle_term_after(milliseconds, code):
+    import time
+
+    def on_term(_signum, _frame):
+        say("got TERM")
+        time.sleep(milliseconds / 1000)
+        say("done")
+        os._exit(code)
+
+    signal.signal(signal.SIGTERM, on_term)
+    say(f"ready pid {os.getpid()}")
     wait_forever()
 
 
@@ -217,6 +368,18 @@ def main():
         mode_popen(args)
     elif mode == "with-daemons":
         mode_with_daemons(args)
+    elif mode == "stderr-then":
+        mode_stderr_then(args)
+    elif mode == "survivors":
+        mode_survivors()
+    elif mode == "survivor":
+        mode_survivor(args[0])
+    elif mode == "orphan-bursts":
+        mode_orphan_bursts([int(count) for count in args[0].split(",")])
+    elif mode == "fork-chains":
+        mode_fork_chains(int(args[0]), int(args[1]))
+    elif mode == "handle-term-after":
+        mode_handle_term_after(int(args[0]), int(args[1]))
     else:
         sys.exit(f"child.py: unknown mode {mode}")
 
