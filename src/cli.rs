@@ -83,8 +83,9 @@ pub enum Request {
 pub struct UsageError(pub String);
 
 impl fmt::Display for UsageError {
+    /// Always one line: a newline in a value the user gave is shown escaped.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&crate::logging::one_line(&self.0))
     }
 }
 
@@ -468,6 +469,171 @@ mod tests {
             let err = parse(arguments.iter().copied()).unwrap_err();
             assert!(err.0.contains(expected), "{arguments:?}: {err}");
             assert!(!err.0.contains('\n'), "{arguments:?}: {err}");
+        }
+    }
+}
+
+/// Properties over arbitrary input: the parsers never panic, an error is always one line, and whatever
+/// follows the command name reaches the command byte for byte.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+    /// Bounded so that the whole run takes a few seconds in CI.
+    const CASES: u32 = 2_000;
+
+    /// The pieces grace's command lines and values are made of, so that random concatenations reach deep
+    /// into the parsers (a valid option followed by a malformed value), not only their first check.
+    const PIECES: &[&str] = &[
+        "-t",
+        "--grace-period",
+        "--grace-period=",
+        "--cleanup-timeout",
+        "--pre-stop-delay",
+        "--final-timeout",
+        "--stop-signals",
+        "-r",
+        "--rewrite=",
+        "-e",
+        "-p",
+        "--final-signal",
+        "--log-format",
+        "-g",
+        "-w",
+        "-s",
+        "-v",
+        "-q",
+        "-h",
+        "-V",
+        "--",
+        "-",
+        "=",
+        ":",
+        ",",
+        "+",
+        " ",
+        "0",
+        "1",
+        "15",
+        "64",
+        "65",
+        "-1",
+        "256",
+        "1e9",
+        "99999999999999999999",
+        "ms",
+        "s",
+        "m",
+        "h",
+        "d",
+        "y",
+        "SIG",
+        "TERM",
+        "term",
+        "KILL",
+        "STOP",
+        "CHLD",
+        "RTMIN",
+        "RTMAX",
+        "json",
+        "text",
+        "x",
+        "\n",
+        "\t",
+        "\u{0}",
+        "é",
+        "\u{202e}",
+    ];
+
+    /// Text made of [`PIECES`], or anything at all.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::collection::vec(prop::sample::select(PIECES), 0..5)
+                .prop_map(|pieces| pieces.concat()),
+            any::<String>(),
+        ]
+    }
+
+    /// One command-line word: text as above, or bytes that need not be UTF-8.
+    fn word() -> impl Strategy<Value = OsString> {
+        prop_oneof![
+            4 => text().prop_map(OsString::from),
+            1 => prop::collection::vec(any::<u8>(), 0..12).prop_map(OsString::from_vec),
+        ]
+    }
+
+    fn assert_one_line(error: &UsageError) -> Result<(), TestCaseError> {
+        let line = error.to_string();
+        prop_assert!(!line.is_empty(), "an empty error");
+        prop_assert!(
+            !line.contains(['\n', '\r']),
+            "an error of more than one line: {line:?}"
+        );
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: CASES, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn command_lines_never_panic_and_errors_are_one_line(
+            arguments in prop::collection::vec(word(), 0..8)
+        ) {
+            match parse(arguments) {
+                Ok(Request::Run(cli)) => prop_assert!(!cli.command.is_empty()),
+                Ok(Request::Help | Request::Version) => {}
+                Err(error) => assert_one_line(&error)?,
+            }
+        }
+
+        #[test]
+        fn every_option_value_is_parsed_or_refused_in_one_line(option in prop::sample::select(&PIECES[..20]), value in word()) {
+            if let Err(error) = parse([OsString::from(option), value, OsString::from("x")]) {
+                assert_one_line(&error)?;
+            }
+        }
+
+        #[test]
+        fn value_parsers_never_panic_and_keep_their_bounds(text in text()) {
+            if let Ok(duration) = parse_duration(&text) {
+                prop_assert!(duration <= MAX_DURATION);
+            }
+            if let Ok(signal) = parse_any_signal(&text) {
+                prop_assert!((1..=64).contains(&signal.number()));
+            }
+            if let Ok(signals) = parse_stop_signals(&text) {
+                prop_assert!(signals.iter().all(|signal| signal.is_catchable() && *signal != Signal::CHLD));
+            }
+            if let Ok(rewrites) = parse_rewrites(&text) {
+                for rewrite in rewrites {
+                    prop_assert!(rewrite.from.is_catchable() && rewrite.from != Signal::CHLD);
+                    if let Some(to) = rewrite.to {
+                        prop_assert!(to.is_catchable());
+                    }
+                }
+            }
+            if let Ok(signal) = parse_final_signal(&text) {
+                prop_assert_ne!(signal, Signal::STOP);
+            }
+            let _ = parse_log_format(&text);
+            let _ = parse_exit_code(&text);
+        }
+
+        #[test]
+        fn the_command_and_its_arguments_pass_through_byte_exact(
+            command in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..8), 1..6)
+        ) {
+            let mut arguments = vec![OsString::from("--")];
+            arguments.extend(command.iter().cloned().map(OsString::from_vec));
+            match parse(arguments) {
+                Ok(Request::Run(cli)) => {
+                    let passed: Vec<&[u8]> = cli.command.iter().map(|word| word.as_bytes()).collect();
+                    prop_assert_eq!(passed, command.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
         }
     }
 }

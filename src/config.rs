@@ -38,8 +38,15 @@ pub trait Environment {
 pub struct ProcessEnvironment;
 
 impl Environment for ProcessEnvironment {
+    /// A value that is not UTF-8 comes back with U+FFFD in place of the bad bytes, so that it fails to parse
+    /// and is reported, instead of being taken for unset.
     fn var(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+        let value = std::env::var_os(name)?;
+        Some(
+            value
+                .into_string()
+                .unwrap_or_else(|raw| raw.to_string_lossy().into_owned()),
+        )
     }
 }
 
@@ -77,7 +84,9 @@ impl Config {
         }
         let mut success_exits = [false; 256];
         for code in cli.success_exits {
-            success_exits[usize::from(code)] = true;
+            if let Some(slot) = success_exits.get_mut(usize::from(code)) {
+                *slot = true; // always there: a u8 indexes 256 slots
+            }
         }
         // tini enables its variables when they are set at all, whatever the value.
         let process_group = cli.process_group
@@ -351,5 +360,101 @@ mod tests {
         );
         let with_separator = config(&["grace", "--", "-weird", "-t"], &[]);
         assert_eq!(with_separator.command, ["-weird", "-t"]);
+    }
+}
+
+/// Properties over arbitrary environments: building the configuration never panics, an error is one line
+/// that names the variable, and what is accepted is consistent.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::cli::Request;
+    use proptest::prelude::*;
+
+    const VARIABLES: [&str; 11] = [
+        "GRACE_PERIOD",
+        "GRACE_CLEANUP_TIMEOUT",
+        "GRACE_STOP_SIGNALS",
+        "GRACE_REWRITE",
+        "GRACE_PROCESS_GROUP",
+        "GRACE_LOG",
+        "GRACE_PRE_STOP_DELAY",
+        "GRACE_FINAL_SIGNAL",
+        "GRACE_FINAL_TIMEOUT",
+        "GRACE_LOG_FORMAT",
+        "TINI_VERBOSITY",
+    ];
+
+    struct Variables(Vec<(&'static str, String)>);
+
+    impl Environment for Variables {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| value.clone())
+        }
+    }
+
+    /// Plausible values and their near misses, or anything at all.
+    fn value() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(
+            &[
+                "",
+                "0",
+                "1",
+                "5",
+                "s",
+                "ms",
+                "m",
+                "-",
+                ":",
+                ",",
+                "TERM",
+                "QUIT",
+                "KILL",
+                "STOP",
+                "RTMIN+",
+                "yes",
+                "no",
+                "debug",
+                "json",
+                "\n",
+                "\u{fffd}",
+                "99999999999999999999",
+            ][..],
+        );
+        prop_oneof![
+            3 => prop::collection::vec(pieces, 0..4).prop_map(|pieces| pieces.concat()),
+            1 => any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_environment_gives_a_config_or_one_line(
+            values in prop::collection::vec((prop::sample::select(&VARIABLES[..]), value()), 0..6)
+        ) {
+            let Ok(Request::Run(cli)) = cli::parse(["x"]) else {
+                return Err(TestCaseError::fail("`x` is a valid command line"));
+            };
+            match Config::new(cli, &Variables(values.clone())) {
+                Ok(config) => {
+                    prop_assert!(config.pre_stop_delay.is_zero() || config.pre_stop_delay < config.grace_period);
+                    prop_assert!(config.grace_period <= cli::MAX_DURATION);
+                    prop_assert!(!config.stop_signals.is_empty());
+                }
+                Err(error) => {
+                    let line = error.to_string();
+                    prop_assert!(!line.contains(['\n', '\r']), "{line:?}");
+                    prop_assert!(
+                        values.iter().any(|(name, _)| line.contains(name)) || line.contains("pre-stop delay"),
+                        "the error does not name the variable: {line:?}"
+                    );
+                }
+            }
+        }
     }
 }

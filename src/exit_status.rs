@@ -26,7 +26,11 @@ pub fn from_wait_status(raw_status: i32) -> u8 {
 
 /// Applies `-e`: a status listed there is reported as 0.
 pub fn remap_success(status: u8, success_exits: &[bool; 256]) -> u8 {
-    if success_exits[usize::from(status)] {
+    if success_exits
+        .get(usize::from(status))
+        .copied()
+        .unwrap_or(false)
+    {
         0
     } else {
         status

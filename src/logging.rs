@@ -5,6 +5,7 @@
 //! Every lifecycle line carries structured fields through `log`'s key-values (`event = "escalated"`,
 //! `pid = 7`…): the text format shows only the message, the JSON format shows the fields too.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -58,7 +59,32 @@ fn text_line(record: &Record<'_>, now: SystemTime) -> String {
         Level::Debug => "debug: ",
         Level::Trace => "trace: ",
     };
-    format!("[grace {}] {label}{}\n", utc_timestamp(now), record.args())
+    let message = record.args().to_string();
+    format!(
+        "[grace {}] {label}{}\n",
+        utc_timestamp(now),
+        one_line(&message)
+    )
+}
+
+/// `text` with its control characters other than tab escaped (`\n`, `\r`, `\u{1b}`…), so that a newline
+/// in a command name, an option value or a process's command line cannot split a message in two.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|character| character.is_control() && character != '\t')
+    {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if character.is_control() && character != '\t' {
+            escaped.extend(character.escape_default());
+        } else {
+            escaped.push(character);
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 /// `{"ts":"…","level":"warn","event":"escalated","msg":"…",fields…}`: `event` is `log` for lines that

@@ -4,6 +4,22 @@
 //! Data flow: command line + environment → [`config::Config`] → block every signal → become a subreaper
 //! (when not PID 1) → spawn the command → [`supervisor::Supervisor`] loop → exit status.
 #![deny(unsafe_code)]
+// Panic-free by construction: a PID 1 that dies takes the container with it, and a panic before the child
+// starts would print a stack trace instead of one line. So no unwrap, expect, indexing, slicing or explicit
+// panic anywhere in the binary, nor print!/eprint!, which panic when the stream is closed. Unit tests may
+// (see clippy.toml).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 mod child;
 mod cli;

@@ -203,8 +203,8 @@ impl SignalSource {
         self.inherited_mask
     }
 
-    /// Waits for signals until `deadline` (`None`: for ever, with no wake-ups) and reads every one that is
-    /// pending into `into` (cleared first); empty when the deadline passed first.
+    /// Waits for signals until `deadline` (`None`: for ever, with no wake-ups) and reads those pending, up to
+    /// [`SIGINFOS_PER_READ`] of them, into `into` (cleared first); empty when the deadline passed first.
     ///
     /// Idle, this is one blocking `read`: one system call per wake-up, as few as an init can make. With a
     /// deadline, `ppoll` waits with nanosecond precision (poll's milliseconds would make escalation up to
@@ -220,24 +220,25 @@ impl SignalSource {
                 return Ok(());
             }
         }
+        // One read per call, at most SIGINFOS_PER_READ signals: under a flood the caller acts on each batch,
+        // so a stop signal among 100,000 others is handled at once rather than after the whole queue has
+        // been drained (the kernel's dequeue of a long real-time queue takes seconds), and memory stays
+        // bounded. Whatever is left keeps the descriptor readable: the next call reads it without waiting.
         let mut buffer = [0u8; SIGINFO_BYTES * SIGINFOS_PER_READ];
-        loop {
-            let read = match nix::unistd::read(self.fd.as_raw_fd(), &mut buffer) {
-                Ok(read) => read,
+        let read = loop {
+            match nix::unistd::read(self.fd.as_raw_fd(), &mut buffer) {
+                Ok(read) => break read,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),
-            };
-            let records = buffer.get(..read).unwrap_or_default();
-            into.extend(
-                records
-                    .chunks_exact(SIGINFO_BYTES)
-                    .filter_map(parse_siginfo),
-            );
-            // A short read took everything pending; a full one may have left more, which must not block.
-            if read < buffer.len() || !self.ready_within(Duration::ZERO)? {
-                return Ok(());
             }
-        }
+        };
+        let records = buffer.get(..read).unwrap_or_default();
+        into.extend(
+            records
+                .chunks_exact(SIGINFO_BYTES)
+                .filter_map(parse_siginfo),
+        );
+        Ok(())
     }
 
     /// Whether a signal becomes readable within `timeout`.
@@ -357,5 +358,43 @@ mod tests {
                 sender_pid: 4242
             })
         );
+    }
+}
+
+/// Properties over arbitrary text: parsing a signal never panics, and what it accepts is a kernel signal
+/// whose name reads back as the same signal.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(
+            &[
+                "SIG", "sig", "RT", "RTMIN", "RTMAX", "MIN", "MAX", "+", "-", "0", "1", "3", "30",
+                "31", "64", "65", "TERM", "KILL", "IOT", "CLD", "POLL", " ", "\n",
+            ][..],
+        );
+        prop_oneof![
+            3 => prop::collection::vec(pieces, 0..4).prop_map(|pieces| pieces.concat()),
+            1 => any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn parsed_signals_are_kernel_signals_that_name_themselves(text in text()) {
+            match text.parse::<Signal>() {
+                Ok(signal) => {
+                    prop_assert!((1..=KERNEL_SIGRTMAX).contains(&signal.number()));
+                    if !(32..KERNEL_SIGRTMIN).contains(&signal.number()) {
+                        prop_assert_eq!(signal.to_string().parse::<Signal>(), Ok(signal));
+                    }
+                }
+                Err(error) => prop_assert!(!error.to_string().is_empty()),
+            }
+        }
     }
 }

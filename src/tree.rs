@@ -321,4 +321,46 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, [11, 12]);
     }
+
+    /// The pid-reuse rule, made deterministic: a listing whose start time no longer matches the live process
+    /// at that pid (which is what a reaped and reused pid looks like) is `Gone`, and nothing is sent; so is a
+    /// live process outside the tree. The listing that matches is signalled, and once reaped it is `Gone`.
+    #[test]
+    fn only_the_very_process_that_was_listed_is_signalled() {
+        use std::os::unix::process::ExitStatusExt;
+        let tree = Tree {
+            scope: Scope::Descendants {
+                root: std::process::id() as i32,
+            },
+            proc_usable: true,
+        };
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = sleeper.id() as i32;
+        let listed = read_process(pid).unwrap();
+        for start_time in [listed.start_time - 1, listed.start_time + 1] {
+            let reused = Process {
+                start_time,
+                ..listed.clone()
+            };
+            assert!(matches!(tree.signal(&reused, Signal::KILL), Delivery::Gone));
+        }
+        // Outside the tree: the test's own parent (SIGCONT, harmless should the rule ever break).
+        let outside = read_process(nix::unistd::getppid().as_raw()).unwrap();
+        assert!(matches!(
+            tree.signal(&outside, Signal::CONT),
+            Delivery::Gone
+        ));
+
+        // SIGTERM to the listing that matches: had a stale one been sent, SIGKILL would have ended it.
+        assert!(matches!(tree.signal(&listed, Signal::TERM), Delivery::Sent));
+        assert_eq!(
+            sleeper.wait().unwrap().signal(),
+            Some(libc::SIGTERM),
+            "a stale listing was signalled"
+        );
+        assert!(matches!(tree.signal(&listed, Signal::KILL), Delivery::Gone));
+    }
 }
