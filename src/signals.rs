@@ -182,6 +182,8 @@ pub struct SignalSource {
     fd: OwnedFd,
     /// The mask grace was started with, which the child must get back before it execs.
     inherited_mask: sys::SignalMask,
+    /// Where reads land; allocated once, so a wake-up does not clear 8 KiB of stack first.
+    buffer: Box<[u8; SIGINFO_BYTES * SIGINFOS_PER_READ]>,
 }
 
 /// The size of one `struct signalfd_siginfo`.
@@ -195,7 +197,11 @@ impl SignalSource {
     pub fn block_all() -> io::Result<SignalSource> {
         let inherited_mask = sys::set_signal_mask(sys::ALL_SIGNALS)?;
         let fd = sys::open_signalfd(sys::ALL_SIGNALS)?;
-        Ok(SignalSource { fd, inherited_mask })
+        Ok(SignalSource {
+            fd,
+            inherited_mask,
+            buffer: Box::new([0; SIGINFO_BYTES * SIGINFOS_PER_READ]),
+        })
     }
 
     /// The signal mask grace inherited.
@@ -210,7 +216,7 @@ impl SignalSource {
     /// deadline, `ppoll` waits with nanosecond precision (poll's milliseconds would make escalation up to
     /// 1 ms late), and the read that follows finds signals ready.
     pub fn next_signals(
-        &self,
+        &mut self,
         deadline: Option<Instant>,
         into: &mut Vec<Received>,
     ) -> io::Result<()> {
@@ -224,15 +230,14 @@ impl SignalSource {
         // so a stop signal among 100,000 others is handled at once rather than after the whole queue has
         // been drained (the kernel's dequeue of a long real-time queue takes seconds), and memory stays
         // bounded. Whatever is left keeps the descriptor readable: the next call reads it without waiting.
-        let mut buffer = [0u8; SIGINFO_BYTES * SIGINFOS_PER_READ];
         let read = loop {
-            match nix::unistd::read(self.fd.as_raw_fd(), &mut buffer) {
+            match nix::unistd::read(self.fd.as_raw_fd(), &mut self.buffer[..]) {
                 Ok(read) => break read,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),
             }
         };
-        let records = buffer.get(..read).unwrap_or_default();
+        let records = self.buffer.get(..read).unwrap_or_default();
         into.extend(
             records
                 .chunks_exact(SIGINFO_BYTES)
