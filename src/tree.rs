@@ -109,8 +109,11 @@ impl Tree {
     /// good, so if the checks pass, the signal goes to the process that was checked and to nothing else.
     pub fn signal(&self, process: &Process, signal: Signal) -> Delivery {
         let pidfd = match sys::pidfd_open(process.pid) {
-            Ok(pidfd) => pidfd,
+            Ok(pidfd) => Some(pidfd),
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Delivery::Gone,
+            // Kernels before 5.3 have no pidfds: the same checks, then kill(), which leaves the short window
+            // between the check and the kill open to a pid reuse.
+            Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => None,
             Err(err) => return Delivery::Failed(err),
         };
         let still_ours = match read_process(process.pid) {
@@ -120,7 +123,11 @@ impl Tree {
         if !still_ours {
             return Delivery::Gone;
         }
-        match sys::pidfd_send_signal(pidfd.as_fd(), signal.number()) {
+        let sent = match &pidfd {
+            Some(pidfd) => sys::pidfd_send_signal(pidfd.as_fd(), signal.number()),
+            None => sys::send_signal(process.pid, signal.number()),
+        };
+        match sent {
             Ok(()) => Delivery::Sent,
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Delivery::Gone,
             Err(err) => Delivery::Failed(err),
