@@ -9,52 +9,17 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    child, child_script, descendants, run_to_end, wait_for_state, Grace, Line, Mode, Running,
-    Stream, MODES,
+    assert_on_time, child, child_script, descendants, pid_in, run_to_end, stop, wait_for_state,
+    Grace, Line, Mode, Running, Stream, LATE, MODES,
 };
-
-/// How late after its due time an event may come on a loaded machine.
-const LATE: Duration = Duration::from_millis(1500);
 
 const SECOND: Duration = Duration::from_secs(1);
 
 /// The longest command line a diagnosis shows (src/diagnosis.rs).
 const MAX_COMMAND_LINE: usize = 120;
-
-/// Sends SIGTERM to grace; returns the moment just before it, from which grace's deadlines are at least
-/// their nominal time away.
-fn stop(grace: &Running) -> Instant {
-    let sent = Instant::now();
-    grace.signal(libc::SIGTERM);
-    sent
-}
-
-/// Asserts that `what`, seen at `at`, came no earlier than `due` after `since` and less than [`LATE`]
-/// after that.
-fn assert_on_time(what: &str, since: Instant, at: Instant, due: Duration, output: &str) {
-    let elapsed = at.saturating_duration_since(since);
-    assert!(
-        elapsed >= due,
-        "{what} came {elapsed:?} after the stop signal, before its time of {due:?}\n{output}"
-    );
-    assert!(
-        elapsed < due + LATE,
-        "{what} came {elapsed:?} after the stop signal, more than {LATE:?} after its time of {due:?}\n{output}"
-    );
-}
-
-/// The number after the word `pid` in a line such as `ready pid 42` or `daemon idle pid 42 ready`.
-fn pid_in(text: &str) -> i32 {
-    let mut words = text.split_whitespace();
-    words.find(|&word| word == "pid");
-    words
-        .next()
-        .and_then(|word| word.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {text:?}"))
-}
 
 /// Who grace names as the sender of a signal the test sent: in PID-1 mode the test is outside the
 /// namespace (pid 0), as a subreaper it is the test process.

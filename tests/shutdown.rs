@@ -9,52 +9,17 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    child, child_script, children, is_alive, send_signal, wait_for_state, Grace, Line, Mode,
-    Running, Stream, MODES,
+    assert_on_time, child, child_script, children, is_alive, pid_in, send_signal, stop,
+    wait_for_state, Grace, Line, Mode, Running, Stream, LATE, MODES,
 };
-
-/// How late after its due time an event may come on a loaded machine.
-const LATE: Duration = Duration::from_millis(1500);
 
 /// After the main child exits, how long grace leaves the rest of the tree alone (src/shutdown.rs).
 const SETTLE: Duration = Duration::from_millis(200);
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// Sends SIGTERM to grace; returns the moment just before it, from which grace's deadlines are at least
-/// their nominal time away.
-fn stop(grace: &Running) -> Instant {
-    let sent = Instant::now();
-    grace.signal(libc::SIGTERM);
-    sent
-}
-
-/// Asserts that `what`, seen at `at`, came no earlier than `due` after `since` and less than [`LATE`]
-/// after that.
-fn assert_on_time(what: &str, since: Instant, at: Instant, due: Duration, output: &str) {
-    let elapsed = at.saturating_duration_since(since);
-    assert!(
-        elapsed >= due,
-        "{what} came {elapsed:?} after the stop signal, before its time of {due:?}\n{output}"
-    );
-    assert!(
-        elapsed < due + LATE,
-        "{what} came {elapsed:?} after the stop signal, more than {LATE:?} after its time of {due:?}\n{output}"
-    );
-}
-
-/// The number after the word `pid` in a line such as `ready pid 42` or `daemon good pid 42 ready`.
-fn pid_in(line: &Line) -> i32 {
-    let mut words = line.text.split_whitespace();
-    words.find(|&word| word == "pid");
-    words
-        .next()
-        .and_then(|word| word.trim_end_matches(':').parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {:?}", line.text))
-}
 
 /// The main child's pid, from grace's start line (`started pid N: …`), as grace names it in its log.
 fn main_pid(grace: &Running) -> i32 {
@@ -63,7 +28,7 @@ fn main_pid(grace: &Running) -> i32 {
         .iter()
         .find(|line| line.stream == Stream::Stderr && line.text.contains("started pid"))
         .expect("the start line was read");
-    pid_in(started)
+    pid_in(&started.text)
 }
 
 /// X from a log line ending `…, X.XXXs after the stop signal`.
@@ -93,7 +58,7 @@ fn child_ignoring_term_is_killed_at_the_grace_period_and_not_before() {
         let mut grace = Grace::new(mode)
             .args(["-t", "1s"])
             .spawn(&child(&["ignore-term"]));
-        let pid = pid_in(&grace.wait_stdout("ready pid"));
+        let pid = pid_in(&grace.wait_stdout("ready pid").text);
         let sent = stop(&grace);
         let kill = grace.wait_log("SIGKILL to");
         let finished = grace.finish();
@@ -121,7 +86,7 @@ fn zero_grace_period_kills_at_once() {
         let mut grace = Grace::new(mode)
             .args(["--grace-period", "0"])
             .spawn(&child(&["ignore-term"]));
-        let pid = pid_in(&grace.wait_stdout("ready pid"));
+        let pid = pid_in(&grace.wait_stdout("ready pid").text);
         let sent = stop(&grace);
         let finished = grace.finish();
         let output = finished.dump();
@@ -139,7 +104,7 @@ fn child_handling_term_exits_promptly_and_grace_reports_each_step() {
     for mode in MODES {
         let command = child(&["handle-term", "3"]);
         let mut grace = Grace::new(mode).spawn(&command);
-        let pid = pid_in(&grace.wait_stdout("ready pid"));
+        let pid = pid_in(&grace.wait_stdout("ready pid").text);
         let sent = stop(&grace);
         grace.wait_stdout("got TERM");
         let finished = grace.finish();
@@ -203,8 +168,8 @@ fn daemon_handling_term_gets_it_after_the_main_child_exits_and_one_ignoring_it_i
                 "--main",
                 "handle",
             ]));
-        let good = pid_in(&grace.wait_stdout("daemon good pid"));
-        let bad = pid_in(&grace.wait_stdout("daemon bad pid"));
+        let good = pid_in(&grace.wait_stdout("daemon good pid").text);
+        let bad = pid_in(&grace.wait_stdout("daemon bad pid").text);
         grace.wait_stdout("daemons ready");
         let sent = stop(&grace);
         grace.wait_stdout("main got TERM");
@@ -279,8 +244,8 @@ fn main_child_ignoring_term_lets_the_daemons_have_term_before_the_deadline() {
                 "ignore",
             ]));
         let main = main_pid(&grace);
-        let good = pid_in(&grace.wait_stdout("daemon good pid"));
-        let bad = pid_in(&grace.wait_stdout("daemon bad pid"));
+        let good = pid_in(&grace.wait_stdout("daemon good pid").text);
+        let bad = pid_in(&grace.wait_stdout("daemon bad pid").text);
         grace.wait_stdout("daemons ready");
         let sent = stop(&grace);
         let terminate = grace.wait_log("sending SIGTERM");
@@ -330,7 +295,7 @@ fn daemon_gets_term_when_the_main_child_exits_on_its_own() {
     for mode in MODES {
         let mut grace =
             Grace::new(mode).spawn(&child(&["daemons", "good:handle", "--main", "exit:5"]));
-        let good = pid_in(&grace.wait_stdout("daemon good pid"));
+        let good = pid_in(&grace.wait_stdout("daemon good pid").text);
         let good_term = grace.wait_stdout("daemon good got TERM");
         let finished = grace.finish();
         let output = finished.dump();
@@ -364,7 +329,7 @@ fn stopped_main_child_gets_sigcont_with_the_stop_signal() {
             others => panic!("{mode:?}: grace should have one child, has {others:?}"),
         };
         if mode == Mode::Subreaper {
-            assert_eq!(main, pid_in(&ready));
+            assert_eq!(main, pid_in(&ready.text));
         }
         send_signal(main, libc::SIGSTOP);
         wait_for_state(main, 'T');
@@ -386,8 +351,8 @@ fn repeated_stop_signal_is_forwarded_again_and_keeps_the_deadline() {
         let mut grace = Grace::new(mode)
             .args(["-t", "3s", "--cleanup-timeout", "1s"])
             .spawn(&child(&["with-daemons", "idle:ignore", "--", "signals"]));
-        let daemon = pid_in(&grace.wait_stdout("daemon idle pid"));
-        let main = pid_in(&grace.wait_stdout("ready pid"));
+        let daemon = pid_in(&grace.wait_stdout("daemon idle pid").text);
+        let main = pid_in(&grace.wait_stdout("ready pid").text);
         let first = stop(&grace);
         grace.wait_log("received SIGTERM");
         grace.wait_stdout(&format!("got {} ", libc::SIGTERM));
@@ -488,7 +453,7 @@ fn subreaper_leaves_processes_outside_its_tree_alone() {
         .args(["-t", "500ms"])
         .spawn(&child(&["daemons", "stray:ignore", "--main", "ignore"]));
     let main = main_pid(&grace);
-    let stray = pid_in(&grace.wait_stdout("daemon stray pid"));
+    let stray = pid_in(&grace.wait_stdout("daemon stray pid").text);
     grace.wait_stdout("daemons ready");
     stop(&grace);
     let finished = grace.finish();

@@ -63,6 +63,60 @@ pub fn grace_binary() -> &'static str {
     env!("CARGO_BIN_EXE_grace")
 }
 
+/// How late a deadline may be observed before a test calls it missed: generous, as the machines are shared.
+/// The lower bounds are exact.
+pub const LATE: Duration = Duration::from_millis(1500);
+
+/// Sends SIGTERM to grace; returns the moment just before it, from which grace's deadlines are at least
+/// their nominal time away.
+pub fn stop(grace: &Running) -> Instant {
+    let sent = Instant::now();
+    grace.signal(libc::SIGTERM);
+    sent
+}
+
+/// Asserts that `what`, seen at `at`, came no earlier than `due` after `since` and less than [`LATE`]
+/// after that.
+pub fn assert_on_time(what: &str, since: Instant, at: Instant, due: Duration, output: &str) {
+    let elapsed = at.saturating_duration_since(since);
+    assert!(
+        elapsed >= due,
+        "{what} came {elapsed:?} after the stop signal, before its time of {due:?}\n{output}"
+    );
+    assert!(
+        elapsed < due + LATE,
+        "{what} came {elapsed:?} after the stop signal, more than {LATE:?} after its time of {due:?}\n{output}"
+    );
+}
+
+/// The number after the word `pid` in a line such as `ready pid 42` or `started pid 42: …`.
+pub fn pid_in(text: &str) -> i32 {
+    let mut words = text.split_whitespace();
+    words.find(|&word| word == "pid");
+    words
+        .next()
+        .and_then(|word| word.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {text:?}"))
+}
+
+/// `grace` itself, or `unshare … grace` for PID-1 mode: the command every run starts from.
+fn launcher(mode: Mode) -> Command {
+    match mode {
+        Mode::Pid1 => {
+            let mut unshare = Command::new("unshare");
+            unshare.args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+                grace_binary(),
+            ]);
+            unshare
+        }
+        Mode::Subreaper => Command::new(grace_binary()),
+    }
+}
+
 /// Builds one run of grace.
 pub struct Grace {
     mode: Mode,
@@ -102,20 +156,7 @@ impl Grace {
 
     /// The command line for this run: `[unshare …] grace ARGS… -- COMMAND…`.
     pub fn command(&self, command: &[String]) -> Command {
-        let mut process = match self.mode {
-            Mode::Pid1 => {
-                let mut unshare = Command::new("unshare");
-                unshare.args([
-                    "--pid",
-                    "--fork",
-                    "--mount-proc",
-                    "--kill-child",
-                    grace_binary(),
-                ]);
-                unshare
-            }
-            Mode::Subreaper => Command::new(grace_binary()),
-        };
+        let mut process = launcher(self.mode);
         process.args(&self.arguments).arg("--").args(command);
         process.envs(self.environment.iter().map(|(name, value)| (name, value)));
         if self.stdin_null {
@@ -472,20 +513,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut process = match mode {
-        Mode::Pid1 => {
-            let mut unshare = Command::new("unshare");
-            unshare.args([
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-                grace_binary(),
-            ]);
-            unshare
-        }
-        Mode::Subreaper => Command::new(grace_binary()),
-    };
+    let mut process = launcher(mode);
     process
         .args(arguments)
         .stdin(Stdio::null())
