@@ -20,7 +20,8 @@ pub fn from_wait_status(raw_status: i32) -> u8 {
     }
     match status.signal() {
         Some(signal) => (128 + (signal & 0x7f)) as u8,
-        None => NOT_EXECUTABLE, // stopped or continued: never reported, since grace does not ask for it
+        // Stopped or continued: never reported, since grace does not ask for it (no WUNTRACED/WCONTINUED).
+        None => 255,
     }
 }
 

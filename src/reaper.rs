@@ -7,8 +7,6 @@ use crate::sys;
 pub struct Reaped {
     /// The main child's raw wait status, if it was reaped in this round.
     pub main_status: Option<i32>,
-    /// How many other processes were reaped.
-    pub others: usize,
     /// No child is left at all: the tree is empty.
     pub tree_empty: bool,
 }
@@ -21,7 +19,6 @@ pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
         match sys::reap_one() {
             Ok(Some((pid, status))) if pid == main_pid => reaped.main_status = Some(status),
             Ok(Some((pid, _))) => {
-                reaped.others += 1;
                 if warn_on_reap {
                     // tini's -w wording, so existing log filters keep working.
                     log::warn!(event = "reaped", pid = pid; "Reaped zombie process with pid={pid}");

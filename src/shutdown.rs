@@ -66,10 +66,12 @@ pub enum Phase {
         rest_signalled: bool,
         final_sent: bool,
     },
-    /// The main child exited; the rest of the tree settles until `until`.
+    /// The main child exited; the rest of the tree settles until `until`. `final_sent` carries over from
+    /// `Stopping`, so the final signal never goes out twice.
     Settling {
         until: Instant,
         deadline: Option<Instant>,
+        final_sent: bool,
     },
     /// The rest of the tree has had SIGTERM and is SIGKILLed at `kill_at`.
     CleaningUp {
@@ -155,6 +157,15 @@ impl Shutdown {
         }
     }
 
+    /// When the SIGKILL of what remains is due, as far as it is known yet (after the settle, the cleanup
+    /// timeout decides it).
+    pub fn kill_time(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::CleaningUp { kill_at, .. } => Some(kill_at),
+            _ => self.deadline(),
+        }
+    }
+
     /// The next moment at which [`Shutdown::on_deadline`] has something to do; `None` while running.
     pub fn next_deadline(&self) -> Option<Instant> {
         match self.phase {
@@ -177,9 +188,9 @@ impl Shutdown {
                 }
                 Some(next)
             }
-            Phase::Settling { until, deadline } => {
-                Some(deadline.map_or(until, |deadline| until.min(deadline)))
-            }
+            Phase::Settling {
+                until, deadline, ..
+            } => Some(deadline.map_or(until, |deadline| until.min(deadline))),
             Phase::CleaningUp {
                 kill_at,
                 final_sent,
@@ -222,11 +233,13 @@ impl Shutdown {
             Phase::Settling {
                 until,
                 deadline: None,
+                final_sent,
             } => {
                 self.stopped_at = Some(now);
                 self.phase = Phase::Settling {
                     until,
                     deadline: Some(now + self.timings.grace_period),
+                    final_sent,
                 };
                 Action::StopAfterMainExit
             }
@@ -255,15 +268,21 @@ impl Shutdown {
             Phase::Running => Phase::Settling {
                 until: now + SETTLE,
                 deadline: None,
+                final_sent: false,
             },
-            Phase::Delaying { deadline, .. }
-            | Phase::Stopping {
+            Phase::Delaying { deadline, .. } => Phase::Settling {
+                until: (now + SETTLE).min(deadline),
+                deadline: Some(deadline),
+                final_sent: false,
+            },
+            Phase::Stopping {
                 deadline,
                 rest_signalled: false,
-                ..
+                final_sent,
             } => Phase::Settling {
                 until: (now + SETTLE).min(deadline),
                 deadline: Some(deadline),
+                final_sent,
             },
             Phase::Stopping {
                 deadline,
@@ -334,13 +353,17 @@ impl Shutdown {
                 deadline: Some(deadline),
                 ..
             } if now >= deadline => self.kill_all(now, KillReason::GracePeriodExpired),
-            Phase::Settling { until, deadline } if now >= until => {
+            Phase::Settling {
+                until,
+                deadline,
+                final_sent,
+            } if now >= until => {
                 let cleanup_end = now + self.timings.cleanup_timeout;
                 let kill_at = deadline.map_or(cleanup_end, |deadline| cleanup_end.min(deadline));
                 self.phase = Phase::CleaningUp {
                     kill_at,
                     deadline,
-                    final_sent: false,
+                    final_sent,
                 };
                 Action::TerminateRest
             }
@@ -583,6 +606,30 @@ mod tests {
         assert_eq!(
             shutdown.on_deadline(t0 + MS + SETTLE),
             Action::TerminateRest
+        );
+    }
+
+    #[test]
+    fn final_signal_goes_out_once_even_when_the_main_child_exits_after_it() {
+        let t0 = Instant::now();
+        let timings = Timings {
+            final_timeout: Some(Duration::from_secs(3)),
+            ..Timings::new(GRACE, CLEANUP)
+        };
+        let mut shutdown = Shutdown::new(timings);
+        shutdown.on_stop_signal(t0);
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE - Duration::from_secs(3)),
+            Action::SendFinal
+        );
+        let exit = t0 + GRACE - Duration::from_millis(2500);
+        shutdown.on_main_exit(exit);
+        assert_eq!(shutdown.on_deadline(exit + SETTLE), Action::TerminateRest);
+        // No second final signal before the cleanup's SIGKILL.
+        assert_eq!(shutdown.next_deadline(), Some(exit + SETTLE + CLEANUP));
+        assert_eq!(
+            shutdown.on_deadline(exit + SETTLE + CLEANUP),
+            Action::KillAll(KillReason::CleanupTimeoutExpired)
         );
     }
 

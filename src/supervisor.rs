@@ -34,7 +34,13 @@ pub struct Supervisor {
     own_pid: i32,
     /// Processes SIGKILLed so far, by (pid, start time), so a repeated sweep logs only the new ones.
     killed: HashSet<(i32, u64)>,
+    /// As PID 1, grace's own children are all gone but processes that entered the namespace from outside
+    /// (`kubectl exec`, `nsenter`) remain: they are not grace's children, so no SIGCHLD reports their exit.
+    outsiders: bool,
 }
+
+/// How often grace looks whether the processes it did not start are gone, once only they remain.
+const OUTSIDER_RECHECK: Duration = Duration::from_millis(50);
 
 impl Supervisor {
     pub fn new(config: Config, signals: SignalSource, tree: Tree, main: MainChild) -> Supervisor {
@@ -50,6 +56,7 @@ impl Supervisor {
             forwarded_stop: None,
             own_pid: std::process::id() as i32,
             killed: HashSet::new(),
+            outsiders: false,
         }
     }
 
@@ -66,7 +73,10 @@ impl Supervisor {
                     self.on_main_exit(raw_status, Instant::now());
                 }
                 if reaped.tree_empty {
-                    return self.finish();
+                    if !self.outsiders_remain() {
+                        return self.finish();
+                    }
+                    self.outsiders = true;
                 }
                 if matches!(self.shutdown.phase(), Phase::Killing { .. })
                     && self.tree.scope() != Scope::Namespace
@@ -74,6 +84,9 @@ impl Supervisor {
                     // A process may have forked just before its SIGKILL; its child is new to the sweep.
                     self.kill_remaining();
                 }
+            }
+            if self.outsiders && !self.outsiders_remain() {
+                return self.finish();
             }
             // Every deadline that is due, earliest first (two can fall at the same moment).
             loop {
@@ -86,10 +99,13 @@ impl Supervisor {
                     action => self.perform(action, None),
                 }
             }
-            if let Err(err) = self
-                .signals
-                .next_signals(self.shutdown.next_deadline(), &mut received)
-            {
+            let mut deadline = self.shutdown.next_deadline();
+            if self.outsiders {
+                // No SIGCHLD tells when a process grace did not start exits: look again shortly.
+                let recheck = Instant::now() + OUTSIDER_RECHECK;
+                deadline = Some(deadline.map_or(recheck, |deadline| deadline.min(recheck)));
+            }
+            if let Err(err) = self.signals.next_signals(deadline, &mut received) {
                 log::error!(event = "error"; "reading signals failed: {err}");
             }
             child_exited = false;
@@ -101,6 +117,14 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// As PID 1, whether processes remain that grace cannot reap (they entered the namespace from outside):
+    /// the kernel would SIGKILL them, without a SIGTERM, the moment grace exits.
+    fn outsiders_remain(&self) -> bool {
+        self.tree.scope() == Scope::Namespace
+            && self.tree.can_list()
+            && !self.tree.members().is_empty()
     }
 
     fn on_signal(&mut self, received: Received) {
@@ -171,7 +195,7 @@ impl Supervisor {
                 log::info!(
                     event = "stop_signal", signal:% = signal;
                     "received {signal} after the main child exited; the remaining processes get SIGKILL in {} at most",
-                    seconds(self.until_next_deadline()),
+                    seconds(self.until_kill()),
                 );
             }
             Action::TerminateRest => self.terminate_rest(),
@@ -282,7 +306,7 @@ impl Supervisor {
             log::info!(
                 event = "terminating", count = signalled.len(), pids:% = pid_list(&signalled), names:% = name_list(&signalled);
                 "{why}: {} {}, sending SIGTERM: {}; SIGKILL in {}",
-                processes(signalled.len()), if signalled.len() == 1 { "remains" } else { "remain" }, tree::describe(&signalled), seconds(self.until_next_deadline()),
+                processes(signalled.len()), if signalled.len() == 1 { "remains" } else { "remain" }, tree::describe(&signalled), seconds(self.until_kill()),
             );
         }
     }
@@ -303,7 +327,7 @@ impl Supervisor {
             event = "final_signal", signal:% = signal, count = signalled.len(), pids:% = pid_list(&signalled),
             names:% = name_list(&signalled);
             "final signal {signal} to {}: {}; SIGKILL in {}",
-            processes(signalled.len()), tree::describe(&signalled), seconds(self.until_next_deadline()),
+            processes(signalled.len()), tree::describe(&signalled), seconds(self.until_kill()),
         );
     }
 
@@ -473,7 +497,9 @@ impl Supervisor {
             }
         }
         if diagnosis::is_shell(&self.main_name_only()) && self.tree.can_list() {
-            let left = self.tree.members();
+            // Processes that entered the namespace from outside (parent 0) are none of the shell's doing.
+            let mut left = self.tree.members();
+            left.retain(|process| process.parent_pid != 0);
             if !left.is_empty() {
                 log::warn!(
                     event = "shell_did_not_exec", pid = pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
@@ -571,6 +597,14 @@ impl Supervisor {
     fn until_grace_deadline(&self) -> Duration {
         match self.shutdown.deadline() {
             Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+            None => self.until_next_deadline(),
+        }
+    }
+
+    /// Until the SIGKILL of what remains, as far as it is known.
+    fn until_kill(&self) -> Duration {
+        match self.shutdown.kill_time() {
+            Some(kill_at) => kill_at.saturating_duration_since(Instant::now()),
             None => self.until_next_deadline(),
         }
     }

@@ -111,9 +111,10 @@ impl Tree {
         let pidfd = match sys::pidfd_open(process.pid) {
             Ok(pidfd) => Some(pidfd),
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Delivery::Gone,
-            // Kernels before 5.3 have no pidfds: the same checks, then kill(), which leaves the short window
-            // between the check and the kill open to a pid reuse.
-            Err(err) if err.raw_os_error() == Some(libc::ENOSYS) => None,
+            // Kernels before 5.3 have no pidfds, and older seccomp profiles refuse unknown calls with EPERM:
+            // the same checks, then kill(), which leaves the short window between check and kill open to a
+            // pid reuse.
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => None,
             Err(err) => return Delivery::Failed(err),
         };
         let still_ours = match read_process(process.pid) {

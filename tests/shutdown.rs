@@ -499,3 +499,57 @@ fn grace_exits_as_soon_as_the_tree_is_empty() {
         );
     }
 }
+
+/// As PID 1, a process that entered the namespace from outside (`kubectl exec`, `nsenter`) is not grace's
+/// child and sends it no SIGCHLD; when the main child has gone, it still gets its SIGTERM before grace exits
+/// (the kernel would SIGKILL it the moment grace does), and grace exits once it is gone.
+#[test]
+fn a_process_that_entered_the_namespace_gets_sigterm_before_grace_exits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut grace = Grace::new(Mode::Pid1).spawn(&child(&["handle-term"]));
+    grace.wait_stdout("ready");
+    let script = "trap 'echo outsider got TERM; exit 0' TERM; echo outsider ready; while :; do sleep 0.1; done";
+    let mut outsider = Command::new("nsenter")
+        .args([
+            "--target",
+            &grace.grace_pid().to_string(),
+            "--pid",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("nsenter (util-linux)");
+    let mut lines = BufReader::new(outsider.stdout.take().expect("stdout")).lines();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("outsider ready")
+    );
+    grace.signal(libc::SIGTERM);
+    let finished = grace.finish();
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("outsider got TERM"),
+        "{}",
+        finished.dump()
+    );
+    let status = outsider.wait().expect("waiting for nsenter");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(finished.code(), 0, "{}", finished.dump());
+    let term = finished.line(Stream::Stderr, "sending SIGTERM: ");
+    assert!(term.text.contains("(sh)"), "{}", finished.dump());
+    assert!(
+        !finished.has(Stream::Stderr, "SIGKILL to"),
+        "{}",
+        finished.dump()
+    );
+    assert!(
+        !finished.has(Stream::Stderr, "was a shell"),
+        "{}",
+        finished.dump()
+    );
+}
