@@ -154,7 +154,7 @@ fn signals_grace_raises_itself_are_not_forwarded() {
     use std::process::Stdio;
     let mut command = Grace::new(Mode::Subreaper)
         .args(["-v"])
-        .command(&child(&["signals"]));
+        .command(&child(&["signals", "15"])); // the child exits on SIGTERM, and grace with it
     let mut outer = KillOnDrop(
         command
             .stdout(Stdio::piped())
@@ -193,9 +193,12 @@ fn signals_grace_raises_itself_are_not_forwarded() {
     line.clear();
     stdout.read_line(&mut line).expect("reading");
     assert!(line.starts_with("got 15 "), "{line:?}");
+    let status = outer.wait().expect("waiting for grace");
+    assert_eq!(status.code(), Some(0), "{status:?}");
 }
 
-/// Kills and reaps grace when the test ends, passed or failed.
+/// Kills and reaps grace when the test ends, passed or failed (a failed test may leave the child behind:
+/// it blocks every signal, so only grace's own shutdown or SIGKILL ends it).
 struct KillOnDrop(std::process::Child);
 
 impl std::ops::Deref for KillOnDrop {
