@@ -86,6 +86,20 @@ pub fn is_shell(name: &str) -> bool {
     SHELLS.contains(&name)
 }
 
+/// Whether the program `pid` runs is a shell: a script run through its `#!` line has the script's name as
+/// its process name, but the shell's binary behind /proc/PID/exe.
+fn executes_a_shell(pid: i32) -> bool {
+    fs::read_link(format!("/proc/{pid}/exe"))
+        .ok()
+        .and_then(|target| {
+            target
+                .file_name()
+                .and_then(|name| name.to_str())
+                .map(is_shell)
+        })
+        .unwrap_or(false)
+}
+
 /// Whether the signal is still waiting to be taken, and whether the process is waiting for signals.
 #[derive(Clone, Copy, Debug, Default)]
 struct Taken {
@@ -104,7 +118,7 @@ fn hint(
         'T' | 't' => return "stopped: it cannot act on any signal until it is continued",
         _ => {}
     }
-    if is_shell(&process.name) && has_children {
+    if has_children && (is_shell(&process.name) || executes_a_shell(process.pid)) {
         return "a shell that did not exec its server: it does not pass SIGTERM on to its children (use `exec server`)";
     }
     match disposition {
@@ -260,6 +274,28 @@ mod tests {
                 "{name} {state} {disposition:?} {taken:?}: {text}"
             );
         }
+    }
+
+    #[test]
+    fn tells_a_process_running_a_shell() {
+        let mut shell = std::process::Command::new("sh")
+            .args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // /proc/PID/exe names the shell once it has exec'd; until then it is this test binary.
+        let pid = shell.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !executes_a_shell(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sh never showed as a shell"
+            );
+            std::thread::yield_now();
+        }
+        assert!(!executes_a_shell(std::process::id() as i32));
+        drop(shell.stdin.take());
+        shell.wait().unwrap();
     }
 
     #[test]

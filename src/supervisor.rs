@@ -496,7 +496,9 @@ impl Supervisor {
                 log::info!(event = "main_exited", pid = pid, status = status; "main child {} {how}", self.main_name())
             }
         }
-        if diagnosis::is_shell(&self.main_name_only()) && self.tree.can_list() {
+        // Not after an escalation: then grace killed the shell itself, and what it left is being killed too.
+        let killed_by_grace = matches!(self.shutdown.phase(), Phase::Killing { .. });
+        if !killed_by_grace && diagnosis::is_shell(&self.main_name_only()) && self.tree.can_list() {
             // Processes that entered the namespace from outside (parent 0) are none of the shell's doing.
             let mut left = self.tree.members();
             left.retain(|process| process.parent_pid != 0);
