@@ -14,19 +14,17 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
     child, child_script, children, grace_binary, is_alive, run_exact, send_signal, sh, state,
-    wait_for_state, zombie_children, Grace, Mode, Running, Stream, MODES, TIMEOUT,
+    wait_for_state, zombie_children, Decoy, Grace, Mode, Running, Stream, MODES, TIMEOUT,
 };
 
 /// Taken by the tests that load the machine (floods, storms), so that they run one at a time.
@@ -781,58 +779,6 @@ fn the_child_exits_at_the_moment_of_the_deadline() {
         delays.first().copied().unwrap_or_default(),
         delays.last().copied().unwrap_or_default()
     );
-}
-
-/// A process started by the test itself, outside grace's tree, that must survive grace's shutdown.
-struct Decoy {
-    process: Child,
-    pid: i32,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Decoy {
-    /// `child.py handle-term`: SIGTERM makes it print "got TERM" and exit; most other signals kill it.
-    fn start() -> Decoy {
-        let mut process = Command::new("python3")
-            .arg("-u")
-            .arg(child_script())
-            .arg("handle-term")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting a decoy");
-        let stdout = process.stdout.take().expect("piped");
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let ready = lines.recv_timeout(TIMEOUT).expect("the decoy's ready line");
-        assert!(ready.starts_with("ready"), "{ready}");
-        let pid = process.id() as i32;
-        Decoy {
-            process,
-            pid,
-            lines,
-        }
-    }
-
-    /// Fails unless the decoy is alive and was never sent SIGTERM.
-    fn assert_untouched(&self, what: &str) {
-        assert!(is_alive(self.pid), "{what}: decoy {} was killed", self.pid);
-        let said: Vec<String> = self.lines.try_iter().collect();
-        assert!(said.is_empty(), "{what}: decoy {} said {said:?}", self.pid);
-    }
-}
-
-impl Drop for Decoy {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 /// Every process whose command line contains `marker`, other than the test's own.

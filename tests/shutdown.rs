@@ -7,13 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    assert_on_time, child, child_script, children, is_alive, pid_in, send_signal, stop,
-    wait_for_state, Grace, Line, Mode, Running, Stream, LATE, MODES,
+    assert_on_time, child, children, is_alive, pid_in, send_signal, stop, wait_for_state, Decoy,
+    Grace, Line, Mode, Running, Stream, LATE, MODES,
 };
 
 /// After the main child exits, how long grace leaves the rest of the tree alone (src/shutdown.rs).
@@ -392,57 +390,6 @@ fn repeated_stop_signal_is_forwarded_again_and_keeps_the_deadline() {
             kill.text
         );
         assert_on_time("SIGKILL", first, kill.at, 3 * SECOND, &output);
-    }
-}
-
-/// A process outside grace's tree: `child.py handle-term`, started by the test itself. Killed on drop.
-struct Decoy {
-    process: Child,
-    stdout: BufReader<std::process::ChildStdout>,
-    pid: i32,
-}
-
-impl Decoy {
-    fn start() -> Decoy {
-        let mut process = Command::new("python3")
-            .arg("-u")
-            .arg(child_script())
-            .arg("handle-term")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the decoy");
-        let mut stdout = BufReader::new(process.stdout.take().expect("stdout"));
-        let mut ready = String::new();
-        stdout.read_line(&mut ready).expect("reading the decoy");
-        assert!(ready.starts_with("ready pid"), "decoy said {ready:?}");
-        let pid = process.id() as i32;
-        Decoy {
-            process,
-            stdout,
-            pid,
-        }
-    }
-
-    /// Sends SIGTERM and returns everything the decoy printed after its ready line.
-    fn stop(mut self) -> Vec<String> {
-        send_signal(self.pid, libc::SIGTERM);
-        let lines = (&mut self.stdout)
-            .lines()
-            .map(|line| line.expect("reading the decoy"))
-            .collect();
-        let status = self.process.wait().expect("waiting for the decoy");
-        assert!(status.success(), "decoy: {status:?}");
-        lines
-    }
-}
-
-impl Drop for Decoy {
-    fn drop(&mut self) {
-        if matches!(self.process.try_wait(), Ok(None)) {
-            let _ = self.process.kill();
-            let _ = self.process.wait();
-        }
     }
 }
 

@@ -702,3 +702,70 @@ impl Running {
         dump(&self.seen)
     }
 }
+
+/// A process outside grace's tree (`child.py handle-term`, started by the test itself): it must come through
+/// any run of grace untouched. SIGTERM makes it print "got TERM" and exit.
+pub struct Decoy {
+    process: Child,
+    pub pid: i32,
+    lines: Receiver<String>,
+}
+
+impl Decoy {
+    /// Starts it and waits for its ready line.
+    pub fn start() -> Decoy {
+        let mut process = Command::new("python3")
+            .arg("-u")
+            .arg(child_script())
+            .arg("handle-term")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting a decoy");
+        let stdout = process.stdout.take().expect("piped");
+        let (sender, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let ready = lines.recv_timeout(TIMEOUT).expect("the decoy's ready line");
+        assert!(ready.starts_with("ready pid"), "decoy said {ready:?}");
+        let pid = process.id() as i32;
+        Decoy {
+            process,
+            pid,
+            lines,
+        }
+    }
+
+    /// Fails unless the decoy is alive and has printed nothing since it was ready (it was sent no SIGTERM).
+    pub fn assert_untouched(&self, what: &str) {
+        assert!(is_alive(self.pid), "{what}: decoy {} was killed", self.pid);
+        let said: Vec<String> = self.lines.try_iter().collect();
+        assert!(said.is_empty(), "{what}: decoy {} said {said:?}", self.pid);
+    }
+
+    /// Sends SIGTERM, waits for the decoy to exit, and returns what it printed after its ready line.
+    pub fn stop(mut self) -> Vec<String> {
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let mut said = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(TIMEOUT) {
+            said.push(line);
+        }
+        let status = self.process.wait().expect("waiting for the decoy");
+        assert!(status.success(), "decoy: {status:?}");
+        said
+    }
+}
+
+impl Drop for Decoy {
+    fn drop(&mut self) {
+        if matches!(self.process.try_wait(), Ok(None)) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+}
