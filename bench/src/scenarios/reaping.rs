@@ -69,17 +69,24 @@ fn wait_until_stopped(pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// One storm: (time from the first orphan to the last reap, init CPU, CPU per reap), in ns.
-fn storm(bench: &Bench, index: usize, orphans: u32) -> Result<[f64; 3]> {
+/// The init under test with a `stamp-child orphans N` child waiting for `go`: the namespace, the child's
+/// pid and the init's pid (both as the host sees them).
+fn start_orphaner(bench: &Bench, index: usize, orphans: u32) -> Result<(Namespace, i32, i32)> {
     let init = &bench.inits[index];
     let count = orphans.to_string();
-    let mut namespace = Namespace::start(
+    let namespace = Namespace::start(
         &init.name,
         &init.argv(&[], &bench.child(&["orphans", &count])),
         &bench.log_path(init),
     )?;
     let main_child = namespace.main_child()?;
     let pid = namespace.init_pid();
+    Ok((namespace, main_child, pid))
+}
+
+/// One storm: (time from the first orphan to the last reap, init CPU, CPU per reap), in ns.
+fn storm(bench: &Bench, index: usize, orphans: u32) -> Result<[f64; 3]> {
+    let (mut namespace, main_child, pid) = start_orphaner(bench, index, orphans)?;
     let cpu_before = procfs::cpu_time_ns(pid)?;
     namespace.send_line("go")?;
     let (start, _end) = parse_done(&namespace.read_line(ORPHANING_TIMEOUT)?)?;
@@ -95,15 +102,7 @@ fn storm(bench: &Bench, index: usize, orphans: u32) -> Result<[f64; 3]> {
 
 /// One burst: (time from SIGCONT to the last reap, CPU per reap), in ns.
 fn burst(bench: &Bench, index: usize, orphans: u32) -> Result<[f64; 2]> {
-    let init = &bench.inits[index];
-    let count = orphans.to_string();
-    let mut namespace = Namespace::start(
-        &init.name,
-        &init.argv(&[], &bench.child(&["orphans", &count])),
-        &bench.log_path(init),
-    )?;
-    let main_child = namespace.main_child()?;
-    let pid = namespace.init_pid();
+    let (mut namespace, main_child, pid) = start_orphaner(bench, index, orphans)?;
     namespace.signal_init(libc::SIGSTOP)?;
     wait_until_stopped(pid)?;
     namespace.send_line("go")?;
