@@ -58,21 +58,27 @@ impl Config {
     /// The command line first, then its environment variable, then the default. An empty variable counts
     /// as unset (a Helm value left blank); an invalid one is a usage error naming the variable.
     pub fn new(cli: Cli, environment: &dyn Environment) -> Result<Config, UsageError> {
-        let grace_period = match cli.grace_period {
-            Some(duration) => duration,
-            None => from_environment(environment, "GRACE_PERIOD", cli::parse_duration)?
-                .unwrap_or(DEFAULT_GRACE_PERIOD),
-        };
-        let cleanup_timeout = match cli.cleanup_timeout {
-            Some(duration) => duration,
-            None => from_environment(environment, "GRACE_CLEANUP_TIMEOUT", cli::parse_duration)?
-                .unwrap_or(DEFAULT_CLEANUP_TIMEOUT),
-        };
-        let stop_signals = match cli.stop_signals {
-            Some(signals) => signals,
-            None => from_environment(environment, "GRACE_STOP_SIGNALS", cli::parse_stop_signals)?
-                .unwrap_or_else(|| vec![Signal::TERM, Signal::INT]),
-        };
+        let grace_period = setting(
+            cli.grace_period,
+            environment,
+            "GRACE_PERIOD",
+            cli::parse_duration,
+            DEFAULT_GRACE_PERIOD,
+        )?;
+        let cleanup_timeout = setting(
+            cli.cleanup_timeout,
+            environment,
+            "GRACE_CLEANUP_TIMEOUT",
+            cli::parse_duration,
+            DEFAULT_CLEANUP_TIMEOUT,
+        )?;
+        let stop_signals = setting(
+            cli.stop_signals,
+            environment,
+            "GRACE_STOP_SIGNALS",
+            cli::parse_stop_signals,
+            vec![Signal::TERM, Signal::INT],
+        )?;
         let rewrite_list = if cli.rewrites.is_empty() {
             from_environment(environment, "GRACE_REWRITE", cli::parse_rewrites)?.unwrap_or_default()
         } else {
@@ -101,11 +107,13 @@ impl Config {
                 None => tini_verbosity(environment),
             },
         };
-        let pre_stop_delay = match cli.pre_stop_delay {
-            Some(duration) => duration,
-            None => from_environment(environment, "GRACE_PRE_STOP_DELAY", cli::parse_duration)?
-                .unwrap_or_default(),
-        };
+        let pre_stop_delay = setting(
+            cli.pre_stop_delay,
+            environment,
+            "GRACE_PRE_STOP_DELAY",
+            cli::parse_duration,
+            Default::default(),
+        )?;
         if !pre_stop_delay.is_zero() && pre_stop_delay >= grace_period {
             return Err(UsageError(format!(
                 "the pre-stop delay ({}) must be shorter than the grace period ({}), which it counts against",
@@ -113,21 +121,27 @@ impl Config {
                 humantime::format_duration(grace_period)
             )));
         }
-        let final_signal = match cli.final_signal {
-            Some(signal) => signal,
-            None => from_environment(environment, "GRACE_FINAL_SIGNAL", cli::parse_final_signal)?
-                .unwrap_or(Signal::KILL),
-        };
-        let final_timeout = match cli.final_timeout {
-            Some(duration) => duration,
-            None => from_environment(environment, "GRACE_FINAL_TIMEOUT", cli::parse_duration)?
-                .unwrap_or(DEFAULT_FINAL_TIMEOUT),
-        };
-        let log_format = match cli.log_format {
-            Some(format) => format,
-            None => from_environment(environment, "GRACE_LOG_FORMAT", cli::parse_log_format)?
-                .unwrap_or_default(),
-        };
+        let final_signal = setting(
+            cli.final_signal,
+            environment,
+            "GRACE_FINAL_SIGNAL",
+            cli::parse_final_signal,
+            Signal::KILL,
+        )?;
+        let final_timeout = setting(
+            cli.final_timeout,
+            environment,
+            "GRACE_FINAL_TIMEOUT",
+            cli::parse_duration,
+            DEFAULT_FINAL_TIMEOUT,
+        )?;
+        let log_format = setting(
+            cli.log_format,
+            environment,
+            "GRACE_LOG_FORMAT",
+            cli::parse_log_format,
+            Default::default(),
+        )?;
         Ok(Config {
             command: cli.command,
             grace_period,
@@ -159,6 +173,20 @@ impl Config {
     /// Whether receiving `signal` starts the shutdown.
     pub fn is_stop_signal(&self, signal: Signal) -> bool {
         self.stop_signals.contains(&signal)
+    }
+}
+
+/// The command line's value if it gave one, else variable `name`'s, else `default`.
+fn setting<T>(
+    given: Option<T>,
+    environment: &dyn Environment,
+    name: &str,
+    parse: fn(&str) -> Result<T, String>,
+    default: T,
+) -> Result<T, UsageError> {
+    match given {
+        Some(value) => Ok(value),
+        None => Ok(from_environment(environment, name, parse)?.unwrap_or(default)),
     }
 }
 
