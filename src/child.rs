@@ -116,9 +116,16 @@ fn check_executable(path: &Path) -> Result<(), Unusable> {
     Ok(())
 }
 
-/// exec failed although the file exists and is executable.
+/// Starting the command failed although the file exists and is executable: a limit grace ran into (status
+/// 1: grace could not set up, the command is not at fault), or exec refused the file (126).
 fn exec_failed(path: &Path, err: &io::Error) -> SpawnError {
     let shown = path.display();
+    if let Some(limit) = limit_reached(err) {
+        return SpawnError {
+            status: exit_status::INIT_FAILED,
+            message: format!("cannot start {shown}: {limit}"),
+        };
+    }
     let message = match err.raw_os_error() {
         // The file is there, so what is missing is its interpreter: the `#!` line's, or a dynamic
         // executable's loader (a glibc binary in a scratch image).
@@ -128,6 +135,29 @@ fn exec_failed(path: &Path, err: &io::Error) -> SpawnError {
         _ => format!("{shown}: cannot execute: {err}"),
     };
     not_executable(message)
+}
+
+/// What a resource error from fork or exec means, naming the limit.
+fn limit_reached(err: &io::Error) -> Option<String> {
+    use nix::sys::resource::{getrlimit, Resource};
+    let soft_limit = |resource| {
+        getrlimit(resource).map_or_else(|_| "?".to_string(), |(soft, _)| soft.to_string())
+    };
+    let text = match err.raw_os_error()? {
+        libc::EAGAIN => format!(
+            "no process slot left ({err}): the pids limit of the container's cgroup or RLIMIT_NPROC \
+             (ulimit -u, {}) is reached",
+            soft_limit(Resource::RLIMIT_NPROC)
+        ),
+        libc::EMFILE => format!(
+            "out of file descriptors ({err}): RLIMIT_NOFILE (ulimit -n) is {}",
+            soft_limit(Resource::RLIMIT_NOFILE)
+        ),
+        libc::ENFILE => format!("the system's file table is full ({err})"),
+        libc::ENOMEM => format!("out of memory ({err})"),
+        _ => return None,
+    };
+    Some(text)
 }
 
 fn not_found(message: String) -> SpawnError {

@@ -135,6 +135,9 @@ impl Config {
             cli::parse_duration,
             DEFAULT_FINAL_TIMEOUT,
         )?;
+        if final_signal != Signal::KILL {
+            check_final_timeout(final_timeout, grace_period, pre_stop_delay, cleanup_timeout)?;
+        }
         let log_format = setting(
             cli.log_format,
             environment,
@@ -174,6 +177,45 @@ impl Config {
     pub fn is_stop_signal(&self, signal: Signal) -> bool {
         self.stop_signals.contains(&signal)
     }
+}
+
+/// The final signal comes between a SIGTERM and the SIGKILL that follows it, so that a process has had its
+/// chance to stop before it is asked for a dump: `--final-timeout` must be shorter than the part of the
+/// grace period after the pre-stop delay (else it would go out with the forwarded stop signal, or before it),
+/// and shorter than the cleanup timeout (else the rest of the tree would get it before its SIGTERM).
+fn check_final_timeout(
+    final_timeout: Duration,
+    grace_period: Duration,
+    pre_stop_delay: Duration,
+    cleanup_timeout: Duration,
+) -> Result<(), UsageError> {
+    let shown = |duration| humantime::format_duration(duration);
+    let after_delay = grace_period.saturating_sub(pre_stop_delay);
+    if final_timeout >= after_delay {
+        let what = if pre_stop_delay.is_zero() {
+            format!("the grace period ({})", shown(grace_period))
+        } else {
+            format!(
+                "the grace period less the pre-stop delay ({} − {})",
+                shown(grace_period),
+                shown(pre_stop_delay)
+            )
+        };
+        return Err(UsageError(format!(
+            "--final-timeout ({}) must be shorter than {what}: the final signal would go out with the \
+             forwarded stop signal, leaving the child no time to stop",
+            shown(final_timeout)
+        )));
+    }
+    if final_timeout >= cleanup_timeout {
+        return Err(UsageError(format!(
+            "--final-timeout ({}) must be shorter than --cleanup-timeout ({}): the rest of the tree would get \
+             the final signal before its SIGTERM",
+            shown(final_timeout),
+            shown(cleanup_timeout)
+        )));
+    }
+    Ok(())
 }
 
 /// The command line's value if it gave one, else variable `name`'s, else `default`.
@@ -318,6 +360,45 @@ mod tests {
         );
         let config = super::tests::config(&["grace", "--final-signal", "QUIT", "x"], &[]);
         assert_eq!(config.timings().final_timeout, Some(DEFAULT_FINAL_TIMEOUT));
+    }
+
+    #[test]
+    fn the_final_timeout_must_fit_between_sigterm_and_sigkill() {
+        let error = |args: &[&str]| try_config(args, &[]).unwrap_err().0;
+        // The default final timeout (1s) against a 1s grace period.
+        let message = error(&["grace", "-t", "1s", "--final-signal", "QUIT", "x"]);
+        assert!(message.contains("--final-timeout (1s)"), "{message}");
+        assert!(error(&[
+            "grace",
+            "-t",
+            "5s",
+            "--pre-stop-delay",
+            "4s",
+            "--final-signal",
+            "QUIT",
+            "x"
+        ])
+        .contains("less the pre-stop delay"));
+        let message = error(&[
+            "grace",
+            "--cleanup-timeout",
+            "1s",
+            "--final-signal",
+            "QUIT",
+            "x",
+        ]);
+        assert!(message.contains("--cleanup-timeout (1s)"), "{message}");
+        // Fits: 8s, 2s cleanup, 1s final; and any final timeout with SIGKILL as the final signal.
+        assert!(try_config(&["grace", "--final-signal", "QUIT", "x"], &[]).is_ok());
+        assert!(try_config(&["grace", "-t", "1s", "--final-timeout", "5s", "x"], &[]).is_ok());
+        let from_environment = try_config(
+            &["grace", "-t", "2s", "x"],
+            &[
+                ("GRACE_FINAL_SIGNAL", "QUIT"),
+                ("GRACE_FINAL_TIMEOUT", "2s"),
+            ],
+        );
+        assert!(from_environment.unwrap_err().0.contains("--final-timeout"));
     }
 
     #[test]
@@ -478,7 +559,9 @@ mod properties {
                     let line = error.to_string();
                     prop_assert!(!line.contains(['\n', '\r']), "{line:?}");
                     prop_assert!(
-                        values.iter().any(|(name, _)| line.contains(name)) || line.contains("pre-stop delay"),
+                        values.iter().any(|(name, _)| line.contains(name))
+                            || line.contains("pre-stop delay")
+                            || line.contains("--final-timeout"),
                         "the error does not name the variable: {line:?}"
                     );
                 }

@@ -13,7 +13,7 @@ const MAX_COMMAND_LINE: usize = 120;
 const SHELLS: [&str; 8] = ["sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"];
 
 /// What a process does with a signal, from /proc/PID/status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Disposition {
     /// A handler is installed (`SigCgt`).
     Catches,
@@ -28,6 +28,17 @@ pub enum Disposition {
 }
 
 impl Disposition {
+    /// `ignoring SIGTERM`, for the summary of many processes.
+    pub fn participle(self) -> &'static str {
+        match self {
+            Disposition::Catches => "catching",
+            Disposition::Ignores => "ignoring",
+            Disposition::Blocks => "blocking",
+            Disposition::Default => "at the default action for",
+            Disposition::Unknown => "not examined for",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Disposition::Catches => "catches",
@@ -79,6 +90,13 @@ pub fn diagnose(
         disposition,
         hint,
     }
+}
+
+/// What `pid` does with `signal`, from /proc/PID/status alone: the cheap part of a diagnosis, for the many
+/// processes of a large tree.
+pub fn disposition_of(pid: i32, signal: Signal) -> Disposition {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    disposition(&status, signal)
 }
 
 /// Whether `name` (a process name or a file name) is a shell.
@@ -212,6 +230,8 @@ mod tests {
             name: name.into(),
             state,
             start_time: 0,
+            exited: false,
+            wait_status: None,
         };
         let none = Taken::default();
         let pending = Taken {

@@ -1,22 +1,22 @@
 //! grace's log: one line per event on stderr, timestamped and prefixed so it stands out from the child's
-//! output, or one JSON object per line for log pipelines. Writing never panics and never stops grace: a
-//! failed write is dropped.
+//! output, or one JSON object per line for log pipelines. Writing never panics and never waits: lines go to
+//! [`crate::log_sink`], which buffers them for a slow reader and drops (and counts) them for a stalled one.
 //!
 //! Every lifecycle line carries structured fields through `log`'s key-values (`event = "escalated"`,
 //! `pid = 7`…): the text format shows only the message, the JSON format shows the fields too.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use log::kv::{Key, Value, VisitSource};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::cli::LogFormat;
+use crate::log_sink;
 
-/// The `log` backend: formats each record into one buffer and writes it with one system call, so lines
-/// from grace are never interleaved with each other mid-line.
+/// The `log` backend: formats each record into one line and hands it whole to the sink, so lines from grace
+/// are never interleaved with each other mid-line.
 struct StderrLogger {
     level: LevelFilter,
     format: LogFormat,
@@ -39,15 +39,48 @@ impl Log for StderrLogger {
             return;
         }
         let now = SystemTime::now();
-        let line = match self.format {
-            LogFormat::Text => text_line(record, now),
-            LogFormat::Json => json_line(record, now),
-        };
-        // stderr is unbuffered; a closed one gives EPIPE (grace's own SIGPIPE is blocked and never forwarded).
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let line = self.line(record, now);
+        log_sink::with_sink(|sink| {
+            let notice = match sink.dropped() {
+                0 => None,
+                dropped => Some(self.dropped_notice(dropped, now)),
+            };
+            sink.push(notice.as_deref().map(str::as_bytes), line.as_bytes());
+        });
     }
 
-    fn flush(&self) {}
+    fn flush(&self) {
+        log_sink::flush();
+    }
+}
+
+impl StderrLogger {
+    fn line(&self, record: &Record<'_>, now: SystemTime) -> String {
+        match self.format {
+            LogFormat::Text => text_line(record, now),
+            LogFormat::Json => json_line(record, now),
+        }
+    }
+
+    /// The line that reports `dropped` lines lost to a stderr that did not accept them.
+    fn dropped_notice(&self, dropped: u64, now: SystemTime) -> String {
+        let fields: [(&str, Value<'_>); 2] = [
+            ("event", Value::from("log_dropped")),
+            ("count", Value::from(dropped)),
+        ];
+        let args = format_args!(
+            "{dropped} log {} dropped: stderr did not accept them (a stalled log reader?)",
+            if dropped == 1 { "line" } else { "lines" }
+        );
+        self.line(
+            &Record::builder()
+                .level(Level::Warn)
+                .args(args)
+                .key_values(&fields)
+                .build(),
+            now,
+        )
+    }
 }
 
 /// `[grace 2026-11-28T15:04:07.123Z] warning: message`.
@@ -158,42 +191,13 @@ fn push_json_string(out: &mut String, text: &str) {
 
 /// `2026-11-28T15:04:07.123Z`.
 pub fn utc_timestamp(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days((seconds / 86_400) as i64);
-    let in_day = seconds % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3600,
-        in_day / 60 % 60,
-        in_day % 60,
-        since_epoch.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = (day_of_year - (153 * month_index + 2) / 5 + 1) as u32;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    } as u32;
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn json_lines_carry_the_event_and_its_fields() {

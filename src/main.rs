@@ -26,15 +26,18 @@ mod cli;
 mod config;
 mod diagnosis;
 mod exit_status;
+mod log_sink;
 mod logging;
 mod reaper;
+mod remains;
 mod shutdown;
 mod signals;
 mod supervisor;
+mod survey;
 mod sys;
 mod tree;
+mod wording;
 
-use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -48,6 +51,14 @@ use crate::supervisor::Supervisor;
 use crate::tree::{Scope, Tree};
 
 fn main() -> ExitCode {
+    log_sink::init();
+    let status = start_and_supervise();
+    log_sink::flush_before_exit();
+    status
+}
+
+/// Everything but the log's last flush.
+fn start_and_supervise() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Request::Run(cli)) => cli,
         Ok(Request::Help) => return print_and_exit(cli::HELP),
@@ -82,19 +93,28 @@ fn run(config: Config) -> anyhow::Result<u8> {
     }
     let tree = Tree::of_current_process();
     if tree.scope() != Scope::Namespace {
-        // Orphans of the subtree then come to grace instead of to the real init.
-        nix::sys::prctl::set_child_subreaper(true).context("becoming a child subreaper")?;
+        // Orphans of the subtree then come to grace instead of to the real init. Some sandboxes refuse it
+        // (a seccomp profile; qemu-user answers EINVAL), as tini's users have met: warn and run, as tini does.
+        if let Err(errno) = nix::sys::prctl::set_child_subreaper(true) {
+            log::warn!(
+                event = "no_subreaper";
+                "could not become a child subreaper ({}): processes orphaned in the command's tree go to this \
+                 machine's init instead, and grace cannot reap, signal or wait for them",
+                errno.desc()
+            );
+        }
     }
     if !tree.can_list() {
         log::warn!("/proc does not show this process's PID namespace: remaining processes cannot be listed or named");
     }
     let setup = sys::ChildSetup {
         signal_mask: signals.inherited_mask(),
-        ignore_sigpipe: sys::sigpipe_was_ignored(),
+        ignore_sigpipe: sys::inherited::sigpipe_ignored(),
+        ignore_sigchld: sys::inherited::sigchld_ignored(),
         take_terminal: owns_terminal_foreground(),
     };
     let main = child::spawn(&config.command, setup)?;
-    let command = shell_words(&config.command);
+    let command = supervisor::shown_command(&config.command);
     let mode = if tree.scope() == Scope::Namespace {
         "pid1"
     } else {
@@ -118,23 +138,11 @@ fn owns_terminal_foreground() -> bool {
         && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == nix::unistd::getpgrp())
 }
 
-/// The command as a shell would show it: arguments with spaces or quotes in single quotes.
-fn shell_words(command: &[OsString]) -> String {
-    let quote = |word: &OsString| {
-        let text = word.to_string_lossy();
-        if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c))
-        {
-            text.into_owned()
-        } else {
-            format!("'{}'", text.replace('\'', r"'\''"))
-        }
-    };
-    command.iter().map(quote).collect::<Vec<_>>().join(" ")
-}
-
-/// One line naming the problem, and status 2. Not eprintln!: it panics when stderr is closed.
+/// One line naming the problem, and status 2. Not eprintln!: it panics when stderr is closed, and blocks
+/// when nobody reads it.
 fn usage_error(err: &UsageError) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "grace: {err} (see grace --help)");
+    let line = format!("grace: {err} (see grace --help)\n");
+    log_sink::with_sink(|sink| sink.push(None, line.as_bytes()));
     ExitCode::from(exit_status::USAGE)
 }
 

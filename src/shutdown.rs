@@ -10,10 +10,16 @@
 //!               without one
 //! main exits    settle briefly, then SIGTERM the rest; SIGKILL after C, never past t0+G
 //! t0+G-F        the final signal (e.g. SIGQUIT for a thread dump) to everything that remains
+//! t0+G-100ms    survey what remains (for the report), so that reading /proc does not make the kill late
 //! t0+G          SIGKILL to everything that remains
+//! then          sweep again (10 ms, doubling to 200 ms) for processes forked just before their SIGKILL,
+//!               until 1 s after the last sweep that found one, 3 s after the SIGKILL at most
 //! ```
 //! When the main child exits on its own, the rest gets the same settle, SIGTERM, and SIGKILL after C.
 //! grace exits as soon as the tree is empty; that check belongs to the supervisor.
+//!
+//! The configuration guarantees F < C and F < G − P (see `config`), so the final signal never comes before
+//! the SIGTERM it follows: not during the pre-stop delay, and not before the rest's SIGTERM.
 
 use std::time::{Duration, Instant};
 
@@ -21,9 +27,21 @@ use std::time::{Duration, Instant};
 /// already on their way out (a `tee` draining a FIFO whose writer just exited) finish undisturbed.
 pub const SETTLE: Duration = Duration::from_millis(200);
 
-/// After SIGKILL, how long grace waits for processes that cannot die at once (uninterruptible sleep)
-/// before it gives up on them and exits.
+/// After the last sweep that SIGKILLed a process, how long grace waits for processes that cannot die at
+/// once (uninterruptible sleep) before it gives up on them and exits.
 pub const UNKILLABLE_WAIT: Duration = Duration::from_secs(1);
+
+/// The longest grace keeps sweeping after the first SIGKILL, however many processes keep appearing: the
+/// bound on the whole shutdown is grace period + this.
+pub const KILLING_LIMIT: Duration = Duration::from_secs(3);
+
+/// How long before a SIGKILL the survey of what remains is taken.
+pub const SURVEY_LEAD: Duration = Duration::from_millis(100);
+
+/// The first and the longest interval between sweeps. A process whose children are reaped by the kernel
+/// (SIGCHLD ignored) gives grace no SIGCHLD when one of them exits, so sweeps run on a timer.
+pub const FIRST_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+pub const LAST_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The configured durations of a shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +97,14 @@ pub enum Phase {
         deadline: Option<Instant>,
         final_sent: bool,
     },
-    /// Everything has had SIGKILL; grace gives up on survivors at `give_up_at`.
-    Killing { give_up_at: Instant },
+    /// Everything has had SIGKILL; grace sweeps again at `next_sweep` and gives up on survivors at
+    /// `give_up_at`.
+    Killing {
+        killed_at: Instant,
+        next_sweep: Instant,
+        sweep_interval: Duration,
+        give_up_at: Instant,
+    },
 }
 
 /// Why everything is being SIGKILLed; logged with the escalation.
@@ -114,8 +138,13 @@ pub enum Action {
     TerminateRest,
     /// The final signal to every process of the tree; SIGKILL follows at the deadline.
     SendFinal,
+    /// Read what remains (pids, names, what each does with the signal it was sent), for the report that
+    /// follows the SIGKILL due shortly.
+    Survey,
     /// SIGKILL to every process of the tree.
     KillAll(KillReason),
+    /// SIGKILL to processes of the tree that appeared since the last SIGKILL.
+    Sweep,
     /// Stop waiting for the processes that survived SIGKILL.
     GiveUp,
 }
@@ -127,6 +156,8 @@ pub struct Shutdown {
     phase: Phase,
     stop_signals: u32,
     stopped_at: Option<Instant>,
+    /// The SIGKILL time the last survey was taken for: one survey per SIGKILL.
+    surveyed_for: Option<Instant>,
 }
 
 impl Shutdown {
@@ -136,6 +167,7 @@ impl Shutdown {
             phase: Phase::Running,
             stop_signals: 0,
             stopped_at: None,
+            surveyed_for: None,
         }
     }
 
@@ -166,8 +198,25 @@ impl Shutdown {
         }
     }
 
+    /// When the survey for the coming SIGKILL is due, if it has not been taken yet.
+    fn survey_time(&self) -> Option<Instant> {
+        let kill_at = self.kill_time()?;
+        if self.surveyed_for == Some(kill_at) {
+            return None;
+        }
+        Some(kill_at.checked_sub(SURVEY_LEAD).unwrap_or(kill_at))
+    }
+
     /// The next moment at which [`Shutdown::on_deadline`] has something to do; `None` while running.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let phase_deadline = self.next_phase_deadline();
+        match (phase_deadline, self.survey_time()) {
+            (Some(phase), Some(survey)) => Some(phase.min(survey)),
+            (phase, survey) => phase.or(survey),
+        }
+    }
+
+    fn next_phase_deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Running => None,
             Phase::Delaying {
@@ -199,7 +248,11 @@ impl Shutdown {
                 self.final_time(kill_at, final_sent)
                     .map_or(kill_at, |final_at| final_at.min(kill_at)),
             ),
-            Phase::Killing { give_up_at } => Some(give_up_at),
+            Phase::Killing {
+                next_sweep,
+                give_up_at,
+                ..
+            } => Some(next_sweep.min(give_up_at)),
         }
     }
 
@@ -301,6 +354,15 @@ impl Shutdown {
     /// Time has passed; acts on the earliest deadline reached by `now` (the supervisor calls again at once
     /// when another one is due too).
     pub fn on_deadline(&mut self, now: Instant) -> Action {
+        let kill_due = self.kill_time().is_some_and(|kill_at| now >= kill_at);
+        if !kill_due && self.survey_time().is_some_and(|survey_at| now >= survey_at) {
+            self.surveyed_for = self.kill_time();
+            return Action::Survey;
+        }
+        self.on_phase_deadline(now)
+    }
+
+    fn on_phase_deadline(&mut self, now: Instant) -> Action {
         match self.phase {
             Phase::Running => Action::Nothing,
             Phase::Delaying { deadline, .. } if now >= deadline => {
@@ -323,6 +385,18 @@ impl Shutdown {
             }
             Phase::Stopping {
                 deadline,
+                rest_signalled: false,
+                final_sent,
+            } if now >= self.rest_signal_time(deadline) => {
+                self.phase = Phase::Stopping {
+                    deadline,
+                    rest_signalled: true,
+                    final_sent,
+                };
+                Action::TerminateRest
+            }
+            Phase::Stopping {
+                deadline,
                 rest_signalled,
                 final_sent: false,
             } if self
@@ -335,18 +409,6 @@ impl Shutdown {
                     final_sent: true,
                 };
                 Action::SendFinal
-            }
-            Phase::Stopping {
-                deadline,
-                rest_signalled: false,
-                final_sent,
-            } if now >= self.rest_signal_time(deadline) => {
-                self.phase = Phase::Stopping {
-                    deadline,
-                    rest_signalled: true,
-                    final_sent,
-                };
-                Action::TerminateRest
             }
             Phase::Stopping { .. } => Action::Nothing,
             Phase::Settling {
@@ -393,9 +455,52 @@ impl Shutdown {
                 Action::SendFinal
             }
             Phase::CleaningUp { .. } => Action::Nothing,
-            Phase::Killing { give_up_at } if now >= give_up_at => Action::GiveUp,
+            Phase::Killing { give_up_at, .. } if now >= give_up_at => Action::GiveUp,
+            Phase::Killing {
+                killed_at,
+                next_sweep,
+                sweep_interval,
+                give_up_at,
+            } if now >= next_sweep => {
+                let sweep_interval = (sweep_interval * 2).min(LAST_SWEEP_INTERVAL);
+                self.phase = Phase::Killing {
+                    killed_at,
+                    next_sweep: now + sweep_interval,
+                    sweep_interval,
+                    give_up_at,
+                };
+                Action::Sweep
+            }
             Phase::Killing { .. } => Action::Nothing,
         }
+    }
+
+    /// The supervisor finished a SIGKILL or a sweep at `now`; `killed_new` tells whether it SIGKILLed a
+    /// process that had not been sent one before. The give-up clock starts after the sweep, not before it
+    /// (a sweep of a large tree takes time), and starts again while sweeps keep finding processes — a fork
+    /// bomb at its pids limit refills every slot that a SIGKILL frees — up to [`KILLING_LIMIT`].
+    pub fn on_swept(&mut self, now: Instant, killed_new: bool) {
+        let Phase::Killing {
+            killed_at,
+            sweep_interval,
+            give_up_at,
+            ..
+        } = self.phase
+        else {
+            return;
+        };
+        let (sweep_interval, give_up_at) = if killed_new {
+            let restarted = (now + UNKILLABLE_WAIT).min(killed_at + KILLING_LIMIT);
+            (FIRST_SWEEP_INTERVAL, restarted.max(give_up_at))
+        } else {
+            (sweep_interval, give_up_at)
+        };
+        self.phase = Phase::Killing {
+            killed_at,
+            next_sweep: now + sweep_interval,
+            sweep_interval,
+            give_up_at,
+        };
     }
 
     /// When the main child is still running with only the cleanup timeout of the grace period left, the
@@ -414,6 +519,9 @@ impl Shutdown {
 
     fn kill_all(&mut self, now: Instant, reason: KillReason) -> Action {
         self.phase = Phase::Killing {
+            killed_at: now,
+            next_sweep: now + FIRST_SWEEP_INTERVAL,
+            sweep_interval: FIRST_SWEEP_INTERVAL,
             give_up_at: now + UNKILLABLE_WAIT,
         };
         Action::KillAll(reason)
@@ -427,6 +535,19 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
     const GRACE: Duration = Duration::from_secs(8);
     const CLEANUP: Duration = Duration::from_secs(2);
+
+    /// `on_deadline`, with the survey before each SIGKILL taken out of the way (its own tests check it).
+    fn due(shutdown: &mut Shutdown, now: Instant) -> Action {
+        match shutdown.on_deadline(now) {
+            Action::Survey => shutdown.on_deadline(now),
+            action => action,
+        }
+    }
+
+    /// The next deadline of the phase, the survey left aside.
+    fn next(shutdown: &Shutdown) -> Option<Instant> {
+        shutdown.next_phase_deadline()
+    }
 
     fn stopped(t0: Instant) -> Shutdown {
         let mut shutdown = Shutdown::new(Timings::new(GRACE, CLEANUP));
@@ -448,24 +569,23 @@ mod tests {
     fn deadline_escalates_only_when_reached() {
         let t0 = Instant::now();
         let mut shutdown = stopped(t0);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE - CLEANUP));
+        assert_eq!(next(&shutdown), Some(t0 + GRACE - CLEANUP));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - CLEANUP - MS),
+            due(&mut shutdown, t0 + GRACE - CLEANUP - MS),
             Action::Nothing
         );
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - CLEANUP),
+            due(&mut shutdown, t0 + GRACE - CLEANUP),
             Action::TerminateRest
         );
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
-        assert_eq!(shutdown.on_deadline(t0 + GRACE - MS), Action::Nothing);
+        assert_eq!(next(&shutdown), Some(t0 + GRACE));
+        assert_eq!(due(&mut shutdown, t0 + GRACE - MS), Action::Nothing);
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE + UNKILLABLE_WAIT));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE + UNKILLABLE_WAIT),
+            due(&mut shutdown, t0 + GRACE + UNKILLABLE_WAIT),
             Action::GiveUp
         );
     }
@@ -484,7 +604,7 @@ mod tests {
         );
         assert_eq!(shutdown.stopped_at(), Some(t0));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
     }
@@ -504,12 +624,12 @@ mod tests {
         let t0 = Instant::now();
         let mut shutdown = Shutdown::new(Timings::new(GRACE, CLEANUP));
         shutdown.on_main_exit(t0);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + SETTLE));
-        assert_eq!(shutdown.on_deadline(t0 + SETTLE - MS), Action::Nothing);
-        assert_eq!(shutdown.on_deadline(t0 + SETTLE), Action::TerminateRest);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + SETTLE + CLEANUP));
+        assert_eq!(next(&shutdown), Some(t0 + SETTLE));
+        assert_eq!(due(&mut shutdown, t0 + SETTLE - MS), Action::Nothing);
+        assert_eq!(due(&mut shutdown, t0 + SETTLE), Action::TerminateRest);
+        assert_eq!(next(&shutdown), Some(t0 + SETTLE + CLEANUP));
         assert_eq!(
-            shutdown.on_deadline(t0 + SETTLE + CLEANUP),
+            due(&mut shutdown, t0 + SETTLE + CLEANUP),
             Action::KillAll(KillReason::CleanupTimeoutExpired)
         );
     }
@@ -520,10 +640,10 @@ mod tests {
         let mut shutdown = stopped(t0);
         let exit = t0 + GRACE - CLEANUP - 100 * MS; // main exits just before the rest would get SIGTERM
         shutdown.on_main_exit(exit);
-        assert_eq!(shutdown.on_deadline(exit + SETTLE), Action::TerminateRest);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
+        assert_eq!(due(&mut shutdown, exit + SETTLE), Action::TerminateRest);
+        assert_eq!(next(&shutdown), Some(t0 + GRACE));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
     }
@@ -533,13 +653,13 @@ mod tests {
         let t0 = Instant::now();
         let mut shutdown = stopped(t0);
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - CLEANUP),
+            due(&mut shutdown, t0 + GRACE - CLEANUP),
             Action::TerminateRest
         );
         shutdown.on_main_exit(t0 + GRACE - MS);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
+        assert_eq!(next(&shutdown), Some(t0 + GRACE));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
     }
@@ -549,9 +669,9 @@ mod tests {
         let t0 = Instant::now();
         let mut shutdown = stopped(t0);
         shutdown.on_main_exit(t0 + GRACE - 10 * MS);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
+        assert_eq!(next(&shutdown), Some(t0 + GRACE));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
     }
@@ -565,14 +685,14 @@ mod tests {
             ..Timings::new(GRACE, CLEANUP)
         });
         assert_eq!(shutdown.on_stop_signal(t0), Action::DelayStop);
-        assert_eq!(shutdown.next_deadline(), Some(t0 + delay));
+        assert_eq!(next(&shutdown), Some(t0 + delay));
         assert_eq!(
             shutdown.on_stop_signal(t0 + MS),
             Action::RepeatDuringDelay { repeat: 2 }
         );
-        assert_eq!(shutdown.on_deadline(t0 + delay - MS), Action::Nothing);
+        assert_eq!(due(&mut shutdown, t0 + delay - MS), Action::Nothing);
         assert_eq!(
-            shutdown.on_deadline(t0 + delay),
+            due(&mut shutdown, t0 + delay),
             Action::ForwardStop { repeat: 1 }
         );
         assert_eq!(
@@ -585,11 +705,11 @@ mod tests {
             Action::ForwardStop { repeat: 3 }
         );
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - CLEANUP),
+            due(&mut shutdown, t0 + GRACE - CLEANUP),
             Action::TerminateRest
         );
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
     }
@@ -603,10 +723,7 @@ mod tests {
         });
         shutdown.on_stop_signal(t0);
         shutdown.on_main_exit(t0 + MS);
-        assert_eq!(
-            shutdown.on_deadline(t0 + MS + SETTLE),
-            Action::TerminateRest
-        );
+        assert_eq!(due(&mut shutdown, t0 + MS + SETTLE), Action::TerminateRest);
     }
 
     #[test]
@@ -619,16 +736,16 @@ mod tests {
         let mut shutdown = Shutdown::new(timings);
         shutdown.on_stop_signal(t0);
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - Duration::from_secs(3)),
+            due(&mut shutdown, t0 + GRACE - Duration::from_secs(3)),
             Action::SendFinal
         );
         let exit = t0 + GRACE - Duration::from_millis(2500);
         shutdown.on_main_exit(exit);
-        assert_eq!(shutdown.on_deadline(exit + SETTLE), Action::TerminateRest);
+        assert_eq!(due(&mut shutdown, exit + SETTLE), Action::TerminateRest);
         // No second final signal before the cleanup's SIGKILL.
-        assert_eq!(shutdown.next_deadline(), Some(exit + SETTLE + CLEANUP));
+        assert_eq!(next(&shutdown), Some(exit + SETTLE + CLEANUP));
         assert_eq!(
-            shutdown.on_deadline(exit + SETTLE + CLEANUP),
+            due(&mut shutdown, exit + SETTLE + CLEANUP),
             Action::KillAll(KillReason::CleanupTimeoutExpired)
         );
     }
@@ -644,29 +761,29 @@ mod tests {
         let mut shutdown = Shutdown::new(timings);
         shutdown.on_stop_signal(t0);
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - CLEANUP),
+            due(&mut shutdown, t0 + GRACE - CLEANUP),
             Action::TerminateRest
         );
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE - final_timeout));
+        assert_eq!(next(&shutdown), Some(t0 + GRACE - final_timeout));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE - final_timeout),
+            due(&mut shutdown, t0 + GRACE - final_timeout),
             Action::SendFinal
         );
-        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
+        assert_eq!(next(&shutdown), Some(t0 + GRACE));
         assert_eq!(
-            shutdown.on_deadline(t0 + GRACE),
+            due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
 
         let mut cleanup = Shutdown::new(timings);
         cleanup.on_main_exit(t0);
-        assert_eq!(cleanup.on_deadline(t0 + SETTLE), Action::TerminateRest);
+        assert_eq!(due(&mut cleanup, t0 + SETTLE), Action::TerminateRest);
         assert_eq!(
-            cleanup.on_deadline(t0 + SETTLE + CLEANUP - final_timeout),
+            due(&mut cleanup, t0 + SETTLE + CLEANUP - final_timeout),
             Action::SendFinal
         );
         assert_eq!(
-            cleanup.on_deadline(t0 + SETTLE + CLEANUP),
+            due(&mut cleanup, t0 + SETTLE + CLEANUP),
             Action::KillAll(KillReason::CleanupTimeoutExpired)
         );
     }
@@ -679,14 +796,249 @@ mod tests {
             Duration::from_secs(60),
         ));
         shutdown.on_main_exit(t0);
-        assert_eq!(shutdown.on_deadline(t0 + SETTLE), Action::TerminateRest);
+        assert_eq!(due(&mut shutdown, t0 + SETTLE), Action::TerminateRest);
         assert_eq!(
             shutdown.on_stop_signal(t0 + SETTLE),
             Action::StopAfterMainExit
         );
         assert_eq!(
-            shutdown.next_deadline(),
+            next(&shutdown),
             Some(t0 + SETTLE + Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn a_survey_comes_before_each_sigkill_once() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        assert_eq!(
+            due(&mut shutdown, t0 + GRACE - CLEANUP),
+            Action::TerminateRest
+        );
+        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE - SURVEY_LEAD));
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE - SURVEY_LEAD - MS),
+            Action::Nothing
+        );
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE - SURVEY_LEAD),
+            Action::Survey
+        );
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE - SURVEY_LEAD),
+            Action::Nothing
+        );
+        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+    }
+
+    #[test]
+    fn a_sigkill_that_moves_earlier_gets_a_survey_of_its_own() {
+        let t0 = Instant::now();
+        let mut shutdown = Shutdown::new(Timings::new(GRACE, CLEANUP));
+        shutdown.on_main_exit(t0);
+        assert_eq!(shutdown.on_deadline(t0 + SETTLE), Action::TerminateRest);
+        let cleanup_kill = t0 + SETTLE + CLEANUP;
+        assert_eq!(shutdown.next_deadline(), Some(cleanup_kill - SURVEY_LEAD));
+        // A stop signal with a grace period shorter than what is left of the cleanup moves the SIGKILL.
+        let mut short = Shutdown::new(Timings::new(Duration::from_millis(300), CLEANUP));
+        short.on_main_exit(t0);
+        assert_eq!(short.on_deadline(t0 + SETTLE), Action::TerminateRest);
+        assert_eq!(short.on_stop_signal(t0 + SETTLE), Action::StopAfterMainExit);
+        let kill_at = t0 + SETTLE + Duration::from_millis(300);
+        assert_eq!(short.next_deadline(), Some(kill_at - SURVEY_LEAD));
+        assert_eq!(short.on_deadline(kill_at - SURVEY_LEAD), Action::Survey);
+        assert_eq!(
+            short.on_deadline(kill_at),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+    }
+
+    #[test]
+    fn a_late_wake_up_kills_without_a_survey() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE + MS),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+    }
+
+    #[test]
+    fn sweeps_repeat_with_a_doubling_interval_until_the_give_up() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        let kill = t0 + GRACE;
+        assert_eq!(
+            due(&mut shutdown, kill),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+        shutdown.on_swept(kill, true);
+        let mut at = kill;
+        let mut interval = FIRST_SWEEP_INTERVAL;
+        for _ in 0..5 {
+            assert_eq!(shutdown.next_deadline(), Some(at + interval));
+            assert_eq!(shutdown.on_deadline(at + interval - MS), Action::Nothing);
+            at += interval;
+            assert_eq!(shutdown.on_deadline(at), Action::Sweep);
+            shutdown.on_swept(at, false);
+            interval = (interval * 2).min(LAST_SWEEP_INTERVAL);
+        }
+        assert_eq!(
+            shutdown.on_deadline(kill + UNKILLABLE_WAIT - MS),
+            Action::Sweep
+        );
+        assert_eq!(shutdown.on_deadline(kill + UNKILLABLE_WAIT), Action::GiveUp);
+    }
+
+    /// A SIGKILL sweep of a large tree takes time; and a fork bomb at its pids limit refills the slots a
+    /// SIGKILL frees, so sweeps keep finding processes.
+    #[test]
+    fn the_give_up_clock_starts_after_a_sweep_that_killed_and_has_a_limit() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        let kill = t0 + GRACE;
+        assert_eq!(
+            due(&mut shutdown, kill),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+        let slow_sweep_end = kill + 300 * MS;
+        shutdown.on_swept(slow_sweep_end, true);
+        assert_eq!(
+            shutdown.next_deadline(),
+            Some(slow_sweep_end + FIRST_SWEEP_INTERVAL)
+        );
+        let mut at = slow_sweep_end;
+        while at < kill + KILLING_LIMIT {
+            at += FIRST_SWEEP_INTERVAL;
+            match shutdown.on_deadline(at) {
+                Action::Sweep => shutdown.on_swept(at, true),
+                Action::GiveUp => break,
+                other => panic!("{other:?} at {:?}", at - kill),
+            }
+        }
+        assert_eq!(
+            shutdown.on_deadline(kill + KILLING_LIMIT),
+            Action::GiveUp,
+            "sweeps that keep killing do not hold grace past the limit"
+        );
+    }
+}
+
+/// Properties over arbitrary valid timings and event times: the final signal never comes before the SIGTERM
+/// it follows, nor during the pre-stop delay or the settle; nothing is killed before its time; and the
+/// shutdown always ends.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Timings as the configuration accepts them: F < C and F < G − P, P < G.
+    fn timings() -> impl Strategy<Value = Timings> {
+        (
+            1u64..20_000,
+            0u64..100,
+            1u64..20_000,
+            0u64..100,
+            any::<bool>(),
+        )
+            .prop_filter_map(
+                "valid timings",
+                |(grace, delay_percent, cleanup, final_percent, with_final)| {
+                    let grace_period = Duration::from_millis(grace);
+                    let pre_stop_delay = grace_period * delay_percent as u32 / 100;
+                    let cleanup_timeout = Duration::from_millis(cleanup);
+                    let room = (grace_period - pre_stop_delay).min(cleanup_timeout);
+                    let final_timeout =
+                        (room * final_percent as u32 / 100).min(room.saturating_sub(MS));
+                    if pre_stop_delay >= grace_period {
+                        return None;
+                    }
+                    Some(Timings {
+                        grace_period,
+                        cleanup_timeout,
+                        pre_stop_delay,
+                        final_timeout: with_final.then_some(final_timeout),
+                    })
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_final_signal_follows_a_sigterm_and_the_shutdown_ends(
+            timings in timings(),
+            stop_at_ms in prop::option::of(0u64..30_000),
+            main_exit_at_ms in prop::option::of(0u64..30_000),
+            lateness_ms in prop::collection::vec(0u64..3, 1..8),
+        ) {
+            let t0 = Instant::now();
+            let mut shutdown = Shutdown::new(timings);
+            let mut events: Vec<(Instant, bool)> = Vec::new(); // (when, is the stop signal)
+            if let Some(at) = stop_at_ms { events.push((t0 + Duration::from_millis(at), true)); }
+            if let Some(at) = main_exit_at_ms { events.push((t0 + Duration::from_millis(at), false)); }
+            events.sort();
+            events.reverse(); // popped from the end: earliest first
+            let mut lateness = lateness_ms.iter().cycle().map(|ms| Duration::from_millis(*ms));
+            let mut now = t0;
+            let mut terminated = false;
+            let mut killed_at = None;
+            for _ in 0..100_000 {
+                let deadline = shutdown.next_deadline();
+                let event = events.last().map(|(at, _)| *at);
+                match (deadline, event) {
+                    (None, None) => break,
+                    (deadline, Some(at)) if deadline.map_or(true, |deadline| at < deadline) => {
+                        let (at, is_stop) = events.pop().unwrap_or((at, true));
+                        now = now.max(at);
+                        let action = if is_stop { shutdown.on_stop_signal(now) } else { shutdown.on_main_exit(now) };
+                        if let Action::KillAll(reason) = action {
+                            prop_assert_eq!(reason, KillReason::NoGracePeriod);
+                            killed_at = Some(now);
+                            shutdown.on_swept(now, true);
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                // A wake-up can be late; every action overdue is taken, earliest first.
+                now = now.max(deadline.unwrap_or(now)) + lateness.next().unwrap_or_default();
+                loop {
+                    let phase = shutdown.phase();
+                    let kill_time = shutdown.kill_time();
+                    match shutdown.on_deadline(now) {
+                        Action::Nothing => break,
+                        Action::TerminateRest => terminated = true,
+                        Action::SendFinal => {
+                            prop_assert!(!matches!(phase, Phase::Delaying { .. } | Phase::Settling { .. }), "{:?}", phase);
+                            prop_assert!(terminated, "the final signal before the rest's SIGTERM, {:?}", phase);
+                        }
+                        Action::KillAll(_) => {
+                            prop_assert!(kill_time.is_some_and(|kill_at| now >= kill_at), "killed early");
+                            killed_at = Some(now);
+                            shutdown.on_swept(now, true);
+                        }
+                        Action::Sweep => shutdown.on_swept(now, false),
+                        Action::GiveUp => {
+                            let killed_at = killed_at.unwrap_or(now);
+                            prop_assert!(now <= killed_at + KILLING_LIMIT + Duration::from_millis(3));
+                            return Ok(());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            prop_assert!(
+                stop_at_ms.is_none() && main_exit_at_ms.is_none(),
+                "a stop signal or an exit, and no end: {:?}", shutdown.phase()
+            );
+        }
     }
 }

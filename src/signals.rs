@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -195,7 +195,9 @@ impl SignalSource {
     /// Blocks every signal (fault signals included: a real fault still kills grace, while a SIGSEGV sent
     /// with kill() is read here and forwarded) and opens the signalfd.
     pub fn block_all() -> io::Result<SignalSource> {
-        let inherited_mask = sys::set_signal_mask(sys::ALL_SIGNALS)?;
+        // Blocked before `main` already (see sys::inherited), which recorded the mask grace was started with.
+        let previous = sys::set_signal_mask(sys::ALL_SIGNALS)?;
+        let inherited_mask = sys::inherited::signal_mask().unwrap_or(previous);
         let fd = sys::open_signalfd(sys::ALL_SIGNALS)?;
         Ok(SignalSource {
             fd,
@@ -209,8 +211,10 @@ impl SignalSource {
         self.inherited_mask
     }
 
-    /// Waits for signals until `deadline` (`None`: for ever, with no wake-ups) and reads those pending, up to
-    /// [`SIGINFOS_PER_READ`] of them, into `into` (cleared first); empty when the deadline passed first.
+    /// Waits for signals until `deadline` (`None`: for ever, with no wake-ups), or until `writable` (the log's
+    /// descriptor, while lines wait for it) can take output, and reads the signals pending, up to
+    /// [`SIGINFOS_PER_READ`] of them, into `into` (cleared first); empty when the deadline passed or the log
+    /// became writable first.
     ///
     /// Idle, this is one blocking `read`: one system call per wake-up, as few as an init can make. With a
     /// deadline, `ppoll` waits with nanosecond precision (poll's milliseconds would make escalation up to
@@ -218,11 +222,14 @@ impl SignalSource {
     pub fn next_signals(
         &mut self,
         deadline: Option<Instant>,
+        writable: Option<BorrowedFd<'_>>,
         into: &mut Vec<Received>,
     ) -> io::Result<()> {
         into.clear();
-        if let Some(deadline) = deadline {
-            if !self.ready_within(deadline.saturating_duration_since(Instant::now()))? {
+        if deadline.is_some() || writable.is_some() {
+            let timeout =
+                deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if !self.ready_within(timeout, writable)? {
                 return Ok(());
             }
         }
@@ -246,11 +253,25 @@ impl SignalSource {
         Ok(())
     }
 
-    /// Whether a signal becomes readable within `timeout`.
-    fn ready_within(&self, timeout: Duration) -> io::Result<bool> {
-        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-        match nix::poll::ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
-            Ok(ready) => Ok(ready > 0),
+    /// Whether a signal becomes readable within `timeout` (`None`: no limit); `false` also when `writable`
+    /// became writable (or failed) first.
+    fn ready_within(
+        &self,
+        timeout: Option<Duration>,
+        writable: Option<BorrowedFd<'_>>,
+    ) -> io::Result<bool> {
+        // An array rather than a Vec: no allocation per wake-up. Without a log to wait for, only the first.
+        let mut fds = [
+            PollFd::new(self.fd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(writable.unwrap_or(self.fd.as_fd()), PollFlags::POLLOUT),
+        ];
+        let used = if writable.is_some() { 2 } else { 1 };
+        let polled = fds.get_mut(..used).unwrap_or_default();
+        match nix::poll::ppoll(polled, timeout.map(TimeSpec::from_duration), None) {
+            Ok(_) => Ok(fds
+                .first()
+                .and_then(|signals| signals.revents())
+                .is_some_and(|events| events.contains(PollFlags::POLLIN))),
             Err(nix::errno::Errno::EINTR) => Ok(false),
             Err(errno) => Err(errno.into()),
         }

@@ -5,42 +5,57 @@
 //! Each lifecycle line carries an `event` name and fields (see the README's "Operating grace"), which the
 //! JSON log format shows; the names are a stable interface for log pipelines.
 
-use std::collections::HashSet;
+use std::io;
 use std::time::{Duration, Instant};
 
 use crate::child::MainChild;
 use crate::config::Config;
 use crate::diagnosis;
 use crate::exit_status;
+use crate::log_sink;
 use crate::reaper;
+use crate::remains::{self, Remains, Unlisted};
 use crate::shutdown::{Action, KillReason, Phase, Shutdown, UNKILLABLE_WAIT};
 use crate::signals::{Received, Signal, SignalSource};
+use crate::survey::{self, Detail, Surveyed};
 use crate::sys;
-use crate::tree::{self, Delivery, Process, Scope, Tree};
+use crate::tree::{self, Process, Scope, Tree};
+use crate::wording::{
+    configured, millis, name_list, pid_list, processes, remain, seconds, sender, wait_status,
+};
 
 /// Runs the main child's life and the shutdown of its tree; returns grace's exit status.
 pub struct Supervisor {
     config: Config,
     signals: SignalSource,
-    tree: Tree,
+    remains: Remains,
     main: MainChild,
     /// The main child's exit status, once it has been reaped. Until then its pid is safe to signal.
     main_status: Option<u8>,
+    /// The main child was sent SIGKILL (and may be dying of it, in uninterruptible sleep).
+    main_killed: bool,
     shutdown: Shutdown,
     /// The first stop signal, kept to be forwarded when the pre-stop delay ends.
     first_stop: Option<Received>,
     /// What the main child was sent on the stop signal (after --rewrite), for the diagnosis.
     forwarded_stop: Option<Signal>,
     own_pid: i32,
-    /// Processes SIGKILLed so far, by (pid, start time), so a repeated sweep logs only the new ones.
-    killed: HashSet<(i32, u64)>,
     /// As PID 1, grace's own children are all gone but processes that entered the namespace from outside
     /// (`kubectl exec`, `nsenter`) remain: they are not grace's children, so no SIGCHLD reports their exit.
     outsiders: bool,
+    /// A process refused a signal with EPERM: from then on, each reap looks whether only such processes
+    /// remain, which grace never waits for.
+    unsignallable_seen: bool,
 }
 
 /// How often grace looks whether the processes it did not start are gone, once only they remain.
 const OUTSIDER_RECHECK: Duration = Duration::from_millis(50);
+
+/// The survey before a SIGKILL stops reading /proc this long before it, so that the kill is on time.
+const SURVEY_MARGIN: Duration = Duration::from_millis(5);
+
+/// The longest command the `started` line shows, in characters.
+const MAX_COMMAND_SHOWN: usize = 512;
 
 impl Supervisor {
     pub fn new(config: Config, signals: SignalSource, tree: Tree, main: MainChild) -> Supervisor {
@@ -48,19 +63,21 @@ impl Supervisor {
         Supervisor {
             config,
             signals,
-            tree,
+            remains: Remains::new(tree),
             main,
             main_status: None,
+            main_killed: false,
             shutdown,
             first_stop: None,
             forwarded_stop: None,
             own_pid: std::process::id() as i32,
-            killed: HashSet::new(),
             outsiders: false,
+            unsignallable_seen: false,
         }
     }
 
-    /// Runs until the tree is empty (or its last processes cannot be killed) and returns the exit status.
+    /// Runs until the tree is empty (or its last processes cannot be killed or may not be signalled) and
+    /// returns the exit status.
     pub fn run(mut self) -> u8 {
         let mut received = Vec::with_capacity(64);
         // Reaping needs a SIGCHLD (one stands for any number of exits); a child may have exited before the
@@ -69,23 +86,21 @@ impl Supervisor {
         loop {
             if child_exited {
                 let reaped = reaper::reap_exited(self.main.pid, self.config.warn_on_reap);
+                let main_exited = reaped.main_status.is_some();
                 if let Some(raw_status) = reaped.main_status {
                     self.on_main_exit(raw_status, Instant::now());
                 }
                 if reaped.tree_empty {
-                    if !self.outsiders_remain() {
+                    if !self.remains.others_remain() {
                         return self.finish();
                     }
                     self.outsiders = true;
                 }
-                if matches!(self.shutdown.phase(), Phase::Killing { .. })
-                    && self.tree.scope() != Scope::Namespace
-                {
-                    // A process may have forked just before its SIGKILL; its child is new to the sweep.
-                    self.kill_remaining();
+                if (main_exited || self.unsignallable_seen) && self.nothing_to_wait_for() {
+                    return self.finish();
                 }
             }
-            if self.outsiders && !self.outsiders_remain() {
+            if self.outsiders && !self.remains.others_remain() {
                 return self.finish();
             }
             // Every deadline that is due, earliest first (two can fall at the same moment).
@@ -93,10 +108,15 @@ impl Supervisor {
                 match self.shutdown.on_deadline(Instant::now()) {
                     Action::Nothing => break,
                     Action::GiveUp => {
-                        self.log_survivors();
+                        self.give_up();
                         return self.finish();
                     }
-                    action => self.perform(action, None),
+                    action => {
+                        self.perform(action, None);
+                        if self.unsignallable_seen && self.nothing_to_wait_for() {
+                            return self.finish();
+                        }
+                    }
                 }
             }
             let mut deadline = self.shutdown.next_deadline();
@@ -105,8 +125,15 @@ impl Supervisor {
                 let recheck = Instant::now() + OUTSIDER_RECHECK;
                 deadline = Some(deadline.map_or(recheck, |deadline| deadline.min(recheck)));
             }
-            if let Err(err) = self.signals.next_signals(deadline, &mut received) {
+            let log_waiting = log_sink::waiting_descriptor();
+            if let Err(err) = self
+                .signals
+                .next_signals(deadline, log_waiting, &mut received)
+            {
                 log::error!(event = "error"; "reading signals failed: {err}");
+            }
+            if log_waiting.is_some() {
+                log_sink::flush();
             }
             child_exited = false;
             for signal in received.drain(..) {
@@ -119,12 +146,24 @@ impl Supervisor {
         }
     }
 
-    /// As PID 1, whether processes remain that grace cannot reap (they entered the namespace from outside):
-    /// the kernel would SIGKILL them, without a SIGTERM, the moment grace exits.
-    fn outsiders_remain(&self) -> bool {
-        // kill(-1, 0) from a namespace's PID 1 asks whether any other process is in the namespace: one system
-        // call, where listing /proc would put ~80 µs on every exit.
-        self.tree.scope() == Scope::Namespace && sys::send_signal(-1, 0).is_ok()
+    /// Whether processes remain that grace may signal none of: it does not wait for them. Says so.
+    fn nothing_to_wait_for(&self) -> bool {
+        if !self.remains.only_unsignallable_remain() {
+            return false;
+        }
+        let left = self.remains.remaining().not_permitted;
+        let fate = if self.remains.tree().scope() == Scope::Namespace {
+            "the kernel SIGKILLs them when grace, PID 1, exits"
+        } else {
+            "they go on running"
+        };
+        log::warn!(
+            event = "not_permitted", count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
+            "{} {} that grace may not signal (another user's): {}; not waiting for {}: {fate}",
+            processes(left.len()), remain(left.len()), tree::describe(&left),
+            if left.len() == 1 { "it" } else { "them" },
+        );
+        true
     }
 
     fn on_signal(&mut self, received: Received) {
@@ -150,7 +189,9 @@ impl Supervisor {
             );
             return;
         }
-        self.forward(forwarded);
+        if self.forward(forwarded).is_err() {
+            return;
+        }
         log::debug!(
             event = "forwarded", signal:% = forwarded, received:% = signal, pid = self.main.pid;
             "forwarded {signal} from {} as {forwarded} to {}", sender(received.sender_pid), self.target()
@@ -200,6 +241,8 @@ impl Supervisor {
             }
             Action::TerminateRest => self.terminate_rest(),
             Action::SendFinal => self.send_final(),
+            Action::Survey => self.survey(),
+            Action::Sweep => self.sweep(),
             Action::KillAll(reason) => {
                 if let Some(received) = stop_signal {
                     log::info!(
@@ -220,18 +263,24 @@ impl Supervisor {
         }
         let signal = received.signal;
         let forwarded = self.config.rewrites.apply(signal);
+        let mut failure = None;
         if let Some(forwarded) = forwarded {
-            self.forward(forwarded);
-            self.forwarded_stop = Some(forwarded);
+            match self.forward_to_main(forwarded) {
+                Ok(()) => self.forwarded_stop = Some(forwarded),
+                Err(err) => failure = Some(explain(&err)),
+            }
         }
-        self.forward(Signal::CONT);
+        let _ = self.forward_to_main(Signal::CONT);
         // The child was just woken, quite likely onto this CPU: let it run its handler before grace spends
         // time on the log line (measured: ~10 µs off the forwarding latency on 2 cores).
         std::thread::yield_now();
         let from = sender(received.sender_pid); // may read /proc: after the forward, not before
-        let what = match forwarded {
-            Some(forwarded) => format!("forwarded {forwarded} to {}", self.target()),
-            None => "forwarded nothing (dropped by --rewrite)".to_string(),
+        let what = match (forwarded, failure) {
+            (Some(forwarded), None) => format!("forwarded {forwarded} to {}", self.target()),
+            (Some(forwarded), Some(why)) => {
+                format!("could not forward {forwarded} to {}: {why}", self.target())
+            }
+            (None, _) => "forwarded nothing (dropped by --rewrite)".to_string(),
         };
         let forwarded_name =
             forwarded.map_or_else(|| "none".to_string(), |signal| signal.to_string());
@@ -272,67 +321,212 @@ impl Supervisor {
         } else {
             "main child has exited".to_string()
         };
-        if !self.tree.can_list() {
-            if self.tree.scope() == Scope::Namespace && !main_alive {
-                log::info!(
-                    event = "terminating";
-                    "{why}: sending SIGTERM to every remaining process (names unknown: /proc is not this namespace's)"
-                );
-                let _ = sys::send_signal(-1, Signal::TERM.number());
-                let _ = sys::send_signal(-1, Signal::CONT.number());
-            }
-            return;
-        }
-        let members = self.tree.members();
-        let rest: Vec<&Process> = members
-            .iter()
-            .filter(|process| !(main_alive && process.pid == self.main.pid))
-            .collect();
-        if log::log_enabled!(log::Level::Debug) {
-            for process in &rest {
-                let has_children = members.iter().any(|other| other.parent_pid == process.pid);
+        if log::log_enabled!(log::Level::Debug) && self.remains.tree().can_list() {
+            let members = self.remains.tree().members();
+            let parents: std::collections::HashSet<i32> =
+                members.iter().map(|process| process.parent_pid).collect();
+            for process in members
+                .iter()
+                .filter(|process| !(main_alive && process.pid == self.main.pid))
+            {
+                let has_children = parents.contains(&process.pid);
                 let diagnosis = diagnosis::diagnose(process, Signal::TERM, false, has_children);
                 self.log_diagnosis(process, Signal::TERM, &diagnosis, log::Level::Debug);
             }
         }
-        let mut signalled = Vec::with_capacity(rest.len());
-        for process in rest {
-            if self.send(process, Signal::TERM) {
-                self.send(process, Signal::CONT);
-                signalled.push(process.clone());
+        // Without /proc the rest can only be reached together with the main child: acceptable when it was
+        // sent SIGTERM already (a repeat, as a repeated stop signal would be), not when it was sent another.
+        let main_had_term = self.forwarded_stop == Some(Signal::TERM);
+        let signalled =
+            self.remains
+                .signal_rest(Signal::TERM, true, self.main_ref(), main_had_term);
+        self.log_not_permitted(&signalled.newly_not_permitted, Signal::TERM);
+        self.log_failures(&signalled.failed, Signal::TERM);
+        let until_kill = seconds(self.until_kill());
+        match signalled.unlisted {
+            Some(Unlisted::Nothing) => log::warn!(
+                event = "terminating", count = 0;
+                "{why}: no SIGTERM to the rest of the tree: without /proc it cannot be told apart from the main \
+                 child, which was sent {}; what remains gets SIGKILL in {until_kill}",
+                self.forwarded_stop.map_or_else(|| "nothing".to_string(), |signal| signal.to_string()),
+            ),
+            Some(Unlisted::Namespace) => log::info!(
+                event = "terminating";
+                "{why}: SIGTERM to every process of the namespace{} (kill(-1): /proc is not this namespace's, so \
+                 they cannot be listed or named); SIGKILL in {until_kill}",
+                if main_alive { ", the main child included" } else { "" },
+            ),
+            Some(Unlisted::MainGroup(group)) => log::info!(
+                event = "terminating";
+                "{why}: SIGTERM to the main child's process group {group}{}; without /proc, processes outside it \
+                 (setsid daemons) cannot be listed or signalled; SIGKILL in {until_kill}",
+                if main_alive { ", the main child included" } else { "" },
+            ),
+            None if !signalled.sent.is_empty() => {
+                let sent = &signalled.sent;
+                log::info!(
+                    event = "terminating", count = sent.len(), pids:% = pid_list(sent), names:% = name_list(sent);
+                    "{why}: {} {}, sending SIGTERM: {}; SIGKILL in {until_kill}",
+                    processes(sent.len()), remain(sent.len()), tree::describe(sent),
+                );
             }
-        }
-        if !signalled.is_empty() {
-            log::info!(
-                event = "terminating", count = signalled.len(), pids:% = pid_list(&signalled), names:% = name_list(&signalled);
-                "{why}: {} {}, sending SIGTERM: {}; SIGKILL in {}",
-                processes(signalled.len()), if signalled.len() == 1 { "remains" } else { "remain" }, tree::describe(&signalled), seconds(self.until_kill()),
-            );
+            None => {}
         }
     }
 
     /// The final signal (`--final-signal`) to everything that remains, ahead of SIGKILL.
     fn send_final(&mut self) {
         let signal = self.config.final_signal;
-        let mut signalled = Vec::new();
-        for process in self.tree.members() {
-            if self.send(&process, signal) {
-                signalled.push(process);
+        let main = self.main_ref();
+        if main.alive && self.remains.tree().can_list() {
+            let _ = self.forward_to_main(signal);
+        }
+        let signalled = self.remains.signal_rest(signal, false, main, true);
+        self.log_not_permitted(&signalled.newly_not_permitted, signal);
+        self.log_failures(&signalled.failed, signal);
+        let mut sent = signalled.sent;
+        if main.alive {
+            if let Some(listed) = tree::read_process(main.pid) {
+                sent.insert(0, listed);
             }
         }
-        if self.tree.scope() == Scope::Namespace && !self.tree.can_list() {
-            let _ = sys::send_signal(-1, signal.number());
-        }
+        let whom = match signalled.unlisted {
+            Some(Unlisted::Namespace) => "every process of the namespace (kill(-1))".to_string(),
+            Some(Unlisted::MainGroup(group)) => format!("the main child's process group {group}"),
+            _ => format!("{}: {}", processes(sent.len()), tree::describe(&sent)),
+        };
         log::warn!(
-            event = "final_signal", signal:% = signal, count = signalled.len(), pids:% = pid_list(&signalled),
-            names:% = name_list(&signalled);
-            "final signal {signal} to {}: {}; SIGKILL in {}",
-            processes(signalled.len()), tree::describe(&signalled), seconds(self.until_kill()),
+            event = "final_signal", signal:% = signal, count = sent.len(), pids:% = pid_list(&sent),
+            names:% = name_list(&sent);
+            "final signal {signal} to {whom}; SIGKILL in {}", seconds(self.until_kill()),
         );
     }
 
+    /// Reads what remains, for the report of the SIGKILL due shortly.
+    fn survey(&mut self) {
+        let budget_end = self
+            .shutdown
+            .kill_time()
+            .and_then(|kill_at| kill_at.checked_sub(SURVEY_MARGIN))
+            .unwrap_or_else(Instant::now);
+        let sent = self.sent_signals();
+        self.remains.survey(self.main_ref(), sent, budget_end);
+    }
+
+    /// What each process was sent before the SIGKILL: the main child its forwarded stop signal, the rest
+    /// SIGTERM.
+    fn sent_signals(&self) -> impl Fn(&Process) -> Signal {
+        let main_pid = self.main.pid;
+        let to_main = self.forwarded_stop.unwrap_or(Signal::TERM);
+        move |process: &Process| {
+            if process.pid == main_pid {
+                to_main
+            } else {
+                Signal::TERM
+            }
+        }
+    }
+
     fn kill_all(&mut self, reason: KillReason) {
-        let (why, reason_name) = match reason {
+        let main = self.main_ref();
+        let killed = self.remains.kill_all(main, self.sent_signals());
+        self.main_killed |= main.alive;
+        let killed_any = !killed.survivors.is_empty() || main.alive;
+        self.shutdown.on_swept(Instant::now(), killed_any);
+        let (why, reason_name) = self.kill_reason(reason);
+        self.log_not_permitted(&killed.newly_not_permitted, Signal::KILL);
+        let survivors = &killed.survivors;
+        if reason != KillReason::NoGracePeriod && !survivors.is_empty() {
+            log::warn!(
+                event = "deadline", reason = reason_name, count = survivors.len();
+                "{why}: {} still alive", processes(survivors.len())
+            );
+            self.log_survivors_report(survivors);
+        }
+        let listed: Vec<Process> = survivors
+            .iter()
+            .map(|entry| entry.process.clone())
+            .collect();
+        let message = match killed.unlisted {
+            Some(Unlisted::Namespace) => format!(
+                "{why}: SIGKILL to every process of the namespace (kill(-1): /proc is not this namespace's, so \
+                 they cannot be named)"
+            ),
+            Some(Unlisted::MainGroup(group)) => format!(
+                "{why}: SIGKILL to the main child's process group {group}; without /proc, processes outside it \
+                 cannot be listed or signalled"
+            ),
+            _ if !listed.is_empty() => format!(
+                "{why}: SIGKILL to {}: {}",
+                processes(listed.len()),
+                tree::describe(&listed)
+            ),
+            _ => return,
+        };
+        let (count, pids, names) = (listed.len(), pid_list(&listed), name_list(&listed));
+        // elapsed_ms counts from the stop signal, so a cleanup after the main child exited on its own has none.
+        match self.since_stop() {
+            Some(since) => log::warn!(
+                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
+                elapsed_ms = millis(since); "{message}"
+            ),
+            None => log::warn!(
+                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str();
+                "{message}"
+            ),
+        }
+    }
+
+    /// Full lines for the first survivors, then one summary of the rest.
+    fn log_survivors_report(&self, survivors: &[Surveyed]) {
+        let detailed = survivors.len().min(survey::DETAILED);
+        let (first, rest) = survivors.split_at(detailed);
+        for entry in first {
+            match &entry.detail {
+                Detail::Full(diagnosis) => {
+                    self.log_diagnosis(&entry.process, entry.sent, diagnosis, log::Level::Warn)
+                }
+                detail => {
+                    let process = &entry.process;
+                    let what = match detail {
+                        Detail::Disposition(disposition) => {
+                            format!("{} {}", disposition.as_str(), entry.sent)
+                        }
+                        _ => "not examined (it appeared after the survey, or time ran out)"
+                            .to_string(),
+                    };
+                    log::warn!(
+                        event = "survivor", pid = process.pid, name = process.name.as_str(),
+                        parent_pid = process.parent_pid, state:% = process.state, signal:% = entry.sent;
+                        "  pid {} ({}), parent {}, state {}, {what}",
+                        process.pid, process.name, process.parent_pid, process.state,
+                    );
+                }
+            }
+        }
+        if let Some(summary) = survey::summary(rest) {
+            log::warn!(
+                event = "survivors_summary", count = rest.len(), summary = summary.as_str();
+                "  {summary}"
+            );
+        }
+    }
+
+    /// SIGKILL to what appeared since the last one.
+    fn sweep(&mut self) {
+        let new = self.remains.sweep(self.main_ref());
+        self.shutdown.on_swept(Instant::now(), !new.is_empty());
+        if !new.is_empty() {
+            log::warn!(
+                event = "swept", count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new);
+                "SIGKILL to {} that appeared since the last SIGKILL: {}",
+                processes(new.len()), tree::describe(&new),
+            );
+        }
+    }
+
+    fn kill_reason(&self, reason: KillReason) -> (String, &'static str) {
+        match reason {
             KillReason::NoGracePeriod => ("grace period is 0".to_string(), "no_grace_period"),
             KillReason::GracePeriodExpired => (
                 format!(
@@ -347,61 +541,6 @@ impl Supervisor {
                     configured(self.config.cleanup_timeout)
                 ),
                 "cleanup_timeout_expired",
-            ),
-        };
-        // Say why each of them is still alive: read before the SIGKILL, while the evidence exists, but
-        // logged after it, so that the kill is not late by the time it takes to write the report.
-        let members = self.tree.members();
-        let diagnoses: Vec<(&Process, Signal, diagnosis::Diagnosis)> = if reason
-            == KillReason::NoGracePeriod
-        {
-            Vec::new()
-        } else {
-            members
-                .iter()
-                .map(|process| {
-                    let sent = if process.pid == self.main.pid {
-                        self.forwarded_stop.unwrap_or(Signal::TERM)
-                    } else {
-                        Signal::TERM
-                    };
-                    let has_children = members.iter().any(|other| other.parent_pid == process.pid);
-                    (
-                        process,
-                        sent,
-                        diagnosis::diagnose(process, sent, true, has_children),
-                    )
-                })
-                .collect()
-        };
-        let killed = self.kill_listed(&members);
-        if !diagnoses.is_empty() {
-            log::warn!(event = "deadline", reason = reason_name, count = diagnoses.len(); "{why}: {} still alive", processes(diagnoses.len()));
-            for (process, sent, diagnosis) in &diagnoses {
-                self.log_diagnosis(process, *sent, diagnosis, log::Level::Warn);
-            }
-        }
-        let message = if !killed.is_empty() {
-            format!(
-                "{why}: SIGKILL to {}: {}",
-                processes(killed.len()),
-                tree::describe(&killed)
-            )
-        } else if self.main_status.is_none() && !self.tree.can_list() {
-            format!("{why}: SIGKILL to the main child {}", self.target())
-        } else {
-            return;
-        };
-        let (count, pids, names) = (killed.len(), pid_list(&killed), name_list(&killed));
-        // elapsed_ms counts from the stop signal, so a cleanup after the main child exited on its own has none.
-        match self.since_stop() {
-            Some(since) => log::warn!(
-                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
-                elapsed_ms = millis(since); "{message}"
-            ),
-            None => log::warn!(
-                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str();
-                "{message}"
             ),
         }
     }
@@ -430,40 +569,11 @@ impl Supervisor {
         );
     }
 
-    /// SIGKILLs every process of the tree not yet killed; returns those it killed now.
-    fn kill_remaining(&mut self) -> Vec<Process> {
-        let members = self.tree.members();
-        self.kill_listed(&members)
-    }
-
-    /// SIGKILLs `members` (and, as PID 1, everything else in the namespace); returns those killed now for
-    /// the first time.
-    fn kill_listed(&mut self, members: &[Process]) -> Vec<Process> {
-        let mut killed = Vec::new();
-        for process in members {
-            let key = (process.pid, process.start_time);
-            if self.killed.contains(&key) {
-                let _ = self.tree.signal(process, Signal::KILL); // harmless if it is dying already
-                continue;
-            }
-            if self.send(process, Signal::KILL) {
-                self.killed.insert(key);
-                killed.push(process.clone());
-            }
-        }
-        if self.tree.scope() == Scope::Namespace {
-            // As PID 1, kill(-1) reaches every other process in the namespace at once, including any forked
-            // since the listing: a process with a pending SIGKILL cannot fork.
-            let _ = sys::send_signal(-1, Signal::KILL.number());
-        } else if self.main_status.is_none() && !self.tree.can_list() {
-            self.forward(Signal::KILL);
-        }
-        killed
-    }
-
-    fn log_survivors(&self) {
-        let survivors = self.tree.members();
-        for process in &survivors {
+    /// The end of waiting: a last sweep, then what survived SIGKILL, and what grace may not signal.
+    fn give_up(&mut self) {
+        self.sweep();
+        let remaining = self.remains.remaining();
+        for process in remaining.survived_kill.iter().take(survey::DETAILED) {
             let hint = match process.state {
                 'D' => " (uninterruptible sleep: blocked in the kernel, e.g. on I/O or a hung mount; SIGKILL takes effect when that ends)",
                 _ => "",
@@ -473,16 +583,58 @@ impl Supervisor {
                 "pid {} ({}) survived SIGKILL, state {}{hint}", process.pid, process.name, process.state
             );
         }
-        log::error!(
-            event = "gave_up", count = survivors.len();
-            "giving up on {} that did not exit {} after SIGKILL", processes(survivors.len()), configured(UNKILLABLE_WAIT)
+        let survived = &remaining.survived_kill;
+        if !survived.is_empty() {
+            log::error!(
+                event = "gave_up", count = survived.len(), pids:% = pid_list(survived), names:% = name_list(survived);
+                "giving up on {} that did not exit {} after SIGKILL: {}",
+                processes(survived.len()), configured(UNKILLABLE_WAIT), tree::describe(survived),
+            );
+        }
+        let other = &remaining.other;
+        if !other.is_empty() {
+            log::error!(
+                event = "gave_up", count = other.len(), pids:% = pid_list(other), names:% = name_list(other);
+                "giving up on {} that appeared after the last SIGKILL: {}",
+                processes(other.len()), tree::describe(other),
+            );
+        }
+        if !remaining.not_permitted.is_empty() {
+            self.unsignallable_seen = true;
+            let _ = self.nothing_to_wait_for();
+        }
+        if self.main_status.is_none() && !self.remains.tree().can_list() {
+            log::error!(
+                event = "gave_up";
+                "giving up: the main child {} was sent SIGKILL and has not exited {} after it",
+                self.main_name(), configured(UNKILLABLE_WAIT),
+            );
+        }
+    }
+
+    fn log_not_permitted(&mut self, processes_refused: &[Process], signal: Signal) {
+        if processes_refused.is_empty() {
+            return;
+        }
+        self.unsignallable_seen = true;
+        log::warn!(
+            event = "not_permitted", signal:% = signal, count = processes_refused.len(),
+            pids:% = pid_list(processes_refused), names:% = name_list(processes_refused);
+            "{signal} not permitted for {} (another user's, or from a more privileged namespace): {}",
+            processes(processes_refused.len()), tree::describe(processes_refused),
         );
+    }
+
+    fn log_failures(&self, failures: &[(Process, io::Error)], signal: Signal) {
+        for (process, err) in failures {
+            log::warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
+        }
     }
 
     fn on_main_exit(&mut self, raw_status: i32, now: Instant) {
         let status = exit_status::from_wait_status(raw_status);
         self.main_status = Some(status);
-        let how = describe_wait_status(raw_status, status);
+        let how = wait_status(raw_status, status);
         let pid = self.main.pid;
         match self.shutdown.stopped_at() {
             Some(stopped_at) => {
@@ -496,29 +648,64 @@ impl Supervisor {
                 log::info!(event = "main_exited", pid = pid, status = status; "main child {} {how}", self.main_name())
             }
         }
-        // Not after an escalation: then grace killed the shell itself, and what it left is being killed too.
-        let killed_by_grace = matches!(self.shutdown.phase(), Phase::Killing { .. });
-        if !killed_by_grace && diagnosis::is_shell(&self.main_name_only()) && self.tree.can_list() {
-            // Processes that entered the namespace from outside (parent 0) are none of the shell's doing.
-            let mut left = self.tree.members();
-            left.retain(|process| process.parent_pid != 0);
-            if !left.is_empty() {
-                log::warn!(
-                    event = "shell_did_not_exec", pid = pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
-                    "the main child was a shell and {} outlived it: {}; a shell that does not `exec` its server \
-                     does not pass signals on to it (use `exec server` in the script, or run the server directly)",
-                    processes(left.len()), tree::describe(&left),
-                );
-            }
-        }
+        self.warn_if_the_shell_did_not_exec(raw_status);
         self.shutdown.on_main_exit(now);
     }
 
+    /// The classic hang: a shell as the main child dies of the stop signal, and the server it started (rather
+    /// than exec'd) never hears of it. Only when a signal ended the shell — one that exits with a status did
+    /// not die of the stop signal (it may have failed to fork) — and not when grace killed it; and only for
+    /// processes that descend from grace (not those an `nsenter` or `kubectl exec` started).
+    fn warn_if_the_shell_did_not_exec(&self, raw_status: i32) {
+        use std::os::unix::process::ExitStatusExt;
+        let killed_by_a_signal = std::process::ExitStatus::from_raw(raw_status)
+            .signal()
+            .is_some();
+        let killed_by_grace = matches!(self.shutdown.phase(), Phase::Killing { .. });
+        if !killed_by_a_signal
+            || killed_by_grace
+            || !diagnosis::is_shell(&self.main_name_only())
+            || !self.remains.tree().can_list()
+        {
+            return;
+        }
+        let left = descended_from_grace(self.remains.tree().members(), self.own_pid_in_tree());
+        if !left.is_empty() {
+            log::warn!(
+                event = "shell_did_not_exec", pid = self.main.pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
+                "the main child was a shell and {} outlived it: {}; a shell that does not `exec` its server \
+                 does not pass signals on to it (use `exec server` in the script, or run the server directly)",
+                processes(left.len()), tree::describe(&left),
+            );
+        }
+    }
+
+    /// grace's pid as the tree's listing names parents.
+    fn own_pid_in_tree(&self) -> i32 {
+        match self.remains.tree().scope() {
+            Scope::Namespace => 1,
+            Scope::Descendants { root } => root,
+        }
+    }
+
     fn finish(&self) -> u8 {
-        // No status means the main child survived even SIGKILL (grace gave up on it): report it as killed.
-        let status = self
-            .main_status
-            .unwrap_or(128 + Signal::KILL.number() as u8);
+        let status = match self.main_status {
+            Some(status) => status,
+            // Not reaped: it is alive, or dying in uninterruptible sleep. As PID 1 the kernel SIGKILLs it as
+            // grace exits, and a SIGKILL already sent ends it once the kernel lets go of it: either way it dies
+            // of SIGKILL. Otherwise it goes on running, and grace must not report a death.
+            None if self.remains.tree().scope() == Scope::Namespace || self.main_killed => {
+                128 + Signal::KILL.number() as u8
+            }
+            None => {
+                log::error!(
+                    event = "main_running";
+                    "the main child {} is still running (grace may not signal it): exiting with status {}",
+                    self.main_name(), exit_status::INIT_FAILED,
+                );
+                exit_status::INIT_FAILED
+            }
+        };
         let reported = exit_status::remap_success(status, &self.config.success_exits);
         let since = self.since_stop();
         let timing = since
@@ -541,29 +728,30 @@ impl Supervisor {
         reported
     }
 
-    /// Sends `signal` to one process of the tree; logs a failure. Returns whether it was sent.
-    fn send(&self, process: &Process, signal: Signal) -> bool {
-        match self.tree.signal(process, signal) {
-            Delivery::Sent => true,
-            Delivery::Gone => false,
-            Delivery::Failed(err) => {
-                log::warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
-                false
-            }
+    fn main_ref(&self) -> remains::MainChild {
+        remains::MainChild {
+            pid: self.main.pid,
+            alive: self.main_status.is_none(),
         }
     }
 
-    /// Forwards to the main child, or to its process group with `-g`. Only called before it is reaped, so
-    /// its pid (and the group's) cannot have been reused.
-    fn forward(&self, signal: Signal) {
+    /// Forwards to the main child, or to its process group with `-g`, and logs a failure. Only called before
+    /// it is reaped, so its pid (and the group's) cannot have been reused.
+    fn forward(&self, signal: Signal) -> io::Result<()> {
+        let sent = self.forward_to_main(signal);
+        if let Err(err) = &sent {
+            log::warn!(event = "error"; "could not forward {signal} to {}: {}", self.target(), explain(err));
+        }
+        sent
+    }
+
+    fn forward_to_main(&self, signal: Signal) -> io::Result<()> {
         let target = if self.config.process_group {
             -self.main.pid
         } else {
             self.main.pid
         };
-        if let Err(err) = sys::send_signal(target, signal.number()) {
-            log::warn!(event = "error"; "could not forward {signal} to {}: {err}", self.target());
-        }
+        sys::send_signal(target, signal.number())
     }
 
     fn target(&self) -> String {
@@ -619,71 +807,104 @@ impl Supervisor {
     }
 }
 
-/// `exited with status 3`, `was killed by SIGKILL (status 137)`.
-fn describe_wait_status(raw_status: i32, status: u8) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    let exit = std::process::ExitStatus::from_raw(raw_status);
-    match exit.signal().and_then(Signal::from_number) {
-        Some(signal) if exit.core_dumped() => {
-            format!("was killed by {signal}, core dumped (status {status})")
+/// An error from signalling, said plainly where it has a plain meaning.
+fn explain(err: &io::Error) -> String {
+    match err.raw_os_error() {
+        Some(libc::EPERM) => "not permitted (it runs as another user)".to_string(),
+        Some(libc::ESRCH) => "no such process".to_string(),
+        _ => err.to_string(),
+    }
+}
+
+/// The members whose chain of parents, within the listing, leads to `root` (grace) without passing through
+/// a process whose parent is outside the namespace (pid 0: started by `nsenter` or `kubectl exec`).
+fn descended_from_grace(members: Vec<Process>, root: i32) -> Vec<Process> {
+    use std::collections::HashMap;
+    let parents: HashMap<i32, i32> = members
+        .iter()
+        .map(|process| (process.pid, process.parent_pid))
+        .collect();
+    let leads_to_root = |pid: i32| {
+        let mut current = pid;
+        // A chain longer than the listing would be a loop: pid reuse in a racing listing.
+        for _ in 0..=parents.len() {
+            match parents.get(&current) {
+                Some(&parent) if parent == root => return true,
+                Some(&parent) => current = parent,
+                None => return false,
+            }
         }
-        Some(signal) => format!("was killed by {signal} (status {status})"),
-        None => format!("exited with status {status}"),
+        false
+    };
+    members
+        .into_iter()
+        .filter(|process| leads_to_root(process.pid))
+        .collect()
+}
+
+/// `python3 -u 'a b'`: the command as a shell would show it, cut to [`MAX_COMMAND_SHOWN`] characters with
+/// its full length, so that a 2 MB argv does not make a 2 MB log line.
+pub fn shown_command(command: &[std::ffi::OsString]) -> String {
+    let quote = |word: &std::ffi::OsString| {
+        let text = word.to_string_lossy();
+        if !text.is_empty() && !text.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c))
+        {
+            text.into_owned()
+        } else {
+            format!("'{}'", text.replace('\'', r"'\''"))
+        }
+    };
+    let full = command.iter().map(quote).collect::<Vec<_>>().join(" ");
+    let length = full.chars().count();
+    if length <= MAX_COMMAND_SHOWN {
+        return full;
     }
+    let mut cut: String = full.chars().take(MAX_COMMAND_SHOWN).collect();
+    cut.push_str(&format!("… ({length} characters in all)"));
+    cut
 }
 
-/// Who sent a signal: a pid of this namespace, or (pid 0) the kernel or a process outside the namespace.
-fn sender(pid: i32) -> String {
-    if pid == 0 {
-        "the kernel or outside the namespace".to_string()
-    } else {
-        format!(
-            "pid {pid}{}",
-            tree::read_process(pid)
-                .map(|process| format!(" ({})", process.name))
-                .unwrap_or_default()
-        )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(pid: i32, parent_pid: i32) -> Process {
+        Process {
+            pid,
+            parent_pid,
+            name: format!("p{pid}"),
+            state: 'S',
+            start_time: 0,
+            exited: false,
+            wait_status: None,
+        }
     }
-}
 
-/// `1 process`, `3 processes`.
-fn processes(count: usize) -> String {
-    if count == 1 {
-        "1 process".to_string()
-    } else {
-        format!("{count} processes")
+    #[test]
+    fn processes_under_an_outsider_are_not_grace_s() {
+        let members = vec![
+            process(2, 1), // the shell's server
+            process(3, 2), // its worker
+            process(7, 0), // entered from outside (nsenter)
+            process(8, 7), // a child of the outsider
+            process(9, 1), // an orphan, reparented to grace
+        ];
+        let ours: Vec<i32> = descended_from_grace(members, 1)
+            .iter()
+            .map(|process| process.pid)
+            .collect();
+        assert_eq!(ours, [2, 3, 9]);
     }
-}
 
-/// `12,15`, for the JSON fields.
-fn pid_list(processes: &[Process]) -> String {
-    processes
-        .iter()
-        .map(|process| process.pid.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// `tee,controller`, for the JSON fields.
-fn name_list(processes: &[Process]) -> String {
-    processes
-        .iter()
-        .map(|process| process.name.as_str())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// `1.234s`, for measured times.
-fn seconds(duration: Duration) -> String {
-    format!("{:.3}s", duration.as_secs_f64())
-}
-
-/// Whole milliseconds, for the JSON fields.
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// `8s`, `1m 30s`, `500ms`, for configured durations: as the operator wrote them.
-fn configured(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
+    #[test]
+    fn a_long_command_is_cut_with_its_length() {
+        let long = std::ffi::OsString::from("x".repeat(2_000_000));
+        let shown = shown_command(&[std::ffi::OsString::from("echo"), long]);
+        assert!(shown.len() < 600, "{}", shown.len());
+        assert!(shown.ends_with("… (2000005 characters in all)"));
+        assert_eq!(
+            shown_command(&["sh".into(), "-c".into(), "exit 3".into()]),
+            "sh -c 'exit 3'"
+        );
+    }
 }

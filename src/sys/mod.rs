@@ -7,11 +7,15 @@
 //! - nix's `kill` and `waitpid` take or return its `Signal` enum, which cannot express real-time signals: a
 //!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
 //! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix.
+//!
+//! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, closed standard
+//! descriptors) so that the child gets the same.
 #![allow(unsafe_code)]
+
+pub mod inherited;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A kernel signal mask: bit N-1 stands for signal N (1..=64).
 pub type SignalMask = u64;
@@ -131,10 +135,11 @@ pub fn take_terminal_foreground(fd: i32) -> io::Result<()> {
     }
 }
 
-/// Sets SIGPIPE back to ignored. Async-signal-safe; used between fork and exec (see [`sigpipe_was_ignored`]).
-pub fn ignore_sigpipe() -> io::Result<()> {
+/// Sets `signal` to ignored. Async-signal-safe; used between fork and exec to give the child back an ignored
+/// disposition grace inherited (see [`inherited`]).
+fn ignore_signal(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: signal(2) with SIG_IGN installs no handler of ours.
-    if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+    if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
@@ -150,32 +155,6 @@ fn owned_fd(result: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-static SIGPIPE_INHERITED_IGNORED: AtomicBool = AtomicBool::new(false);
-
-/// Whether grace was started with SIGPIPE ignored.
-///
-/// Rust's runtime sets SIGPIPE to ignored before `main` runs, and std's `Command` resets it to the default
-/// in every child, so the disposition grace inherited would be lost. It is recorded below, before the
-/// runtime starts, so the child can inherit exactly what grace inherited.
-pub fn sigpipe_was_ignored() -> bool {
-    SIGPIPE_INHERITED_IGNORED.load(Ordering::Relaxed)
-}
-
-extern "C" fn record_inherited_sigpipe() {
-    // SAFETY: a zeroed sigaction is a valid out-parameter; a null new action only queries the current one.
-    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-    let queried = unsafe { libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut current) };
-    if queried == 0 && current.sa_sigaction == libc::SIG_IGN {
-        SIGPIPE_INHERITED_IGNORED.store(true, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: an `.init_array` entry runs once, single-threaded, before `main` and before Rust's runtime
-// changes SIGPIPE; the function it points to only queries a disposition and stores a bool.
-#[used]
-#[link_section = ".init_array"]
-static RECORD_INHERITED_SIGPIPE: extern "C" fn() = record_inherited_sigpipe;
-
 /// What the child needs undone between fork and exec so that it starts as if grace were not there.
 #[derive(Clone, Copy, Debug)]
 pub struct ChildSetup {
@@ -183,6 +162,9 @@ pub struct ChildSetup {
     pub signal_mask: SignalMask,
     /// Ignore SIGPIPE again, because grace was started with it ignored (std resets it to the default).
     pub ignore_sigpipe: bool,
+    /// Ignore SIGCHLD again, because grace was started with it ignored (grace set it back to the default
+    /// for itself, see [`inherited`]).
+    pub ignore_sigchld: bool,
     /// Make the child's new process group the terminal's foreground group (stdin is grace's terminal).
     pub take_terminal: bool,
 }
@@ -198,7 +180,10 @@ pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
             let _ = take_terminal_foreground(libc::STDIN_FILENO);
         }
         if setup.ignore_sigpipe {
-            ignore_sigpipe()?;
+            ignore_signal(libc::SIGPIPE)?;
+        }
+        if setup.ignore_sigchld {
+            ignore_signal(libc::SIGCHLD)?;
         }
         set_signal_mask(setup.signal_mask)?; // last: from here on, signals reach the child
         Ok(())

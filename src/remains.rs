@@ -1,0 +1,371 @@
+//! What remains of the tree once a shutdown has begun: signalling it, and keeping account of what each
+//! process was sent, so that the log says exactly what happened — "SIGKILL to", "survived SIGKILL", "may not
+//! be signalled" — and grace never waits for a process it cannot end.
+//!
+//! Where /proc cannot list the tree, what can still be reached is signalled as a whole: as PID 1 every other
+//! process of the namespace with kill(-1); as a subreaper the main child's process group.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use crate::signals::Signal;
+use crate::survey::{self, Survey, Surveyed};
+use crate::sys;
+use crate::tree::{Delivery, Process, Scope, Tree};
+
+/// The main child, as far as the tree's signalling is concerned.
+#[derive(Clone, Copy, Debug)]
+pub struct MainChild {
+    pub pid: i32,
+    /// Not reaped yet: its pid (and its process group's id) cannot have been reused, so plain kill() is
+    /// safe, and pidfds are not needed.
+    pub alive: bool,
+}
+
+/// What one round of signalling came to.
+#[derive(Debug, Default)]
+pub struct Signalled {
+    /// Processes the signal was delivered to.
+    pub sent: Vec<Process>,
+    /// Processes grace may not signal, seen for the first time in this round.
+    pub newly_not_permitted: Vec<Process>,
+    /// Other failures, each with its process (already logged by nobody: the caller logs them).
+    pub failed: Vec<(Process, std::io::Error)>,
+    /// /proc could not list the tree, so the signal went to what could be reached as a whole.
+    pub unlisted: Option<Unlisted>,
+}
+
+/// Where a signal went when /proc could not list the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unlisted {
+    /// kill(-1): every process of the namespace, the main child included.
+    Namespace,
+    /// kill(-group): the main child's process group.
+    MainGroup(i32),
+    /// Nothing could be reached (or nothing was wanted).
+    Nothing,
+}
+
+/// What remained at a SIGKILL.
+#[derive(Debug, Default)]
+pub struct Killed {
+    /// The processes SIGKILLed, in the survey's order: what was surveyed, then what appeared since.
+    pub survivors: Vec<Surveyed>,
+    pub newly_not_permitted: Vec<Process>,
+    pub unlisted: Option<Unlisted>,
+}
+
+/// The account of what was sent to whom.
+#[derive(Debug)]
+pub struct Remains {
+    tree: Tree,
+    /// Processes sent SIGKILL, by (pid, start time).
+    killed: HashSet<(i32, u64)>,
+    /// Processes grace may not signal (EPERM), by (pid, start time).
+    not_permitted: HashSet<(i32, u64)>,
+    survey: Option<Survey>,
+}
+
+impl Remains {
+    pub fn new(tree: Tree) -> Remains {
+        Remains {
+            tree,
+            killed: HashSet::new(),
+            not_permitted: HashSet::new(),
+            survey: None,
+        }
+    }
+
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    /// Sends `signal` (and SIGCONT after it when `and_continue`, so that a stopped process can act on it) to
+    /// every process of the tree except the main child while it is alive (it gets its own signals). Without
+    /// /proc: as a whole, where that does not also reach the main child, unless `main_may_share` says the
+    /// main child may get this signal too.
+    pub fn signal_rest(
+        &mut self,
+        signal: Signal,
+        and_continue: bool,
+        main: MainChild,
+        main_may_share: bool,
+    ) -> Signalled {
+        if !self.tree.can_list() {
+            let whole = self.whole(main);
+            if main.alive && !main_may_share {
+                return Signalled {
+                    unlisted: Some(Unlisted::Nothing),
+                    ..Signalled::default()
+                };
+            }
+            send_whole(whole, signal);
+            if and_continue {
+                send_whole(whole, Signal::CONT);
+            }
+            return Signalled {
+                unlisted: Some(whole),
+                ..Signalled::default()
+            };
+        }
+        let mut result = Signalled::default();
+        for process in self.tree.members() {
+            if main.alive && process.pid == main.pid {
+                continue;
+            }
+            if self.deliver(&process, signal, &mut result) && and_continue {
+                let _ = self.tree.signal(&process, Signal::CONT);
+            }
+        }
+        result
+    }
+
+    /// Reads what remains for the report of the SIGKILL due shortly; stops reading at `budget_end`.
+    pub fn survey(
+        &mut self,
+        main: MainChild,
+        sent: impl Fn(&Process) -> Signal,
+        budget_end: Instant,
+    ) {
+        if !self.tree.can_list() {
+            return;
+        }
+        let members = self.tree.members();
+        self.survey = Some(Survey::take(members, main.pid, sent, budget_end));
+    }
+
+    /// SIGKILL to everything that remains, first, then the account of what was there: the survey's entries
+    /// that were still present, and what appeared since it.
+    pub fn kill_all(&mut self, main: MainChild, sent: impl Fn(&Process) -> Signal) -> Killed {
+        let survey = self.survey.take().unwrap_or_default();
+        let mut signalled = Signalled::default();
+        if main.alive {
+            // grace's own unreaped child: plain kill(), whatever a seccomp profile says of pidfds.
+            let _ = sys::send_signal(main.pid, Signal::KILL.number());
+        }
+        let mut present = Vec::new();
+        // Unreaped, it is still in /proc (dying, or a zombie), however fast SIGKILL ended it.
+        if let Some(listed) = main
+            .alive
+            .then(|| crate::tree::read_process(main.pid))
+            .flatten()
+        {
+            self.killed.insert(survey::key(&listed));
+            present.push(listed);
+        }
+        let is_main = |process: &Process| main.alive && process.pid == main.pid;
+        match (self.tree.scope(), self.tree.can_list()) {
+            (_, false) => {
+                let whole = self.whole(main);
+                send_whole(whole, Signal::KILL);
+                signalled.unlisted = Some(whole);
+            }
+            (Scope::Namespace, true) => {
+                // Which of the surveyed processes still exist, with signal 0: one cheap system call each (a
+                // thousand take well under a millisecond), where reading /proc would make the kill late. After
+                // the SIGKILL a parent dying of it may still reap its child, which then vanishes from /proc.
+                let existing: Vec<Process> = survey
+                    .entries
+                    .iter()
+                    .map(|entry| entry.process.clone())
+                    .filter(|process| !is_main(process) && sys::send_signal(process.pid, 0).is_ok())
+                    .collect();
+                // From a namespace's PID 1, kill(-1) reaches every other process at once, and a process with a
+                // pending SIGKILL cannot fork: nothing escapes, and nothing waits for a listing.
+                let _ = sys::send_signal(-1, Signal::KILL.number());
+                // The listing after it (zombies included) shows what the survey did not see, and which zombies
+                // had exited on their own, just before the SIGKILL (their status says so).
+                let listed = self.tree.listing();
+                let exited_before: HashSet<(i32, u64)> = listed
+                    .iter()
+                    .filter(|process| !process.ended_by_sigkill())
+                    .map(survey::key)
+                    .collect();
+                let surveyed: HashSet<(i32, u64)> = existing.iter().map(survey::key).collect();
+                let unsurveyed = listed.into_iter().filter(|process| {
+                    process.ended_by_sigkill()
+                        && !is_main(process)
+                        && !surveyed.contains(&survey::key(process))
+                });
+                let killed: Vec<Process> = existing
+                    .into_iter()
+                    .filter(|process| !exited_before.contains(&survey::key(process)))
+                    .chain(unsurveyed)
+                    .collect();
+                for process in &killed {
+                    self.killed.insert(survey::key(process));
+                }
+                present.extend(killed);
+            }
+            (Scope::Descendants { .. }, true) => {
+                // What the survey saw first (no listing stands between the deadline and their SIGKILL), then
+                // a listing for what it did not see.
+                for entry in survey
+                    .entries
+                    .iter()
+                    .filter(|entry| !is_main(&entry.process))
+                {
+                    if self.kill_one(&entry.process, &mut signalled) {
+                        present.push(entry.process.clone());
+                    }
+                }
+                present.extend(self.kill_unkilled(main, &mut signalled));
+            }
+        }
+        Killed {
+            survivors: survey.survivors(&present, sent),
+            newly_not_permitted: signalled.newly_not_permitted,
+            unlisted: signalled.unlisted,
+        }
+    }
+
+    /// SIGKILL to processes that appeared since the last SIGKILL (forked just before it, or children of a
+    /// process that auto-reaps them, which give grace no SIGCHLD); returns them.
+    pub fn sweep(&mut self, main: MainChild) -> Vec<Process> {
+        let mut signalled = Signalled::default();
+        match (self.tree.scope(), self.tree.can_list()) {
+            (_, false) => {
+                send_whole(self.whole(main), Signal::KILL);
+                Vec::new()
+            }
+            (Scope::Namespace, true) => {
+                let _ = sys::send_signal(-1, Signal::KILL.number());
+                let new: Vec<Process> = self
+                    .tree
+                    .members()
+                    .into_iter()
+                    .filter(|process| self.killed.insert(survey::key(process)))
+                    .collect();
+                new
+            }
+            (Scope::Descendants { .. }, true) => self.kill_unkilled(main, &mut signalled),
+        }
+    }
+
+    /// The live processes that remain, split into those sent SIGKILL (they survived it), those grace may not
+    /// signal, and any other.
+    pub fn remaining(&self) -> Remaining {
+        let mut remaining = Remaining::default();
+        for process in self.tree.members() {
+            let key = survey::key(&process);
+            if self.killed.contains(&key) {
+                remaining.survived_kill.push(process);
+            } else if self.not_permitted.contains(&key) || may_not_signal(process.pid) {
+                remaining.not_permitted.push(process);
+            } else {
+                remaining.other.push(process);
+            }
+        }
+        remaining
+    }
+
+    /// Whether processes remain and grace may signal none of them: then there is nothing to wait for.
+    pub fn only_unsignallable_remain(&self) -> bool {
+        if !self.tree.can_list() {
+            return false;
+        }
+        let members = self.tree.members();
+        !members.is_empty()
+            && members.iter().all(|process| {
+                self.not_permitted.contains(&survey::key(process)) || may_not_signal(process.pid)
+            })
+    }
+
+    /// As PID 1, whether other processes remain in the namespace that grace may signal, though none is its
+    /// child: processes that entered from outside (`kubectl exec`, `nsenter`), whose exit no SIGCHLD reports.
+    /// Zombies do not count (their parent is outside, and may never reap them), nor processes grace may not
+    /// signal.
+    pub fn others_remain(&self) -> bool {
+        // kill(-1, 0) from a namespace's PID 1 asks whether any other process it may signal is in the
+        // namespace: one system call, where listing /proc would put ~80 µs on every exit. It counts zombies
+        // too, so when it says yes, the listing decides.
+        if self.tree.scope() != Scope::Namespace || sys::send_signal(-1, 0).is_err() {
+            return false;
+        }
+        if !self.tree.can_list() {
+            return true;
+        }
+        self.tree.members().iter().any(|process| {
+            !self.not_permitted.contains(&survey::key(process)) && !may_not_signal(process.pid)
+        })
+    }
+
+    /// SIGKILL to every live process not yet sent one, but the main child while alive (the caller kills it
+    /// by pid); returns them.
+    fn kill_unkilled(&mut self, main: MainChild, signalled: &mut Signalled) -> Vec<Process> {
+        let mut new = Vec::new();
+        for process in self.tree.members() {
+            let is_main = main.alive && process.pid == main.pid;
+            if is_main || self.killed.contains(&survey::key(&process)) {
+                continue;
+            }
+            if self.kill_one(&process, signalled) {
+                new.push(process);
+            }
+        }
+        new
+    }
+
+    /// SIGKILL to one process; whether it was delivered.
+    fn kill_one(&mut self, process: &Process, signalled: &mut Signalled) -> bool {
+        let delivered = self.deliver(process, Signal::KILL, signalled);
+        if delivered {
+            self.killed.insert(survey::key(process));
+        }
+        delivered
+    }
+
+    /// Sends `signal` to `process` and files the outcome in `into`; whether it was delivered.
+    fn deliver(&mut self, process: &Process, signal: Signal, into: &mut Signalled) -> bool {
+        match self.tree.signal(process, signal) {
+            Delivery::Sent => {
+                into.sent.push(process.clone());
+                true
+            }
+            Delivery::Gone => false,
+            Delivery::NotPermitted => {
+                if self.not_permitted.insert(survey::key(process)) {
+                    into.newly_not_permitted.push(process.clone());
+                }
+                false
+            }
+            Delivery::Failed(err) => {
+                into.failed.push((process.clone(), err));
+                false
+            }
+        }
+    }
+
+    /// What a signal to the whole tree reaches without /proc.
+    fn whole(&self, main: MainChild) -> Unlisted {
+        match self.tree.scope() {
+            Scope::Namespace => Unlisted::Namespace,
+            // The group's id cannot be reused while the main child lives, nor while any process is in the
+            // group (a process group id is a pid that stays taken while the group has a member).
+            Scope::Descendants { .. } => Unlisted::MainGroup(main.pid),
+        }
+    }
+}
+
+/// The live processes left at the end, by what was done to them.
+#[derive(Debug, Default)]
+pub struct Remaining {
+    pub survived_kill: Vec<Process>,
+    pub not_permitted: Vec<Process>,
+    pub other: Vec<Process>,
+}
+
+/// Whether kill(pid, 0) says grace may not signal `pid` (EPERM). Signal 0 sends nothing, so a pid reused
+/// meanwhile comes to no harm.
+fn may_not_signal(pid: i32) -> bool {
+    sys::send_signal(pid, 0).is_err_and(|err| err.raw_os_error() == Some(libc::EPERM))
+}
+
+fn send_whole(whole: Unlisted, signal: Signal) {
+    let target = match whole {
+        Unlisted::Namespace => -1,
+        Unlisted::MainGroup(group) => -group,
+        Unlisted::Nothing => return,
+    };
+    let _ = sys::send_signal(target, signal.number());
+}

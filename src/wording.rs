@@ -1,0 +1,89 @@
+//! How grace's log words things: durations, counts, wait statuses, senders, and lists of processes.
+
+use std::time::Duration;
+
+use crate::signals::Signal;
+use crate::tree::{self, Process};
+
+/// How many processes the JSON `pids` and `names` fields list; `count` always gives the total.
+pub const LISTED_IN_A_FIELD: usize = 100;
+
+/// `exited with status 3`, `was killed by SIGKILL (status 137)`.
+pub fn wait_status(raw_status: i32, status: u8) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let exit = std::process::ExitStatus::from_raw(raw_status);
+    match exit.signal().and_then(Signal::from_number) {
+        Some(signal) if exit.core_dumped() => {
+            format!("was killed by {signal}, core dumped (status {status})")
+        }
+        Some(signal) => format!("was killed by {signal} (status {status})"),
+        None => format!("exited with status {status}"),
+    }
+}
+
+/// Who sent a signal: a pid of this namespace, or (pid 0) the kernel or a process outside the namespace.
+pub fn sender(pid: i32) -> String {
+    if pid == 0 {
+        "the kernel or outside the namespace".to_string()
+    } else {
+        format!(
+            "pid {pid}{}",
+            tree::read_process(pid)
+                .map(|process| format!(" ({})", process.name))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// `1 process`, `3 processes`.
+pub fn processes(count: usize) -> String {
+    if count == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{count} processes")
+    }
+}
+
+/// `remains` or `remain`.
+pub fn remain(count: usize) -> &'static str {
+    if count == 1 {
+        "remains"
+    } else {
+        "remain"
+    }
+}
+
+/// `12,15`, for the JSON fields: the first [`LISTED_IN_A_FIELD`].
+pub fn pid_list(processes: &[Process]) -> String {
+    processes
+        .iter()
+        .take(LISTED_IN_A_FIELD)
+        .map(|process| process.pid.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `tee,controller`, for the JSON fields: the first [`LISTED_IN_A_FIELD`].
+pub fn name_list(processes: &[Process]) -> String {
+    processes
+        .iter()
+        .take(LISTED_IN_A_FIELD)
+        .map(|process| process.name.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `1.234s`, for measured times.
+pub fn seconds(duration: Duration) -> String {
+    format!("{:.3}s", duration.as_secs_f64())
+}
+
+/// Whole milliseconds, for the JSON fields.
+pub fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `8s`, `1m 30s`, `500ms`, for configured durations: as the operator wrote them.
+pub fn configured(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
