@@ -67,10 +67,30 @@ static REOPENED: OnceLock<File> = OnceLock::new();
 /// grace's handle on descriptor 2, kept for the same reason.
 static STDERR: OnceLock<Stderr> = OnceLock::new();
 
-/// Opens the sink on descriptor 2. Call once, before anything is logged.
+/// Opens the sink on descriptor 2, without a descriptor of its own yet (see [`reopen`]). Call once,
+/// before anything is logged.
 pub fn init() {
     let sink = Sink::new(target_for_stderr());
     *SINK.lock().unwrap_or_else(PoisonError::into_inner) = Some(sink);
+}
+
+/// Gives the sink its own non-blocking description of a pipe, FIFO or terminal. Separate from [`init`] and
+/// called once grace holds the descriptors it cannot do without (the signalfd): under a descriptor limit as
+/// tight as `ulimit -n 4`, the log then falls back to polling rather than taking the signalfd's place.
+pub fn reopen() {
+    with_sink(|sink| {
+        if !matches!(sink.target, Target::Polled) {
+            return;
+        }
+        let Ok(stat) = fstat(libc::STDERR_FILENO) else {
+            return;
+        };
+        if let Some(Ok(())) =
+            reopen_non_blocking(stat.st_dev, stat.st_ino).map(|file| REOPENED.set(file))
+        {
+            sink.target = Target::Reopened;
+        }
+    });
 }
 
 /// Runs `action` on the sink, if there is one.
@@ -222,10 +242,7 @@ fn target_for_stderr() -> Target {
     if kind == SFlag::S_IFREG || kind == SFlag::S_IFBLK {
         return Target::File;
     }
-    match reopen_non_blocking(stat.st_dev, stat.st_ino).map(|file| REOPENED.set(file)) {
-        Some(Ok(())) => Target::Reopened,
-        _ => Target::Polled,
-    }
+    Target::Polled // until `reopen`
 }
 
 fn stderr() -> &'static Stderr {

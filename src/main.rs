@@ -87,6 +87,7 @@ fn start_and_supervise() -> ExitCode {
 fn run(config: Config) -> anyhow::Result<u8> {
     // First, so that a signal arriving from here on waits in the queue instead of being lost or killing us.
     let signals = SignalSource::block_all().context("blocking signals")?;
+    log_sink::reopen();
     if let Some(signal) = config.parent_death_signal {
         sys::set_parent_death_signal(signal.number())
             .with_context(|| format!("setting the parent-death signal {signal}"))?;
@@ -112,6 +113,7 @@ fn run(config: Config) -> anyhow::Result<u8> {
         ignore_sigpipe: sys::inherited::sigpipe_ignored(),
         ignore_sigchld: sys::inherited::sigchld_ignored(),
         take_terminal: owns_terminal_foreground(),
+        descriptor_limit: sys::raise_descriptor_limit(),
     };
     let main = child::spawn(&config.command, setup)?;
     let command = supervisor::shown_command(&config.command);

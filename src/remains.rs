@@ -10,6 +10,10 @@ use std::time::Instant;
 
 use crate::signals::Signal;
 use crate::survey::{self, Survey, Surveyed};
+
+/// Descriptors kept free for what grace opens besides its pins on the tree (its signalfd, the log,
+/// /proc files, the child's pipes).
+const RESERVED_DESCRIPTORS: u64 = 64;
 use crate::sys;
 use crate::tree::{Delivery, Process, Scope, Tree};
 
@@ -47,8 +51,11 @@ pub enum Unlisted {
 }
 
 /// What remained at a SIGKILL.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Killed {
+    /// When the SIGKILL had gone out to every process known before it (those forked since the survey come
+    /// after a listing).
+    pub sent_at: Instant,
     /// The processes SIGKILLed, in the survey's order: what was surveyed, then what appeared since.
     pub survivors: Vec<Surveyed>,
     pub newly_not_permitted: Vec<Process>,
@@ -131,7 +138,24 @@ impl Remains {
             return;
         }
         let members = self.tree.members();
-        self.survey = Some(Survey::take(members, main.pid, sent, budget_end));
+        // As PID 1, kill(-1) needs no pins. As a subreaper, one per process up to the descriptor limit, with
+        // room kept for everything else grace opens.
+        let max_pins = match self.tree.scope() {
+            Scope::Namespace => 0,
+            Scope::Descendants { .. } => {
+                usize::try_from(sys::descriptor_limit().saturating_sub(RESERVED_DESCRIPTORS))
+                    .unwrap_or(usize::MAX)
+            }
+        };
+        let tree = &self.tree;
+        self.survey = Some(Survey::take(
+            members,
+            main.pid,
+            sent,
+            |process| tree.pin(process),
+            max_pins,
+            budget_end,
+        ));
     }
 
     /// SIGKILL to everything that remains, first, then the account of what was there: the survey's entries
@@ -139,9 +163,11 @@ impl Remains {
     pub fn kill_all(&mut self, main: MainChild, sent: impl Fn(&Process) -> Signal) -> Killed {
         let survey = self.survey.take().unwrap_or_default();
         let mut signalled = Signalled::default();
+        let mut main_refused = false;
         if main.alive {
             // grace's own unreaped child: plain kill(), whatever a seccomp profile says of pidfds.
-            let _ = sys::send_signal(main.pid, Signal::KILL.number());
+            main_refused = sys::send_signal(main.pid, Signal::KILL.number())
+                .is_err_and(|err| err.raw_os_error() == Some(libc::EPERM));
         }
         let mut present = Vec::new();
         // Unreaped, it is still in /proc (dying, or a zombie), however fast SIGKILL ended it.
@@ -150,14 +176,22 @@ impl Remains {
             .then(|| crate::tree::read_process(main.pid))
             .flatten()
         {
-            self.killed.insert(survey::key(&listed));
-            present.push(listed);
+            if main_refused {
+                if self.not_permitted.insert(survey::key(&listed)) {
+                    signalled.newly_not_permitted.push(listed);
+                }
+            } else {
+                self.killed.insert(survey::key(&listed));
+                present.push(listed);
+            }
         }
         let is_main = |process: &Process| main.alive && process.pid == main.pid;
+        let sent_at;
         match (self.tree.scope(), self.tree.can_list()) {
             (_, false) => {
                 let whole = self.whole(main);
                 send_whole(whole, Signal::KILL);
+                sent_at = Instant::now();
                 signalled.unlisted = Some(whole);
             }
             (Scope::Namespace, true) => {
@@ -173,6 +207,7 @@ impl Remains {
                 // From a namespace's PID 1, kill(-1) reaches every other process at once, and a process with a
                 // pending SIGKILL cannot fork: nothing escapes, and nothing waits for a listing.
                 let _ = sys::send_signal(-1, Signal::KILL.number());
+                sent_at = Instant::now();
                 // The listing after it (zombies included) shows what the survey did not see, and which zombies
                 // had exited on their own, just before the SIGKILL (their status says so).
                 let listed = self.tree.listing();
@@ -200,19 +235,33 @@ impl Remains {
             (Scope::Descendants { .. }, true) => {
                 // What the survey saw first (no listing stands between the deadline and their SIGKILL), then
                 // a listing for what it did not see.
-                for entry in survey
+                // The pinned ones first: no reading of /proc between the deadline and their SIGKILL.
+                let (pinned, unpinned): (Vec<&Surveyed>, Vec<&Surveyed>) = survey
                     .entries
                     .iter()
                     .filter(|entry| !is_main(&entry.process))
-                {
+                    .partition(|entry| survey.pins.contains_key(&survey::key(&entry.process)));
+                for entry in pinned {
+                    let Some(pidfd) = survey.pins.get(&survey::key(&entry.process)) else {
+                        continue;
+                    };
+                    let delivery = self.tree.signal_pinned(&entry.process, pidfd, Signal::KILL);
+                    if self.file(&entry.process, delivery, &mut signalled) {
+                        self.killed.insert(survey::key(&entry.process));
+                        present.push(entry.process.clone());
+                    }
+                }
+                for entry in unpinned {
                     if self.kill_one(&entry.process, &mut signalled) {
                         present.push(entry.process.clone());
                     }
                 }
+                sent_at = Instant::now();
                 present.extend(self.kill_unkilled(main, &mut signalled));
             }
         }
         Killed {
+            sent_at,
             survivors: survey.survivors(&present, sent),
             newly_not_permitted: signalled.newly_not_permitted,
             unlisted: signalled.unlisted,
@@ -271,6 +320,17 @@ impl Remains {
             })
     }
 
+    /// Without /proc, as a subreaper, whether nothing grace can reach remains: the main child is reaped and
+    /// its process group is empty. Children outside the group (setsid daemons, reparented to grace) may
+    /// remain, but without /proc grace can neither name nor signal them.
+    pub fn nothing_reachable_remains(&self, main: MainChild) -> bool {
+        !self.tree.can_list()
+            && matches!(self.tree.scope(), Scope::Descendants { .. })
+            && !main.alive
+            && sys::send_signal(-main.pid, 0)
+                .is_err_and(|err| err.raw_os_error() == Some(libc::ESRCH))
+    }
+
     /// As PID 1, whether other processes remain in the namespace that grace may signal, though none is its
     /// child: processes that entered from outside (`kubectl exec`, `nsenter`), whose exit no SIGCHLD reports.
     /// Zombies do not count (their parent is outside, and may never reap them), nor processes grace may not
@@ -317,7 +377,13 @@ impl Remains {
 
     /// Sends `signal` to `process` and files the outcome in `into`; whether it was delivered.
     fn deliver(&mut self, process: &Process, signal: Signal, into: &mut Signalled) -> bool {
-        match self.tree.signal(process, signal) {
+        let delivery = self.tree.signal(process, signal);
+        self.file(process, delivery, into)
+    }
+
+    /// Files the outcome of sending a signal to `process` in `into`; whether it was delivered.
+    fn file(&mut self, process: &Process, delivery: Delivery, into: &mut Signalled) -> bool {
+        match delivery {
             Delivery::Sent => {
                 into.sent.push(process.clone());
                 true

@@ -158,6 +158,8 @@ pub struct Shutdown {
     stopped_at: Option<Instant>,
     /// The SIGKILL time the last survey was taken for: one survey per SIGKILL.
     surveyed_for: Option<Instant>,
+    /// When the last SIGKILL was due (not when it was acted on).
+    kill_due: Option<Instant>,
 }
 
 impl Shutdown {
@@ -168,6 +170,7 @@ impl Shutdown {
             stop_signals: 0,
             stopped_at: None,
             surveyed_for: None,
+            kill_due: None,
         }
     }
 
@@ -196,6 +199,11 @@ impl Shutdown {
             Phase::CleaningUp { kill_at, .. } => Some(kill_at),
             _ => self.deadline(),
         }
+    }
+
+    /// When the last SIGKILL was due.
+    pub fn kill_due(&self) -> Option<Instant> {
+        self.kill_due
     }
 
     /// When the survey for the coming SIGKILL is due, if it has not been taken yet.
@@ -518,6 +526,7 @@ impl Shutdown {
     }
 
     fn kill_all(&mut self, now: Instant, reason: KillReason) -> Action {
+        self.kill_due = Some(self.kill_time().unwrap_or(now).min(now));
         self.phase = Phase::Killing {
             killed_at: now,
             next_sweep: now + FIRST_SWEEP_INTERVAL,

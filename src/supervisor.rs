@@ -21,7 +21,8 @@ use crate::survey::{self, Detail, Surveyed};
 use crate::sys;
 use crate::tree::{self, Process, Scope, Tree};
 use crate::wording::{
-    configured, millis, name_list, pid_list, processes, remain, seconds, sender, wait_status,
+    configured, micros, millis, name_list, pid_list, processes, remain, seconds, sender,
+    wait_status,
 };
 
 /// Runs the main child's life and the shutdown of its tree; returns grace's exit status.
@@ -96,7 +97,9 @@ impl Supervisor {
                     }
                     self.outsiders = true;
                 }
-                if (main_exited || self.unsignallable_seen) && self.nothing_to_wait_for() {
+                if (main_exited || self.unsignallable_seen || !self.remains.tree().can_list())
+                    && self.nothing_to_wait_for()
+                {
                     return self.finish();
                 }
             }
@@ -113,7 +116,9 @@ impl Supervisor {
                     }
                     action => {
                         self.perform(action, None);
-                        if self.unsignallable_seen && self.nothing_to_wait_for() {
+                        if (self.unsignallable_seen || !self.remains.tree().can_list())
+                            && self.nothing_to_wait_for()
+                        {
                             return self.finish();
                         }
                     }
@@ -146,8 +151,17 @@ impl Supervisor {
         }
     }
 
-    /// Whether processes remain that grace may signal none of: it does not wait for them. Says so.
+    /// Whether processes remain that grace may signal none of, or (without /proc) none it can reach: it
+    /// does not wait for them. Says so.
     fn nothing_to_wait_for(&self) -> bool {
+        if self.remains.nothing_reachable_remains(self.main_ref()) {
+            log::warn!(
+                event = "unreachable";
+                "the main child and its process group are gone; other children of grace may remain (setsid \
+                 daemons), which without /proc it can neither list nor signal: not waiting for them"
+            );
+            return true;
+        }
         if !self.remains.only_unsignallable_remain() {
             return false;
         }
@@ -430,7 +444,15 @@ impl Supervisor {
     fn kill_all(&mut self, reason: KillReason) {
         let main = self.main_ref();
         let killed = self.remains.kill_all(main, self.sent_signals());
-        self.main_killed |= main.alive;
+        let main_refused = killed
+            .newly_not_permitted
+            .iter()
+            .any(|process| process.pid == main.pid);
+        // How late the SIGKILL went out: from when it was due to when it had reached every process known.
+        let delay = killed
+            .sent_at
+            .saturating_duration_since(self.shutdown.kill_due().unwrap_or(killed.sent_at));
+        self.main_killed |= main.alive && !main_refused;
         let killed_any = !killed.survivors.is_empty() || main.alive;
         self.shutdown.on_swept(Instant::now(), killed_any);
         let (why, reason_name) = self.kill_reason(reason);
@@ -457,22 +479,24 @@ impl Supervisor {
                  cannot be listed or signalled"
             ),
             _ if !listed.is_empty() => format!(
-                "{why}: SIGKILL to {}: {}",
+                "{why}: SIGKILL to {}: {} (the last sent {} after it was due)",
                 processes(listed.len()),
-                tree::describe(&listed)
+                tree::describe(&listed),
+                micros(delay)
             ),
             _ => return,
         };
         let (count, pids, names) = (listed.len(), pid_list(&listed), name_list(&listed));
+        let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         // elapsed_ms counts from the stop signal, so a cleanup after the main child exited on its own has none.
         match self.since_stop() {
             Some(since) => log::warn!(
                 event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
-                elapsed_ms = millis(since); "{message}"
+                delay_us = delay_us, elapsed_ms = millis(since); "{message}"
             ),
             None => log::warn!(
-                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str();
-                "{message}"
+                event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
+                delay_us = delay_us; "{message}"
             ),
         }
     }

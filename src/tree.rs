@@ -167,6 +167,40 @@ impl Tree {
         self.send_checked(process.pid, pidfd.as_ref(), signal)
     }
 
+    /// A pidfd on `process`, checked to be that very process: a signal sent through it later reaches that
+    /// process or fails, with no other check. `None` when pidfds are not usable here or it has exited.
+    pub fn pin(&self, process: &Process) -> Option<OwnedFd> {
+        if !self.pidfds_usable.get() {
+            return None;
+        }
+        let pidfd = match sys::pidfd_open(process.pid) {
+            Ok(pidfd) => pidfd,
+            Err(err) => {
+                if is_refused(&err) {
+                    self.pidfds_usable.set(false);
+                }
+                return None;
+            }
+        };
+        read_process(process.pid)
+            .is_some_and(|now| now.start_time == process.start_time)
+            .then_some(pidfd)
+    }
+
+    /// Sends `signal` through `pidfd`, a pin on `process` (see [`Tree::pin`]); through a checked kill()
+    /// if the kernel refuses pidfd_send_signal.
+    pub fn signal_pinned(&self, process: &Process, pidfd: &OwnedFd, signal: Signal) -> Delivery {
+        match sys::pidfd_send_signal(pidfd.as_fd(), signal.number()) {
+            Ok(()) => Delivery::Sent,
+            Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Delivery::Gone,
+            Err(err) if is_refused(&err) => {
+                // EPERM is also what a seccomp profile says: a checked kill() tells the two apart.
+                self.signal(process, signal)
+            }
+            Err(err) => Delivery::Failed(err),
+        }
+    }
+
     /// Sends through `pidfd` when there is one; otherwise, or when the kernel refuses the pidfd call, with
     /// kill(), which leaves the short window between the check and the kill open to a pid reuse.
     fn send_checked(&self, pid: i32, pidfd: Option<&OwnedFd>, signal: Signal) -> Delivery {

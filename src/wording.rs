@@ -78,6 +78,11 @@ pub fn seconds(duration: Duration) -> String {
     format!("{:.3}s", duration.as_secs_f64())
 }
 
+/// `0.4ms`, `12.3ms`: short measured delays.
+pub fn micros(duration: Duration) -> String {
+    format!("{:.1}ms", duration.as_secs_f64() * 1000.0)
+}
+
 /// Whole milliseconds, for the JSON fields.
 pub fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

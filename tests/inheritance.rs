@@ -6,12 +6,16 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{child, child_script, grace_binary, run_to_end, Grace, Mode, Running, MODES};
+use common::{
+    child, child_script, grace_binary, output_within, run_to_end, Grace, Mode, Running, MODES,
+};
 
 /// What the wrapper sets up before it execs: SIGUSR1 and SIGRTMIN+2 (kernel numbering) blocked; SIGHUP,
-/// SIGINT and SIGPIPE ignored; one extra inheritable descriptor.
+/// SIGINT, SIGPIPE and SIGCHLD ignored; one extra inheritable descriptor. SIGCHLD ignored is the hard one:
+/// grace must not keep it (the kernel would reap its children and tell it nothing) and the child must get
+/// it all the same.
 const BLOCKED: [i32; 2] = [libc::SIGUSR1, 36];
-const IGNORED: [i32; 3] = [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE];
+const IGNORED: [i32; 4] = [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE, libc::SIGCHLD];
 
 fn numbers(signals: &[i32]) -> String {
     signals
@@ -52,28 +56,35 @@ fn probes() -> [Vec<String>; 2] {
     ]
 }
 
-/// Runs `program` through the wrapper (which sets up `BLOCKED`, `IGNORED` and a descriptor, then execs it)
-/// and returns its stdout lines.
-fn through_wrapper(program: &Command) -> Vec<String> {
-    let blocked = numbers(&BLOCKED);
-    let ignored = numbers(&IGNORED);
-    let output = Command::new("python3")
-        .arg("-u")
-        .arg(child_script())
-        .args([
-            "exec-with",
-            "--block",
-            &blocked,
-            "--ignore",
-            &ignored,
-            "--fd",
-            "--",
-        ])
-        .arg(program.get_program())
-        .args(program.get_args())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running the wrapper");
+/// `python3 child.py exec-with …` up to its `--`: a wrapper that sets up `BLOCKED`, `IGNORED` and a
+/// descriptor, then execs the rest of its command line.
+fn wrapper() -> Vec<String> {
+    child(&[
+        "exec-with",
+        "--block",
+        &numbers(&BLOCKED),
+        "--ignore",
+        &numbers(&IGNORED),
+        "--fd",
+        "--",
+    ])
+}
+
+/// Runs `program` through the wrapper and returns its stdout lines.
+fn through_wrapper(program: &[String]) -> Vec<String> {
+    let mut words = wrapper();
+    words.extend(program.iter().cloned());
+    run_wrapped(command_of(&words))
+}
+
+/// Runs grace through the wrapper (inside the PID namespace in PID-1 mode, where it execs grace as PID 1),
+/// grace running `program`, and returns the stdout lines.
+fn grace_through_wrapper(mode: Mode, program: &[String]) -> Vec<String> {
+    run_wrapped(Grace::new(mode).wrapped(wrapper()).command(program))
+}
+
+fn run_wrapped(mut command: Command) -> Vec<String> {
+    let output = output_within(command.stdin(Stdio::null()));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{:?}\n{stderr}", output.status);
     String::from_utf8_lossy(&output.stdout)
@@ -91,7 +102,7 @@ fn command_of(command_line: &[String]) -> Command {
 #[test]
 fn the_child_inherits_what_grace_inherited() {
     for probe in probes() {
-        let direct = through_wrapper(&command_of(&probe));
+        let direct = through_wrapper(&probe);
         // The wrapper really set things up (otherwise the comparison below proves nothing).
         let extra_fd = direct[0]
             .strip_prefix("fd ")
@@ -114,7 +125,7 @@ fn the_child_inherits_what_grace_inherited() {
             );
         }
         for mode in MODES {
-            let through_grace = through_wrapper(&Grace::new(mode).command(&probe));
+            let through_grace = grace_through_wrapper(mode, &probe);
             assert_eq!(through_grace, direct, "{mode:?} {probe:?}");
         }
     }

@@ -23,8 +23,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    child, child_script, children, grace_binary, is_alive, run_exact, send_signal, sh, state,
-    wait_for_state, zombie_children, Decoy, Grace, Mode, Running, Stream, MODES, TIMEOUT,
+    accessible_to_nobody, child, child_script, children, grace_binary, is_alive, run_exact,
+    send_signal, sh, state, unprivileged_directory, wait_for_state, zombie_children, Decoy, Grace,
+    Mode, Running, Stream, MODES, TIMEOUT,
 };
 
 /// Taken by the tests that load the machine (floods, storms), so that they run one at a time.
@@ -1157,34 +1158,6 @@ fn unprivileged(pid_namespace: bool, grace_arguments: &[&str], command: &[String
     let mut running = Running::attach(mode, outer);
     running.wait_log("started pid");
     running
-}
-
-/// `file` if `nobody` can read it where it is (and, for `executable`, run it), else a copy with mode 755 in a
-/// directory of the system's temporary directory, which it can reach: a CI clone may live under /root.
-fn accessible_to_nobody(file: &str, executable: bool) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let check = if executable { "-x" } else { "-r" };
-    let reachable = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .args(["sh", "-c", &format!(r#"test {check} "$1""#), "sh", file])
-        .status()
-        .is_ok_and(|status| status.success());
-    if reachable {
-        return PathBuf::from(file);
-    }
-    let directory = unprivileged_directory();
-    std::fs::create_dir_all(&directory).expect("creating a directory");
-    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let name = PathBuf::from(file);
-    let copy = directory.join(name.file_name().expect("a file name"));
-    std::fs::copy(file, &copy).expect("copying for nobody");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    copy
-}
-
-/// Where [`accessible_to_nobody`] puts its copies; removed when the test ends.
-fn unprivileged_directory() -> PathBuf {
-    std::env::temp_dir().join(format!("grace-unprivileged-{}", std::process::id()))
 }
 
 /// `python3 -u child.py ARGUMENTS…`, with a child.py that `nobody` can read.

@@ -167,6 +167,34 @@ pub struct ChildSetup {
     pub ignore_sigchld: bool,
     /// Make the child's new process group the terminal's foreground group (stdin is grace's terminal).
     pub take_terminal: bool,
+    /// The descriptor limit grace inherited, to give back: grace raised its own (see
+    /// [`raise_descriptor_limit`]).
+    pub descriptor_limit: Option<DescriptorLimit>,
+}
+
+/// A soft and a hard RLIMIT_NOFILE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DescriptorLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raises grace's own soft RLIMIT_NOFILE to its hard limit, as the Go runtime does for its programs; returns
+/// the limit it had, which the child gets back. A soft limit of 1,024 is common, and grace holds one pidfd
+/// per process of a large tree from the survey to the SIGKILL, so that the SIGKILLs go out at once.
+pub fn raise_descriptor_limit() -> Option<DescriptorLimit> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).ok()?;
+    }
+    Some(DescriptorLimit { soft, hard })
+}
+
+/// grace's soft RLIMIT_NOFILE now.
+pub fn descriptor_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }
 
 /// Arranges for `setup` to be applied in the child just before exec, after std has put it in its own
@@ -185,12 +213,19 @@ pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
         if setup.ignore_sigchld {
             ignore_signal(libc::SIGCHLD)?;
         }
+        if let Some(limit) = setup.descriptor_limit {
+            nix::sys::resource::setrlimit(
+                nix::sys::resource::Resource::RLIMIT_NOFILE,
+                limit.soft,
+                limit.hard,
+            )?;
+        }
         set_signal_mask(setup.signal_mask)?; // last: from here on, signals reach the child
         Ok(())
     };
     // SAFETY: the closure runs between fork and exec in a single-threaded child, where only
-    // async-signal-safe functions may be called; it calls tcsetpgrp, getpgrp, signal and rt_sigprocmask,
-    // all of which are, and it neither allocates nor takes locks.
+    // async-signal-safe functions may be called; it calls tcsetpgrp, getpgrp, signal, setrlimit and
+    // rt_sigprocmask, all of which are, and it neither allocates nor takes locks.
     unsafe {
         command.pre_exec(run_in_child);
     }

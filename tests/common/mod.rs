@@ -58,9 +58,13 @@ pub fn child(arguments: &[&str]) -> Vec<String> {
     command
 }
 
-/// The built grace binary.
+/// The grace binary under test: `GRACE_TEST_BIN` when set (another build, another architecture), else the
+/// one cargo built for these tests.
 pub fn grace_binary() -> &'static str {
-    env!("CARGO_BIN_EXE_grace")
+    static BINARY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BINARY.get_or_init(|| {
+        std::env::var("GRACE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_grace").to_string())
+    })
 }
 
 /// How late a deadline may be observed before a test calls it missed: generous, as the machines are shared.
@@ -101,25 +105,51 @@ pub fn pid_in(text: &str) -> i32 {
 
 /// `grace` itself, or `unshare … grace` for PID-1 mode: the command every run starts from.
 fn launcher(mode: Mode) -> Command {
+    wrapped_launcher(mode, &[])
+}
+
+/// The same, with `wrapper` (a program and its arguments that end by exec-ing the rest of the command line,
+/// such as tests/support/seccomp.py) run first, inside the namespace in PID-1 mode so that grace, exec'd by
+/// it, is PID 1.
+fn wrapped_launcher(mode: Mode, wrapper: &[String]) -> Command {
+    let mut words: Vec<String> = wrapper.to_vec();
+    words.push(grace_binary().to_string());
     match mode {
         Mode::Pid1 => {
             let mut unshare = Command::new("unshare");
-            unshare.args([
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-                grace_binary(),
-            ]);
+            unshare
+                .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                .args(words);
             unshare
         }
-        Mode::Subreaper => Command::new(grace_binary()),
+        Mode::Subreaper => {
+            let mut command = Command::new(&words[0]);
+            command.args(&words[1..]);
+            command
+        }
     }
+}
+
+/// `python3 tests/support/seccomp.py ERRNO CALLS… --`: a wrapper that runs grace under a seccomp filter
+/// refusing `calls` with `errno` (see that file).
+pub fn seccomp(errno: &str, calls: &[&str]) -> Vec<String> {
+    let mut wrapper = vec![
+        "python3".to_string(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/support/seccomp.py")
+            .display()
+            .to_string(),
+        errno.to_string(),
+    ];
+    wrapper.extend(calls.iter().map(|call| call.to_string()));
+    wrapper.push("--".to_string());
+    wrapper
 }
 
 /// Builds one run of grace.
 pub struct Grace {
     mode: Mode,
+    wrapper: Vec<String>,
     arguments: Vec<String>,
     environment: Vec<(String, String)>,
     stdin_null: bool,
@@ -129,10 +159,18 @@ impl Grace {
     pub fn new(mode: Mode) -> Grace {
         Grace {
             mode,
+            wrapper: Vec::new(),
             arguments: Vec::new(),
             environment: Vec::new(),
             stdin_null: true,
         }
+    }
+
+    /// Starts grace through `wrapper`, a command that sets something up and execs the rest (see
+    /// [`seccomp`], or `child.py exec-with`).
+    pub fn wrapped(mut self, wrapper: Vec<String>) -> Grace {
+        self.wrapper = wrapper;
+        self
     }
 
     /// grace's own options (before `--`).
@@ -156,7 +194,7 @@ impl Grace {
 
     /// The command line for this run: `[unshare …] grace ARGS… -- COMMAND…`.
     pub fn command(&self, command: &[String]) -> Command {
-        let mut process = launcher(self.mode);
+        let mut process = wrapped_launcher(self.mode, &self.wrapper);
         process.args(&self.arguments).arg("--").args(command);
         process.envs(self.environment.iter().map(|(name, value)| (name, value)));
         if self.stdin_null {
@@ -463,9 +501,54 @@ impl Drop for Running {
     }
 }
 
+/// Runs `command` to completion, as `Command::output` does, but fails the test (and kills it) if it takes
+/// longer than [`TIMEOUT`]: a regression must fail, not hang the suite.
+pub fn output_within(command: &mut Command) -> std::process::Output {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut process = command.spawn().expect("starting a process");
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut stream) = stream {
+                let _ = stream.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        process
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        process
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let (done, finished) = mpsc::channel();
+    let pid = process.id();
+    let waiter = thread::spawn(move || {
+        let status = process.wait().expect("waiting");
+        let _ = done.send(());
+        status
+    });
+    if finished.recv_timeout(TIMEOUT).is_err() {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let _ = waiter.join();
+        panic!("{command:?} did not finish within {TIMEOUT:?}");
+    }
+    std::process::Output {
+        status: waiter.join().expect("the waiter"),
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
 /// Runs grace to completion with no interaction and returns its exit status and output.
 pub fn run_to_end(grace: Grace, command: &[String]) -> (ExitStatus, String, String) {
-    let output = grace.command(command).output().expect("running grace");
+    let output = output_within(&mut grace.command(command));
     (
         output.status,
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -768,4 +851,32 @@ impl Drop for Decoy {
             let _ = self.process.wait();
         }
     }
+}
+
+/// `file` if `nobody` can read it where it is (and, for `executable`, run it), else a copy with mode 755 in a
+/// directory of the system's temporary directory, which it can reach: a CI clone may live under /root.
+pub fn accessible_to_nobody(file: &str, executable: bool) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let check = if executable { "-x" } else { "-r" };
+    let reachable = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sh", "-c", &format!(r#"test {check} "$1""#), "sh", file])
+        .status()
+        .is_ok_and(|status| status.success());
+    if reachable {
+        return PathBuf::from(file);
+    }
+    let directory = unprivileged_directory();
+    std::fs::create_dir_all(&directory).expect("creating a directory");
+    std::fs::set_permissions(&directory, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let name = PathBuf::from(file);
+    let copy = directory.join(name.file_name().expect("a file name"));
+    std::fs::copy(file, &copy).expect("copying for nobody");
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    copy
+}
+
+/// Where [`accessible_to_nobody`] puts its copies; removed when the test ends.
+pub fn unprivileged_directory() -> PathBuf {
+    std::env::temp_dir().join(format!("grace-unprivileged-{}", std::process::id()))
 }

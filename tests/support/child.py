@@ -12,6 +12,8 @@ Usage: child.py MODE [ARGS...]
                          then wait for SIGTERM and exit 0
   daemons SPEC...        start setsid daemons, one per SPEC: NAME:handle or NAME:ignore; each prints
                          "daemon NAME pid P ready"; a handling one prints "daemon NAME got TERM" and exits.
+                         NAME:stay-ignore starts a plain child instead, in the process group, ignoring SIGTERM;
+                         NAME:zombie-handle and NAME:zombie-ignore a setsid daemon that becomes a zombie-leader
                          Then print "daemons ready" and behave as MAIN (see --main)
       --main handle|ignore|exit:CODE   what the main process does (default handle)
   with-daemons SPEC... -- MODE ARGS...
@@ -46,6 +48,22 @@ Usage: child.py MODE [ARGS...]
   handle-term-after MS CODE
                          print "ready pid P"; on SIGTERM print "got TERM", take MS milliseconds more, print
                          "done", exit CODE
+  zombie-leader handle|ignore
+                         a live process that looks like a zombie: a second thread prints "thread alive pid P"
+                         and the main thread calls pthread_exit, so /proc shows state Z; with handle the thread
+                         takes SIGTERM (sigwaitinfo), prints "zombie-leader got TERM" and exits 0; with ignore
+                         SIGTERM is ignored
+  many N                 ignore SIGTERM, start N children that ignore it too, print "many N ready", wait
+  chain N                ignore SIGTERM, start a chain of N processes each the child of the one before, all
+                         ignoring it; the last prints "chain N ready"; each waits
+  fork-bomb              ignore SIGTERM, set SIGCHLD to ignored (children are reaped by the kernel, and give no
+                         SIGCHLD to anyone), then fork in a loop, in every process; the first to be refused a
+                         fork (EAGAIN: the pids limit) prints "bomb at the limit"
+  leave-zombie-in PID    enter PID's PID namespace (setns), fork a child there that exits at once, print
+                         "zombie left pid P" (P: its pid on the host) and never reap it
+  setuid-root MODE ARGS...
+                         (run as a setuid-root copy of python3) become root for good (setresuid 0), print
+                         "root pid P", then behave as MODE
 """
 import os
 import signal
@@ -119,7 +137,14 @@ def mode_orphans(count):
 
 
 def start_daemon(name, behaviour):
-    """Double fork with setsid, so the daemon is reparented to grace and escapes the process group."""
+    """Double fork with setsid, so the daemon is reparented to grace and escapes the process group; with
+    `stay-ignore`, a plain child that stays in the group and ignores SIGTERM."""
+    if behaviour == "stay-ignore":
+        if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            say(f"daemon {name} pid {os.getpid()} ready")
+            wait_forever()
+        return
     first = os.fork()
     if first:
         os.waitpid(first, 0)
@@ -127,11 +152,15 @@ def start_daemon(name, behaviour):
     os.setsid()
     if os.fork():
         os._exit(0)
+    say(f"daemon {name} pid {os.getpid()} ready")
+    if behaviour.startswith("zombie-"):
+        # A live process that looks like a zombie (see zombie-leader); exec gives it a clean interpreter.
+        leader = [sys.executable, "-u", os.path.abspath(__file__), "zombie-leader", behaviour[len("zombie-") :]]
+        os.execv(sys.executable, leader)
     if behaviour == "ignore":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         on_term_exit(f"daemon {name} got TERM", 0)
-    say(f"daemon {name} pid {os.getpid()} ready")
     wait_forever()
 
 
@@ -346,6 +375,80 @@ def mode_handle_term_after(milliseconds, code):
     wait_forever()
 
 
+def mode_zombie_leader(behaviour):
+    import ctypes
+    import threading
+
+    if behaviour == "ignore":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        # Blocked in every thread (the mask is inherited by the new one), taken by the thread that stays.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def thread():
+        say(f"thread alive pid {os.getpid()}")
+        if behaviour == "ignore":
+            wait_forever()
+        signal.sigwaitinfo({signal.SIGTERM})
+        say("zombie-leader got TERM")
+        os._exit(0)
+
+    threading.Thread(target=thread).start()
+    ctypes.CDLL(None).pthread_exit(None)  # ctypes releases the GIL: the other thread runs on
+
+
+def mode_many(count):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by each child
+    for _ in range(count):
+        if os.fork() == 0:
+            wait_forever()
+    say(f"many {count} ready")
+    wait_forever()
+
+
+def mode_chain(length):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for _ in range(length - 1):
+        if os.fork() != 0:
+            wait_forever()  # this link waits; its child goes on
+    say(f"chain {length} ready")
+    wait_forever()
+
+
+def mode_fork_bomb():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    told = False
+    while True:
+        try:
+            os.fork()
+        except OSError:
+            if not told:
+                told = True
+                say("bomb at the limit")
+
+
+def mode_leave_zombie_in(pid):
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    namespace = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY)
+    if libc.setns(namespace, 0x20000000) != 0:  # CLONE_NEWPID: for the children from now on
+        sys.exit(f"child.py leave-zombie-in: setns: {os.strerror(ctypes.get_errno())}")
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    say(f"zombie left pid {child}")
+    wait_forever()  # never reaped: SIGCHLD's default is to ignore it, and nothing waits
+
+
+def mode_setuid_root(args):
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    say(f"root pid {os.getpid()}")
+    os.execv(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)] + args)
+
+
 def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "signals":
@@ -380,6 +483,18 @@ def main():
         mode_fork_chains(int(args[0]), int(args[1]))
     elif mode == "handle-term-after":
         mode_handle_term_after(int(args[0]), int(args[1]))
+    elif mode == "zombie-leader":
+        mode_zombie_leader(args[0])
+    elif mode == "many":
+        mode_many(int(args[0]))
+    elif mode == "chain":
+        mode_chain(int(args[0]))
+    elif mode == "fork-bomb":
+        mode_fork_bomb()
+    elif mode == "leave-zombie-in":
+        mode_leave_zombie_in(int(args[0]))
+    elif mode == "setuid-root":
+        mode_setuid_root(args)
     else:
         sys.exit(f"child.py: unknown mode {mode}")
 

@@ -1,0 +1,605 @@
+//! The shutdown bound in hostile environments: what grace inherits (SIGCHLD ignored; descriptors closed and
+//! no /dev/null), what it may not do (a seccomp filter refusing pidfds or the subreaper; a process or
+//! descriptor limit), what it cannot see (no /proc of its own), and a log reader that stops reading. Each
+//! test failed on grace 0.1, in both modes where both apply.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    accessible_to_nobody, child, is_alive, pid_in, seccomp, send_signal, sh, stop, Grace, Mode,
+    Stream, LATE, MODES, TIMEOUT,
+};
+
+/// `sh -c 'SCRIPT' sh`: a wrapper that runs SCRIPT, which ends by exec-ing `"$@"` (grace and its arguments).
+fn shell_wrapper(script: &str) -> Vec<String> {
+    ["sh", "-c", script, "sh"].map(String::from).to_vec()
+}
+
+/// In a mount namespace of its own (PID-1 mode has one already, from `unshare --mount-proc`), mounts an
+/// empty tmpfs over `directory` and execs the rest, with `redirection` applied.
+fn with_empty(mode: Mode, directory: &str, redirection: &str) -> Vec<String> {
+    let script = format!("mount -t tmpfs none {directory} && exec \"$@\" {redirection}");
+    match mode {
+        Mode::Pid1 => shell_wrapper(&script),
+        Mode::Subreaper => {
+            let mut wrapper: Vec<String> = ["unshare", "--mount", "--propagation", "private"]
+                .map(String::from)
+                .to_vec();
+            wrapper.extend(shell_wrapper(&script));
+            wrapper
+        }
+    }
+}
+
+/// A parent that ignores SIGCHLD (some launchers and language runtimes do) starts grace: ignored
+/// dispositions survive exec, and with SIGCHLD ignored the kernel reaps grace's children itself and sends
+/// no SIGCHLD. grace must see the exit at once, and report the status.
+#[test]
+fn an_inherited_sigchld_ignore_hides_no_exit() {
+    for mode in MODES {
+        let sigchld_ignored = child(&["exec-with", "--ignore", "17", "--"]);
+        let grace = Grace::new(mode).wrapped(sigchld_ignored);
+        let running = grace.spawn(&sh("exit 7"));
+        let started = running.started();
+        let finished = running.finish();
+        assert_eq!(finished.code(), 7, "{mode:?}\n{}", finished.dump());
+        finished.line(Stream::Stderr, "exited with status 7");
+        assert!(
+            finished.at.duration_since(started) < LATE,
+            "{mode:?}: {:?}\n{}",
+            finished.at.duration_since(started),
+            finished.dump()
+        );
+    }
+}
+
+/// The same, through a stop signal: the forward goes to a live child, and its status comes out.
+#[test]
+fn an_inherited_sigchld_ignore_keeps_the_stop_exact() {
+    for mode in MODES {
+        let sigchld_ignored = child(&["exec-with", "--ignore", "17", "--"]);
+        let mut grace = Grace::new(mode)
+            .wrapped(sigchld_ignored)
+            .spawn(&child(&["handle-term", "3"]));
+        grace.wait_stdout("ready");
+        let sent = stop(&grace);
+        grace.wait_stdout("got TERM");
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 3, "{mode:?}\n{}", finished.dump());
+        assert!(
+            !finished.has(Stream::Stderr, "could not"),
+            "{}",
+            finished.dump()
+        );
+        assert!(
+            finished.at.duration_since(sent) < LATE,
+            "{}",
+            finished.dump()
+        );
+    }
+}
+
+/// A pipe whose buffer is full: what grace writes to it waits for a reader that never comes. Filled through
+/// a description of its own (opened through /proc), so the write end handed to grace stays blocking, as a
+/// container runtime's log pipe is.
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let mut ends = [0; 2];
+    assert_eq!(
+        unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
+        0
+    );
+    let (reader, writer) =
+        unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    let filler = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags_nonblocking()
+        .open(format!("/proc/self/fd/{}", writer.as_raw_fd()))
+        .expect("opening the pipe again");
+    let chunk = [b'.'; 4096];
+    loop {
+        let written =
+            unsafe { libc::write(filler.as_raw_fd(), chunk.as_ptr().cast(), chunk.len()) };
+        if written < 0 {
+            assert_eq!(
+                std::io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN)
+            );
+            break;
+        }
+    }
+    (reader, writer)
+}
+
+trait NonBlocking {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self;
+}
+
+impl NonBlocking for std::fs::OpenOptions {
+    fn custom_flags_nonblocking(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(libc::O_NONBLOCK)
+    }
+}
+
+/// The flags of descriptor `fd` of `pid`, from /proc/PID/fdinfo (octal).
+fn descriptor_flags(pid: i32, fd: i32) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).expect("fdinfo");
+    let flags = info
+        .lines()
+        .find_map(|line| line.strip_prefix("flags:"))
+        .expect("a flags line");
+    u32::from_str_radix(flags.trim(), 8).expect("octal flags")
+}
+
+/// Lines of `stream`, sent as they come.
+fn lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// The next line containing `needle`, within [`TIMEOUT`].
+fn expect_line(lines: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(remaining) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => {}
+            Err(error) => panic!("no line containing {needle:?}: {error}"),
+        }
+    }
+}
+
+/// A process of the test's own that a failed test must not leave behind (in PID-1 mode, `unshare
+/// --kill-child` takes the namespace along).
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn take(mut self) -> Child {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(process) = self.0.as_mut() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+/// Waits for `process` to exit within `bound`; `None` (and the process killed) if it did not.
+fn exit_within(
+    process: KillOnDrop,
+    bound: Duration,
+) -> Option<(std::process::ExitStatus, Instant)> {
+    let process = process.take();
+    let pid = process.id() as i32;
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut process = process;
+        let status = process.wait().expect("waiting");
+        let _ = sender.send((status, Instant::now()));
+    });
+    match receiver.recv_timeout(bound) {
+        Ok(exit) => Some(exit),
+        Err(_) => {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            None
+        }
+    }
+}
+
+/// The pid of the main child, grace's only child, from the host's side.
+fn only_child_of(pid: i32) -> i32 {
+    let children = common::children(pid);
+    assert_eq!(children.len(), 1, "{children:?}");
+    children[0]
+}
+
+/// grace's stderr is a pipe nobody reads (a stalled log shipper): its log lines cannot go out. It must
+/// still forward, and kill at the deadline, on time; and the child's own stderr must stay exactly as it
+/// was (blocking: O_NONBLOCK on the shared description would make the child's writes fail with EAGAIN).
+#[test]
+fn a_stalled_log_reader_does_not_hold_up_the_deadline() {
+    for mode in MODES {
+        let (_reader, writer) = full_pipe();
+        let mut command = Grace::new(mode)
+            .args(["-t", "1s"])
+            .command(&child(&["ignore-term"]));
+        command.stdout(Stdio::piped()).stderr(Stdio::from(writer));
+        let mut outer = command.spawn().expect("starting grace");
+        let stdout = lines_of(outer.stdout.take().expect("stdout"));
+        let outer = KillOnDrop(Some(outer));
+        let ready = expect_line(&stdout, "ready pid");
+        let grace_pid = match mode {
+            Mode::Subreaper => outer.0.as_ref().expect("running").id() as i32,
+            Mode::Pid1 => only_child_of(outer.0.as_ref().expect("running").id() as i32),
+        };
+        let main = only_child_of(grace_pid);
+        assert_eq!(
+            descriptor_flags(main, 2) & libc::O_NONBLOCK as u32,
+            0,
+            "{mode:?}: the child's stderr was made non-blocking ({ready})"
+        );
+        assert_eq!(
+            descriptor_flags(main, 2) & libc::O_ACCMODE as u32,
+            libc::O_WRONLY as u32
+        );
+        let sent = Instant::now();
+        send_signal(grace_pid, libc::SIGTERM);
+        let (status, exited) = exit_within(outer, TIMEOUT).unwrap_or_else(|| {
+            panic!("{mode:?}: grace was still running {TIMEOUT:?} after SIGTERM")
+        });
+        let took = exited.duration_since(sent);
+        assert_eq!(status.code(), Some(137), "{mode:?}");
+        // The deadline, then at most the exit's short try at flushing the log.
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(1) + LATE,
+            "{mode:?}: exited {took:?} after SIGTERM"
+        );
+        assert!(!is_alive(main), "{mode:?}: the child outlived grace");
+    }
+}
+
+/// Lines that find the buffer full are dropped and counted; once the reader comes back, the count goes out
+/// with the next line, and the lines that waited go out too.
+#[test]
+fn dropped_log_lines_are_counted_and_reported() {
+    for mode in MODES {
+        let (reader, writer) = full_pipe();
+        let mut command = Grace::new(mode)
+            .args(["-v"])
+            .command(&child(&["signals", "15"]));
+        command.stdout(Stdio::piped()).stderr(Stdio::from(writer));
+        let mut outer = command.spawn().expect("starting grace");
+        let stdout = lines_of(outer.stdout.take().expect("stdout"));
+        let outer = KillOnDrop(Some(outer));
+        expect_line(&stdout, "ready pid");
+        let grace_pid = match mode {
+            Mode::Subreaper => outer.0.as_ref().expect("running").id() as i32,
+            Mode::Pid1 => only_child_of(outer.0.as_ref().expect("running").id() as i32),
+        };
+        // Each forward is a debug line of ~100 bytes: 2,000 of them overflow the 64 KiB buffer. Real-time
+        // signals queue, so the child receives every one: forwarding never waited for the log.
+        const SENT: usize = 2_000;
+        let rtmin_5 = 39;
+        for _ in 0..SENT {
+            send_signal(grace_pid, rtmin_5);
+            expect_line(&stdout, "got 39 from");
+        }
+        // The reader comes back. Lines get through once grace has written what waited in its buffer: keep
+        // grace logging (SIGRTMIN+6, one at a time) until one of those lines arrives.
+        let log = lines_of(std::fs::File::from(reader));
+        let stop_sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = {
+            let stop_sending = stop_sending.clone();
+            thread::spawn(move || {
+                while !stop_sending.load(std::sync::atomic::Ordering::Relaxed) {
+                    send_signal(grace_pid, 40);
+                    expect_line(&stdout, "got 40 from");
+                }
+                stdout
+            })
+        };
+        let mut read = Vec::new();
+        while !read
+            .last()
+            .is_some_and(|line: &String| line.contains("forwarded SIGRTMIN+6"))
+        {
+            read.push(
+                log.recv_timeout(TIMEOUT)
+                    .unwrap_or_else(|_| panic!("{mode:?}: no line got through: {read:?}")),
+            );
+        }
+        stop_sending.store(true, std::sync::atomic::Ordering::Relaxed);
+        let stdout = sender.join().expect("the sender");
+        let notice = &read[read.len() - 2];
+        assert!(
+            notice.contains("log lines dropped") && notice.contains("warning: "),
+            "{mode:?}: before the first line after the drops: {notice}"
+        );
+        let dropped: usize = notice
+            .split_whitespace()
+            .find_map(|word| word.parse().ok())
+            .expect("a count");
+        assert!(dropped >= 1, "{mode:?}: {dropped} of {SENT}: {notice}");
+        // What waited in the buffer went out first: forwards of SIGRTMIN+5, the flood's.
+        assert!(
+            read.iter()
+                .any(|line| line.contains("debug: forwarded SIGRTMIN+5")),
+            "{mode:?}"
+        );
+        send_signal(grace_pid, libc::SIGTERM);
+        expect_line(&stdout, "got 15 from");
+        let (status, _) = exit_within(outer, TIMEOUT).expect("grace exits");
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+    }
+}
+
+/// A seccomp profile older than the pidfd calls refuses them (EPERM, or ENOSYS): grace signals the tree
+/// with checked kill() instead, and the main child (its own unreaped child) with plain kill(). The daemon
+/// that handles SIGTERM gets it; the one that ignores it is SIGKILLed with the main child.
+#[test]
+fn refused_pidfd_calls_fall_back_to_kill() {
+    let refusals: [(&str, &[&str]); 3] = [
+        ("EPERM", &["pidfd_send_signal"]),
+        ("ENOSYS", &["pidfd_open", "pidfd_send_signal"]),
+        ("EPERM", &["pidfd_open", "pidfd_send_signal"]),
+    ];
+    for (errno, calls) in refusals {
+        for mode in MODES {
+            let what = format!("{mode:?}, {calls:?} refused with {errno}");
+            let mut grace = Grace::new(mode)
+                .wrapped(seccomp(errno, calls))
+                .args(["-t", "1s"])
+                .spawn(&child(&[
+                    "daemons",
+                    "polite:handle",
+                    "stubborn:ignore",
+                    "--main",
+                    "ignore",
+                ]));
+            let stubborn = pid_in(&grace.wait_stdout("daemon stubborn pid").text);
+            grace.wait_stdout("daemons ready");
+            let sent = stop(&grace);
+            grace.wait_stdout("daemon polite got TERM");
+            let finished = grace.finish();
+            assert_eq!(finished.code(), 137, "{what}\n{}", finished.dump());
+            let killed = finished.line(Stream::Stderr, "SIGKILL to");
+            assert!(
+                killed.text.contains("SIGKILL to 2 processes"),
+                "{what}\n{}",
+                finished.dump()
+            );
+            assert!(killed.at.duration_since(sent) >= Duration::from_secs(1));
+            for failure in ["could not", "giving up", "survived"] {
+                assert!(
+                    !finished.has(Stream::Stderr, failure),
+                    "{what}\n{}",
+                    finished.dump()
+                );
+            }
+            if mode == Mode::Subreaper {
+                assert!(!is_alive(stubborn), "{what}: the daemon outlived grace");
+            }
+        }
+    }
+}
+
+/// Some sandboxes refuse PR_SET_CHILD_SUBREAPER (a seccomp profile; qemu-user answers EINVAL). grace warns
+/// once and runs, shutting down what it can reach: its child and the child's own child.
+#[test]
+fn a_refused_subreaper_is_a_warning_not_a_failure() {
+    for errno in ["EINVAL", "EPERM"] {
+        let mut grace = Grace::new(Mode::Subreaper)
+            .wrapped(seccomp(errno, &["prctl:36"]))
+            .args(["-t", "1s"])
+            .spawn(&child(&["daemons", "kid:stay-ignore", "--main", "ignore"]));
+        let warning = grace.wait_log("could not become a child subreaper");
+        assert!(warning.text.contains("warning: "), "{}", warning.text);
+        let kid = pid_in(&grace.wait_stdout("daemon kid pid").text);
+        grace.wait_stdout("daemons ready");
+        stop(&grace);
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 137, "{errno}\n{}", finished.dump());
+        finished.line(Stream::Stderr, "SIGKILL to 2 processes");
+        assert!(!is_alive(kid), "{errno}: the child's child outlived grace");
+        let warnings = finished
+            .log()
+            .iter()
+            .filter(|line| line.contains("could not become a child subreaper"))
+            .count();
+        assert_eq!(warnings, 1, "{}", finished.dump());
+    }
+}
+
+/// The main child exits; a process that entered the namespace from outside (an `nsenter` or `kubectl
+/// exec` whose outside parent never reaps it) is left there as a zombie. A zombie is dead: grace, PID 1,
+/// exits at once with the main child's status, with a stop signal or without one.
+#[test]
+fn a_zombie_whose_parent_is_outside_does_not_hold_pid_1() {
+    for with_stop_signal in [true, false] {
+        let mut grace = Grace::new(Mode::Pid1).spawn(&child(&["handle-term", "3"]));
+        grace.wait_stdout("ready");
+        let mut leaver = Command::new("python3")
+            .arg("-u")
+            .arg(common::child_script())
+            .args(["leave-zombie-in", &grace.grace_pid().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the outside parent");
+        let said = lines_of(leaver.stdout.take().expect("stdout"));
+        let leaver = KillOnDrop(Some(leaver));
+        let zombie = pid_in(&expect_line(&said, "zombie left pid"));
+        common::wait_for_state(zombie, 'Z');
+        let sent = Instant::now();
+        if with_stop_signal {
+            grace.signal(libc::SIGTERM);
+        } else {
+            send_signal(only_child_of(grace.grace_pid()), libc::SIGTERM);
+        }
+        // The kernel holds a PID 1 in its exit until every process of its namespace is reaped, so grace's
+        // own last line is what tells that it did not wait.
+        let exiting = grace.wait_log("exiting with status 3");
+        let took = exiting.at.duration_since(sent);
+        drop(leaver); // reaps the zombie: the kernel lets grace's exit complete
+        let finished = grace.finish();
+        let what = if with_stop_signal {
+            "stop signal"
+        } else {
+            "main child's exit"
+        };
+        assert_eq!(finished.code(), 3, "{what}\n{}", finished.dump());
+        assert!(
+            took < LATE,
+            "{what}: exited {took:?} after\n{}",
+            finished.dump()
+        );
+        assert!(
+            !finished.has(Stream::Stderr, "giving up"),
+            "{}",
+            finished.dump()
+        );
+    }
+}
+
+/// As a subreaper with no /proc of its own (a tmpfs over it), the tree cannot be listed: grace signals the
+/// main child's process group (its member that ignores SIGTERM dies at the deadline), and says plainly
+/// that processes outside it — the setsid daemon — cannot be reached. The daemon outlives grace: nothing
+/// can reach it, and the log says so.
+#[test]
+fn without_proc_a_subreaper_signals_the_main_group_and_says_what_it_cannot_reach() {
+    let mut grace = Grace::new(Mode::Subreaper)
+        .wrapped(with_empty(Mode::Subreaper, "/proc", ""))
+        .args(["-t", "1s"])
+        .spawn(&child(&[
+            "daemons",
+            "member:stay-ignore",
+            "outside:ignore",
+            "--main",
+            "ignore",
+        ]));
+    let member = pid_in(&grace.wait_stdout("daemon member pid").text);
+    let outside = pid_in(&grace.wait_stdout("daemon outside pid").text);
+    grace.wait_stdout("daemons ready");
+    let sent = stop(&grace);
+    let finished = grace.finish();
+    let alive_after = is_alive(outside);
+    send_signal(outside, libc::SIGKILL); // the test's own cleanup
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+    let kill = finished.line(Stream::Stderr, "SIGKILL to the main child's process group");
+    assert!(kill.at.duration_since(sent) >= Duration::from_secs(1));
+    assert!(kill.text.contains("cannot be listed"), "{}", kill.text);
+    assert!(!is_alive(member), "the group member outlived grace");
+    assert!(alive_after, "the setsid daemon was reached after all?");
+    finished.line(Stream::Stderr, "/proc does not show");
+    assert!(
+        !finished.has(Stream::Stderr, "giving up on 0"),
+        "{}",
+        finished.dump()
+    );
+}
+
+/// As PID 1 with no /proc of its own, the rest of the tree still gets its SIGTERM before the deadline
+/// (kill(-1) needs no listing), and the log says what the SIGKILL reached instead of naming only the main
+/// child.
+#[test]
+fn without_proc_pid_1_still_terminates_the_rest_and_says_so() {
+    let mut grace = Grace::new(Mode::Pid1)
+        .wrapped(with_empty(Mode::Pid1, "/proc", ""))
+        .args(["-t", "2s"])
+        .spawn(&child(&[
+            "daemons",
+            "polite:handle",
+            "stubborn:ignore",
+            "--main",
+            "ignore",
+        ]));
+    grace.wait_stdout("daemons ready");
+    let sent = stop(&grace);
+    grace.wait_stdout("daemon polite got TERM");
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+    let terminating = finished.line(Stream::Stderr, "SIGTERM to every process of the namespace");
+    assert!(
+        terminating.text.contains("the main child included"),
+        "{}",
+        terminating.text
+    );
+    let kill = finished.line(Stream::Stderr, "SIGKILL to every process of the namespace");
+    assert!(kill.at.duration_since(sent) >= Duration::from_secs(2));
+}
+
+/// Descriptors 0 and 1 closed, and no /dev/null (an empty tmpfs over /dev): Rust's runtime would abort
+/// before `main`, silently. grace runs the child, which sees them closed as grace did, and its status comes
+/// through.
+#[test]
+fn closed_descriptors_and_no_dev_null_still_run_the_child() {
+    let probe = sh(
+        "for fd in 0 1; do if [ -e /proc/self/fd/$fd ]; then echo \"fd $fd open\" >&2; \
+         else echo \"fd $fd closed\" >&2; fi; done; exit 3",
+    );
+    for mode in MODES {
+        let wrapper = with_empty(mode, "/dev", "<&- >&-");
+        let running = Grace::new(mode).wrapped(wrapper).spawn(&probe);
+        let finished = running.finish();
+        assert_eq!(finished.code(), 3, "{mode:?}\n{}", finished.dump());
+        finished.line(Stream::Stderr, "fd 0 closed");
+        finished.line(Stream::Stderr, "fd 1 closed");
+        finished.line(Stream::Stderr, "exited with status 3");
+    }
+}
+
+/// A process limit (RLIMIT_NPROC here; a pids cgroup at its limit alike) or a descriptor limit makes the
+/// spawn fail: that is grace failing to set up (status 1, naming the limit), not a command that cannot
+/// execute (126).
+#[test]
+fn a_spawn_refused_by_a_limit_is_graces_failure() {
+    let grace_for_nobody = accessible_to_nobody(common::grace_binary(), true);
+    let cases: [(Vec<String>, &str); 2] = [
+        (
+            ["prlimit", "--nofile=4", "--"].map(String::from).to_vec(),
+            "RLIMIT_NOFILE",
+        ),
+        (
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                "prlimit",
+                "--nproc=1:1",
+                "--",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "RLIMIT_NPROC",
+        ),
+    ];
+    for (wrapper, limit) in cases {
+        for mode in MODES {
+            let mut words = wrapper.clone();
+            words.push(grace_for_nobody.display().to_string());
+            words.extend(["--", "/bin/true"].map(String::from));
+            let mut command = match mode {
+                Mode::Pid1 => {
+                    let mut unshare = Command::new("unshare");
+                    unshare.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
+                    unshare.args(&words);
+                    unshare
+                }
+                Mode::Subreaper => {
+                    let mut direct = Command::new(&words[0]);
+                    direct.args(&words[1..]);
+                    direct
+                }
+            };
+            let output = common::output_within(command.stdin(Stdio::null()));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{mode:?} {limit}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{mode:?} {limit}: {stderr}");
+            assert!(lines[0].contains("cannot start /bin/true"), "{stderr}");
+            assert!(lines[0].contains(limit), "{mode:?}: {stderr}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(common::unprivileged_directory());
+}
