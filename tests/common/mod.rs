@@ -210,11 +210,12 @@ pub const RENUMBERED_REAL_TIME_SIGNALS: EmulatorLimit = EmulatorLimit {
                    # 166 (SIGRTMIN+4), natively 168",
 };
 
-/// qemu-user takes a SIGILL or SIGFPE that another process sent for a fault of the emulated CPU; when it
-/// comes while the emulated process is in a system call (grace, waiting for signals), qemu itself crashes.
+/// qemu-user takes a fault signal (SIGILL, SIGFPE, SIGSEGV) that another process sent for a fault of the
+/// emulated CPU; when it comes while the emulated process is in a system call (grace, waiting for signals),
+/// qemu itself may crash.
 pub const SENT_FAULT_SIGNALS_CRASH: EmulatorLimit = EmulatorLimit {
-    reason: "a SIGILL or SIGFPE sent to an emulated process that blocks it kills it with SIGSEGV about one \
-             time in two (qemu-user takes it for a fault of the emulated CPU)",
+    reason: "fault signals sent with kill() can crash qemu-user (SIGSEGV) in an emulated process that blocks \
+             them: a SIGILL or SIGFPE about one time in two, SIGSEGV in a flood of thousands",
     reproduction: "(unshare -fp --mount-proc --kill-child \"$GRACE_TEST_BIN\" -- sleep 2 & sleep 1; \
                    kill -FPE $(cat /proc/$!/task/$!/children); wait $!; echo $?)  \
                    # 139 about half the time, else 136 as natively",
