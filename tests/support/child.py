@@ -119,11 +119,18 @@ def mode_orphans(count):
 
 
 def start_daemon(name, behaviour):
-    """Double fork with setsid, so the daemon is reparented to grace and escapes the process group."""
+    """Double fork with setsid, so the daemon is reparented to grace and escapes the process group. Returns
+    once the daemon has set up its SIGTERM disposition and said so: "daemons ready" then means all of them
+    are (a test that signals on it must not find a daemon still starting, killed by a default SIGTERM)."""
+    ready_reader, ready_writer = os.pipe()
     first = os.fork()
     if first:
+        os.close(ready_writer)
         os.waitpid(first, 0)
+        os.read(ready_reader, 1)  # the daemon's byte, or EOF if it died first
+        os.close(ready_reader)
         return
+    os.close(ready_reader)
     os.setsid()
     if os.fork():
         os._exit(0)
@@ -132,6 +139,8 @@ def start_daemon(name, behaviour):
     else:
         on_term_exit(f"daemon {name} got TERM", 0)
     say(f"daemon {name} pid {os.getpid()} ready")
+    os.write(ready_writer, b"r")
+    os.close(ready_writer)
     wait_forever()
 
 
