@@ -1,6 +1,9 @@
 //! Container tests: they run the static grace as PID 1 of a podman container built FROM scratch. Tests synchronise on lines the
 //! container prints; the timeout only guards against hangs. Needs podman, runc and busybox-static
 //! (apt-get install podman runc busybox-static), the x86_64-unknown-linux-musl target, and root.
+//! The arm64 image (grace and busybox for aarch64) runs under qemu-user through binfmt_misc, and needs what
+//! tools/setup installs: the aarch64-unknown-linux-musl target, qemu-user-static registered with
+//! binfmt_misc, and Debian's busybox-static:arm64 unpacked in target/busybox-arm64.
 //! Configuration: tests/container/{containers.conf,storage.conf,Containerfile}.
 
 use std::ffi::OsStr;
@@ -16,6 +19,7 @@ use std::time::{Duration, Instant};
 /// How long any one wait may take before the test fails as hung.
 const TIMEOUT: Duration = Duration::from_secs(60);
 const IMAGE: &str = "localhost/grace-test:latest";
+const ARM64_IMAGE: &str = "localhost/grace-test-arm64:latest";
 
 fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/container")
@@ -55,54 +59,98 @@ fn run_ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The cargo build directory (target/).
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 /// The static grace. CARGO_BIN_EXE_grace is the host (glibc, dynamic) build, which cannot run FROM scratch,
 /// so build the musl one: a nested `cargo build` works inside `cargo test` and is a 0.5 s no-op when fresh.
 fn static_grace() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .parent()
-            .unwrap()
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run_ok(
-            Command::new(cargo)
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args([
-                    "build",
-                    "--release",
-                    "--target",
-                    "x86_64-unknown-linux-musl",
-                    "--bin",
-                    "grace",
-                ])
-                .arg("--target-dir")
-                .arg(&target_dir),
-        );
-        target_dir.join("x86_64-unknown-linux-musl/release/grace")
-    })
+    BINARY.get_or_init(|| build_static("x86_64-unknown-linux-musl"))
+}
+
+/// The static grace for arm64, cross-built (rust-lld, see .cargo/config.toml) the same way.
+fn static_grace_arm64() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| build_static("aarch64-unknown-linux-musl"))
+}
+
+fn build_static(target: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run_ok(
+        Command::new(cargo)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--release", "--target", target, "--bin", "grace"])
+            .arg("--target-dir")
+            .arg(target_dir()),
+    );
+    target_dir().join(target).join("release/grace")
 }
 
 /// Builds the test image once per test binary (0.3–2 s).
 fn image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let context = podman_root().join(format!("context-{}", std::process::id()));
-        std::fs::create_dir_all(&context).unwrap();
-        std::fs::create_dir_all(podman_root().join("build-tmp")).unwrap();
-        std::fs::copy("/bin/busybox", context.join("busybox")).expect("busybox-static installed");
-        std::fs::copy(static_grace(), context.join("grace")).unwrap();
-        run_ok(
-            podman()
-                .args(["build", "--quiet", "--tag", IMAGE, "--file"])
-                .arg(config_dir().join("Containerfile"))
-                .arg(&context),
-        );
-        std::fs::remove_dir_all(&context).unwrap();
-        // The image a previous grace build was tagged with is now dangling: drop it (25 ms).
-        run_ok(podman().args(["image", "prune", "--force"]));
+        build_image(
+            IMAGE,
+            "linux/amd64",
+            Path::new("/bin/busybox"),
+            static_grace(),
+        )
     });
     IMAGE
+}
+
+/// The same image for arm64: Debian's arm64 busybox-static, unpacked by tools/setup, and the aarch64 grace.
+/// Building it runs nothing (no RUN step), so only running it needs the emulator.
+fn arm64_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let busybox = target_dir().join("busybox-arm64/bin/busybox");
+        assert!(
+            busybox.exists(),
+            "{} is missing: run tools/setup (it unpacks busybox-static:arm64)",
+            busybox.display()
+        );
+        build_image(ARM64_IMAGE, "linux/arm64", &busybox, static_grace_arm64())
+    });
+    ARM64_IMAGE
+}
+
+/// `podman build` of tests/container/Containerfile for `platform`, from a context holding `busybox` and
+/// `grace`.
+fn build_image(tag: &str, platform: &str, busybox: &Path, grace: &Path) {
+    let context = podman_root().join(format!(
+        "context-{}-{}",
+        std::process::id(),
+        platform.replace('/', "-")
+    ));
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::create_dir_all(podman_root().join("build-tmp")).unwrap();
+    std::fs::copy(busybox, context.join("busybox")).expect("busybox-static installed");
+    std::fs::copy(grace, context.join("grace")).unwrap();
+    run_ok(
+        podman()
+            .args([
+                "build",
+                "--quiet",
+                "--platform",
+                platform,
+                "--tag",
+                tag,
+                "--file",
+            ])
+            .arg(config_dir().join("Containerfile"))
+            .arg(&context),
+    );
+    std::fs::remove_dir_all(&context).unwrap();
+    // The image a previous grace build was tagged with is now dangling: drop it (25 ms).
+    run_ok(podman().args(["image", "prune", "--force"]));
 }
 
 /// A container name no other test, run or leftover uses.
@@ -191,11 +239,16 @@ impl Container {
 
     /// `podman run` without `--rm`: the container stays (for `podman logs`) until the test drops it.
     fn run_kept(options: &[&str], command: &[&str]) -> Container {
+        Container::run_image(image(), options, command)
+    }
+
+    /// `podman run --name NAME OPTIONS IMAGE COMMAND`.
+    fn run_image(image: &str, options: &[&str], command: &[&str]) -> Container {
         let name = unique_name();
         let mut client = podman()
             .args(["run", "--name", &name])
             .args(options)
-            .arg(image())
+            .arg(image)
             .args(command)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -334,6 +387,63 @@ fn grace_kills_a_child_that_ignores_sigterm_before_podman_would() {
         "podman's SIGKILL, not grace's: {took:?}"
     );
     expect_log(&container.stderr, "grace period of 2s expired");
+}
+
+/// The same shutdown in an arm64 container, which runs under qemu-user here: grace (emulated, as PID 1)
+/// sends its SIGKILL and logs it at the end of its 2 s grace period, long before podman's 10 s.
+#[test]
+fn in_an_arm64_container_grace_kills_a_child_that_ignores_sigterm_before_podman_would() {
+    let image = arm64_image();
+    let architecture =
+        run_ok(podman().args(["image", "inspect", "--format", "{{.Architecture}}", image]));
+    assert_eq!(architecture.trim(), "arm64", "{image}");
+    let started = Instant::now();
+    let container = Container::run_image(
+        image,
+        &[
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            "--env",
+            "GRACE_PERIOD=2s",
+        ],
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; echo machine $(uname -m); echo ready; exec sleep 1000",
+        ],
+    );
+    // uname answers what the emulator says: the container's processes are aarch64 ones.
+    expect_line(&container.stdout, "machine aarch64");
+    expect_line(&container.stdout, "ready");
+    let ready = started.elapsed();
+    let stop = Instant::now();
+    let took = container.stop(10);
+    // grace's log line, and the kill, before `podman stop` returns: at the end of grace's period.
+    let kill = expect_log(&container.stderr, "grace period of 2s expired: SIGKILL");
+    let logged = stop.elapsed();
+    assert_eq!(container.exit_code(), Some(137));
+    eprintln!(
+        "figures: arm64 container under qemu-user: ready {ready:?} after podman run; podman stop -t 10 of a \
+         child that ignores SIGTERM, GRACE_PERIOD=2s, took {took:?} (grace's SIGKILL line read {logged:?} after \
+         the stop)"
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "killed before the grace period: {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "podman's SIGKILL, not grace's: {took:?}"
+    );
+    // The one process left, the main child, killed by grace. (Under qemu-user the kernel names it after the
+    // file it executed, busybox, and /proc shows qemu's handlers: grace's diagnosis line reads differently.)
+    assert!(
+        kill.last()
+            .is_some_and(|line| line.contains("SIGKILL to 1 process: ")),
+        "{kill:#?}"
+    );
 }
 
 #[test]

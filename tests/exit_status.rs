@@ -47,7 +47,10 @@ fn check_exit_codes(mode: Mode, codes: &[i32]) -> Vec<String> {
 #[test]
 fn every_exit_code_passes_through() {
     let all: Vec<i32> = (0..=255).collect();
-    let mut failures = check_exit_codes(Mode::Subreaper, &all);
+    let mut failures = Vec::new();
+    if !common::subreaper_refusal_is_fatal() {
+        failures = check_exit_codes(Mode::Subreaper, &all);
+    }
     failures.extend(check_exit_codes(
         Mode::Pid1,
         &[0, 1, 2, 3, 42, 125, 126, 127, 128, 129, 143, 254, 255],
@@ -73,8 +76,13 @@ fn a_child_killed_by_a_signal_gives_128_plus_its_number() {
         (40, "SIGRTMIN+6"),
         (64, "SIGRTMAX"),
     ];
+    // Under qemu-user the real-time ones come back renumbered: only the standard ones are checked there.
+    let real_time_checked = !common::RENUMBERED_REAL_TIME_SIGNALS.applies();
     for mode in MODES {
         for (signal, name) in signals {
+            if signal >= 34 && !real_time_checked {
+                continue;
+            }
             let (status, _stdout, log) = run_to_end(
                 Grace::new(mode),
                 &sh(&format!("ulimit -c 0; kill -{signal} $$")),

@@ -7,8 +7,10 @@ use common::{child, sh, Grace, Mode, Stream, MODES};
 
 /// Signals 1–31 but those that cannot be caught (KILL, STOP) and SIGCHLD, plus real-time ones.
 fn forwardable() -> Vec<i32> {
+    let crashes_the_emulator = common::SENT_FAULT_SIGNALS_CRASH.applies();
     let mut signals: Vec<i32> = (1..=31)
         .filter(|&signal| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(&signal))
+        .filter(|&signal| !(crashes_the_emulator && [libc::SIGILL, libc::SIGFPE].contains(&signal)))
         .collect();
     signals.extend([34, 37, 50, 64]); // RTMIN, RTMIN+3, a middle one, RTMAX (kernel numbering)
     signals
@@ -100,7 +102,10 @@ fn rewrite_translates_and_drops() {
             .spawn(&child(&["signals"]));
         grace.wait_stdout("ready");
         send_and_expect(&mut grace, libc::SIGUSR1, libc::SIGUSR2);
-        send_and_expect(&mut grace, 35, 64);
+        // RTMIN+1 in the kernel's numbering, which grace no longer sees as such under qemu-user.
+        if !common::RENUMBERED_REAL_TIME_SIGNALS.applies() {
+            send_and_expect(&mut grace, 35, 64);
+        }
         // HUP is dropped: the next thing the child sees is the WINCH sent after it. (Had HUP been forwarded,
         // the child would report it first: it takes pending standard signals lowest number first.)
         grace.signal(libc::SIGHUP);
@@ -110,6 +115,9 @@ fn rewrite_translates_and_drops() {
 
 #[test]
 fn rewrite_is_read_from_the_environment() {
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
     let mut grace = Grace::new(Mode::Subreaper)
         .env("GRACE_REWRITE", "USR1:USR2,HUP:0")
         .spawn(&child(&["signals"]));
@@ -152,6 +160,9 @@ fn signals_grace_raises_itself_are_not_forwarded() {
     // must stay grace's business. The child then sees only the signals the test sent.
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
     let mut command = Grace::new(Mode::Subreaper)
         .args(["-v"])
         .command(&child(&["signals", "15"])); // the child exits on SIGTERM, and grace with it

@@ -805,6 +805,9 @@ fn survivors_are_diagnosed_at_the_deadline_and_when_the_cleanup_starts() {
 
 #[test]
 fn survivor_diagnosis_in_the_text_format() {
+    if common::NO_SUBREAPER.applies() {
+        return; // a subreaper-mode run
+    }
     let (tree, finished) = run_survivors(Mode::Subreaper, &[]);
     let output = finished.dump();
     // Without -v, nothing is diagnosed when the cleanup starts: only at the deadline, as warnings.
@@ -870,6 +873,9 @@ fn json_log_of_a_shutdown_with_escalation() {
         ),
     ];
     for (mode, grace) in runs {
+        if !common::mode_tested(mode) {
+            continue;
+        }
         let command = child(&[
             "stderr-then",
             CHILD_STDERR,
@@ -1033,6 +1039,9 @@ fn pre_stop_delay_holds_the_stop_signal_but_not_the_others() {
         ),
     ];
     for (mode, grace) in runs {
+        if !common::mode_tested(mode) {
+            continue;
+        }
         let mut grace = grace
             .args(["-t", "5s", "--log-format", "json"])
             .spawn(&child(&["signals", "15"]));
@@ -1121,10 +1130,14 @@ fn pre_stop_delay_counts_inside_the_grace_period() {
         let main = pid_in(&grace.wait_stdout("ready pid").text);
         let first = stop(&grace);
         let delaying = grace.wait_log("received SIGTERM");
+        // What remains is counted from the signal's arrival: 3.000s, or a millisecond or so less on a slow
+        // machine (the emulator) that takes that long to write the line.
+        let remaining = delaying
+            .text
+            .split_once(": forwarding it after the pre-stop delay of 2s; grace period 3s, SIGKILL of what remains in ")
+            .and_then(|(_, remaining)| remaining.strip_suffix('s')?.parse::<f64>().ok());
         assert!(
-            delaying
-                .text
-                .contains(": forwarding it after the pre-stop delay of 2s; grace period 3s, SIGKILL of what remains in 3.000s"),
+            remaining.is_some_and(|remaining| (2.9..=3.0).contains(&remaining)),
             "{mode:?}: {:?}",
             delaying.text
         );
@@ -1216,6 +1229,9 @@ fn operating_options_reject_bad_values_in_one_line() {
         );
     }
     // The boundaries are fine: a delay just short of the grace period, SIGKILL as the final signal.
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
     for arguments in [
         &["--pre-stop-delay", "4999ms", "-t", "5s"][..],
         &["--final-signal", "KILL", "--final-timeout", "0"][..],
@@ -1309,6 +1325,9 @@ fn final_signal_kill_means_no_final_step() {
             &["--final-signal", "KILL", "--final-timeout", "500ms"][..],
         ),
     ] {
+        if !common::mode_tested(mode) {
+            continue;
+        }
         let mut grace = Grace::new(mode)
             .args(["-t", "1s", "--log-format", "json"])
             .args(arguments)

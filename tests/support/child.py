@@ -138,29 +138,48 @@ def mode_orphans(count):
 
 def start_daemon(name, behaviour):
     """Double fork with setsid, so the daemon is reparented to grace and escapes the process group; with
-    `stay-ignore`, a plain child that stays in the group and ignores SIGTERM."""
+    `stay-ignore`, a plain child that stays in the group and ignores SIGTERM. Returns once the daemon has set
+    up its SIGTERM disposition and said so: "daemons ready" then means all of them are (a test that signals
+    on it must not find a daemon still starting, killed by a default SIGTERM)."""
+    ready_reader, ready_writer = os.pipe()
     if behaviour == "stay-ignore":
         if os.fork() == 0:
+            os.close(ready_reader)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             say(f"daemon {name} pid {os.getpid()} ready")
+            os.write(ready_writer, b"r")
+            os.close(ready_writer)
             wait_forever()
+        os.close(ready_writer)
+        os.read(ready_reader, 1)
+        os.close(ready_reader)
         return
     first = os.fork()
     if first:
+        os.close(ready_writer)
         os.waitpid(first, 0)
+        os.read(ready_reader, 1)  # the daemon's byte, or EOF if it died first
+        os.close(ready_reader)
         return
+    os.close(ready_reader)
     os.setsid()
     if os.fork():
         os._exit(0)
-    say(f"daemon {name} pid {os.getpid()} ready")
     if behaviour.startswith("zombie-"):
-        # A live process that looks like a zombie (see zombie-leader); exec gives it a clean interpreter.
+        # A live process that looks like a zombie (see zombie-leader); exec gives it a clean interpreter,
+        # which says "thread alive" once it is set up.
+        say(f"daemon {name} pid {os.getpid()} ready")
+        os.write(ready_writer, b"r")
+        os.close(ready_writer)
         leader = [sys.executable, "-u", os.path.abspath(__file__), "zombie-leader", behaviour[len("zombie-") :]]
         os.execv(sys.executable, leader)
     if behaviour == "ignore":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         on_term_exit(f"daemon {name} got TERM", 0)
+    say(f"daemon {name} pid {os.getpid()} ready")
+    os.write(ready_writer, b"r")
+    os.close(ready_writer)
     wait_forever()
 
 
