@@ -54,8 +54,8 @@ Usage: child.py MODE [ARGS...]
                          takes SIGTERM (sigwaitinfo), prints "zombie-leader got TERM" and exits 0; with ignore
                          SIGTERM is ignored
   many N                 ignore SIGTERM, start N children that ignore it too, print "many N ready", wait
-  chain N                ignore SIGTERM, start a chain of N processes each the child of the one before, all
-                         ignoring it; the last prints "chain N ready"; each waits
+  chain N                a chain of N processes (shells, and a sleep at the end), each the child of the one
+                         before, all ignoring SIGTERM; the last prints "chain N ready"; each waits
   fork-bomb              ignore SIGTERM, set SIGCHLD to ignored (children are reaped by the kernel, and give no
                          SIGCHLD to anyone), then fork in a loop, in every process; the first to be refused a
                          fork (EAGAIN: the pids limit) prints "bomb at the limit"
@@ -426,12 +426,14 @@ def mode_many(count):
 
 
 def mode_chain(length):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for _ in range(length - 1):
-        if os.fork() != 0:
-            wait_forever()  # this link waits; its child goes on
-    say(f"chain {length} ready")
-    wait_forever()
+    # Each link a freshly exec'd shell: a chain of plain forks would make the kernel's reverse mappings of
+    # the shared pages (anon_vma chains) grow with the depth, and building it quadratic (a minute for 1,000).
+    script = (
+        'trap "" TERM; '
+        'if [ "$1" -gt 1 ]; then sh -c "$0" "$0" "$(($1 - 1))" "$2" & wait; '
+        'else echo "chain $2 ready"; exec sleep 1000000; fi'
+    )
+    os.execvp("sh", ["sh", "-c", script, script, str(length), str(length)])
 
 
 def mode_fork_bomb():
