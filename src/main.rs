@@ -106,7 +106,7 @@ fn run(config: Config) -> anyhow::Result<u8> {
         }
     }
     if !tree.can_list() {
-        log::warn!("/proc does not show this process's PID namespace: remaining processes cannot be listed or named");
+        log::warn!("/proc does not show this process's PID namespace (yet): until it does, remaining processes cannot be listed or named");
     }
     let setup = sys::ChildSetup {
         signal_mask: signals.inherited_mask(),

@@ -63,8 +63,15 @@ pub struct Tree {
     scope: Scope,
     /// Whether /proc shows grace's own PID namespace. Without it the tree can only be signalled as a whole
     /// (as PID 1, with kill(-1); as a subreaper, through the main child's process group) and nothing can be
-    /// named.
-    proc_usable: bool,
+    /// named. Looked at again while it does not: as a machine's first process, grace starts before its
+    /// command mounts /proc.
+    proc_usable: Cell<bool>,
+    /// grace's own pid, which /proc/self must name.
+    own_pid: i32,
+    /// As PID 1, pid 2 existed before grace started anything: this is a machine's initial PID namespace,
+    /// where kthreadd is pid 2 and kernel threads count for kill(-1, 0) (a container's namespace is empty
+    /// until grace's child starts). Without /proc, grace then cannot tell them from processes.
+    kernel_threads: bool,
     /// Whether pidfds work here: kernels before 5.3 have none, and a seccomp profile older than them refuses
     /// them (EPERM or ENOSYS). Cleared at the first refusal, so later signals go straight to kill().
     pidfds_usable: Cell<bool>,
@@ -86,7 +93,8 @@ pub enum Delivery {
 const PF_KTHREAD: u64 = 0x0020_0000;
 
 impl Tree {
-    /// The tree of the calling process: the namespace when it is PID 1, its descendants otherwise.
+    /// The tree of the calling process: the namespace when it is PID 1, its descendants otherwise. Call
+    /// before starting the child.
     pub fn of_current_process() -> Tree {
         let pid = std::process::id() as i32;
         let scope = if pid == 1 {
@@ -94,12 +102,11 @@ impl Tree {
         } else {
             Scope::Descendants { root: pid }
         };
-        let proc_usable = fs::read_link("/proc/self")
-            .map(|target| target.as_os_str() == pid.to_string().as_str())
-            .unwrap_or(false);
         Tree {
             scope,
-            proc_usable,
+            proc_usable: Cell::new(proc_shows(pid)),
+            own_pid: pid,
+            kernel_threads: scope == Scope::Namespace && sys::send_signal(2, 0).is_ok(),
             pidfds_usable: Cell::new(true),
         }
     }
@@ -108,9 +115,17 @@ impl Tree {
         self.scope
     }
 
+    /// Whether grace is the first process of a machine, where kernel threads share its namespace.
+    pub fn has_kernel_threads(&self) -> bool {
+        self.kernel_threads
+    }
+
     /// Whether processes can be listed and named.
     pub fn can_list(&self) -> bool {
-        self.proc_usable
+        if !self.proc_usable.get() && proc_shows(self.own_pid) {
+            self.proc_usable.set(true);
+        }
+        self.proc_usable.get()
     }
 
     /// Every live process of the tree but grace itself, by pid. Zombies are left out: they are dead already
@@ -123,7 +138,7 @@ impl Tree {
 
     /// Every process of the tree but grace itself, zombies included, by pid.
     pub fn listing(&self) -> Vec<Process> {
-        if !self.proc_usable {
+        if !self.can_list() {
             return Vec::new();
         }
         let mut listed: Vec<Process> = match self.scope {
@@ -227,6 +242,13 @@ impl Tree {
             },
         }
     }
+}
+
+/// Whether /proc is a /proc of grace's own PID namespace: /proc/self names grace's own pid.
+fn proc_shows(own_pid: i32) -> bool {
+    fs::read_link("/proc/self")
+        .map(|target| target.as_os_str() == own_pid.to_string().as_str())
+        .unwrap_or(false)
 }
 
 /// A pidfd call refused by the kernel (too old) or by a seccomp filter, rather than failing on the process.
@@ -523,7 +545,9 @@ mod tests {
             scope: Scope::Descendants {
                 root: std::process::id() as i32,
             },
-            proc_usable: true,
+            proc_usable: Cell::new(true),
+            own_pid: std::process::id() as i32,
+            kernel_threads: false,
             pidfds_usable: Cell::new(true),
         };
         let mut sleeper = std::process::Command::new("sleep")

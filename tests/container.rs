@@ -6,6 +6,8 @@
 //! binfmt_misc, and Debian's busybox-static:arm64 unpacked in target/busybox-arm64.
 //! Configuration: tests/container/{containers.conf,storage.conf,Containerfile}.
 
+mod common;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -59,37 +61,16 @@ fn run_ok(command: &mut Command) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// The cargo build directory (target/).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The static grace. CARGO_BIN_EXE_grace is the host (glibc, dynamic) build, which cannot run FROM scratch,
-/// so build the musl one: a nested `cargo build` works inside `cargo test` and is a 0.5 s no-op when fresh.
+/// The static grace. CARGO_BIN_EXE_grace is the host (glibc, dynamic) build, which cannot run FROM scratch.
 fn static_grace() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build_static("x86_64-unknown-linux-musl"))
+    BINARY.get_or_init(|| common::build_static("x86_64-unknown-linux-musl"))
 }
 
 /// The static grace for arm64, cross-built (rust-lld, see .cargo/config.toml) the same way.
 fn static_grace_arm64() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| build_static("aarch64-unknown-linux-musl"))
-}
-
-fn build_static(target: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    run_ok(
-        Command::new(cargo)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--release", "--target", target, "--bin", "grace"])
-            .arg("--target-dir")
-            .arg(target_dir()),
-    );
-    target_dir().join(target).join("release/grace")
+    BINARY.get_or_init(|| common::build_static("aarch64-unknown-linux-musl"))
 }
 
 /// Builds the test image once per test binary (0.3–2 s).
@@ -111,7 +92,7 @@ fn image() -> &'static str {
 fn arm64_image() -> &'static str {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let busybox = target_dir().join("busybox-arm64/bin/busybox");
+        let busybox = common::target_dir().join("busybox-arm64/bin/busybox");
         assert!(
             busybox.exists(),
             "{} is missing: run tools/setup (it unpacks busybox-static:arm64)",
@@ -329,8 +310,12 @@ echo ready; while :; do sleep 0.1; done"#;
 /// The same for Ctrl-C, which the tty sends to the whole foreground process group: a foreground `sleep`
 /// dies of SIGINT too, and busybox sh then sometimes dies of SIGINT itself instead of running its trap
 /// (2 runs in 40). A background job of a non-interactive shell ignores SIGINT, and the trap interrupts
-/// `wait`; the sleep left behind is grace's cleanup.
-const CTRL_C_CHILD: &str = "trap 'echo got INT; exit 4' INT; sleep 1000 & echo ready; wait";
+/// `wait`; the sleep left behind is grace's cleanup. It says whether its process group is the terminal's
+/// foreground group (fields 5 and 8 of /proc/PID/stat, pgrp and tpgid): grace would forward a SIGINT it got
+/// itself, so "got INT" alone cannot tell that the terminal was handed over.
+const CTRL_C_CHILD: &str = "trap 'echo got INT; exit 4' INT; sleep 1000 & \
+    set -- $(cat /proc/$$/stat); \
+    if [ \"$5\" = \"$8\" ]; then echo ready foreground=yes; else echo ready foreground=no; fi; wait";
 
 #[test]
 fn podman_stop_reaches_the_child_and_its_status_is_the_containers() {
@@ -519,7 +504,14 @@ fn ctrl_c_on_a_tty_reaches_the_child() {
     let mut keyboard = script.stdin.take().unwrap(); // kept open: EOF would type Ctrl-D
     let screen = lines(script.stdout.take().unwrap()); // one stream: the pty merges stdout and stderr
     let exit = exit_of(script);
-    expect_line(&screen, "ready");
+    let seen = wait_for(&screen, "ready foreground=…", |line| {
+        line.starts_with("ready foreground=")
+    });
+    let ready = seen.last().expect("the ready line");
+    assert_eq!(
+        ready, "ready foreground=yes",
+        "the child does not have the terminal's foreground"
+    );
     keyboard.write_all(b"\x03").unwrap();
     // The tty echoes the keystroke as "^C" (no newline) between whatever lines are being written.
     wait_for(&screen, "got INT", |line| {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use common::{
     accessible_to_nobody, child, child_script, children, grace_binary, is_alive, run_exact,
     send_signal, sh, state, unprivileged_directory, wait_for_state, zombie_children, Decoy, Grace,
-    Mode, Running, Stream, MODES, TIMEOUT,
+    Mode, Running, Stream, LATE, MODES, TIMEOUT,
 };
 
 /// Taken by the tests that load the machine (floods, storms), so that they run one at a time.
@@ -636,40 +636,65 @@ fn zombie_bursts_queued_while_grace_is_stopped_are_all_reaped() {
 /// The child exits on the first SIGRTMIN while the test keeps sending SIGRTMIN and SIGRTMIN+1 to grace:
 /// real-time signals queue, so grace forwards whole batches of them, and some are still on their way (sent
 /// by grace, not yet taken by the child) when the child exits. grace forwards by pid only until it has
-/// reaped the child itself, so that pid cannot have been reused: a forward after the reap would fail with
-/// ESRCH and be logged as "could not forward". grace exits with the child's status.
+/// reaped the child itself, so that pid cannot have been reused. To see a forward that came after the reap,
+/// a second process takes the child's pid the moment it is free (forking with ns_last_pid set just below
+/// it) and reports every signal that pid then receives: a forwarded SIGRTMIN or SIGRTMIN+1 there is a
+/// signal to a reused pid. grace exits with the child's status.
 #[test]
 fn the_child_exits_while_forwarded_signals_are_in_flight() {
     /// A bound per run, far below RLIMIT_SIGPENDING, so that the queue never runs over.
     const MOST: usize = 5_000;
     let _heavy = heavy(); // its queued signals count against the same RLIMIT_SIGPENDING as the flood's
     let iterations = size(10, 100);
-    let (mut total_sent, mut total_forwarded, mut total_received) = (0, 0, 0);
+    let (mut total_sent, mut total_forwarded, mut total_received, mut taken_over) = (0, 0, 0, 0);
     for mode in MODES {
         for _ in 0..iterations {
             // -v: every forward is logged, so the test can count what was in flight.
             let mut grace = Grace::new(mode)
                 .args(["-v"])
-                .spawn(&child(&["signals", &FIRST_REAL_TIME.to_string()]));
+                .spawn(&child(&["signals-reuse", &FIRST_REAL_TIME.to_string()]));
             grace.wait_stdout("ready");
             let pidfd = PidFd::open(grace.grace_pid());
-            let sender = thread::spawn(move || {
-                let mut sent = 0;
-                while sent < MOST {
-                    let signal = FIRST_REAL_TIME + 1 - (sent % 2) as i32; // RTMIN+1, RTMIN, RTMIN+1…
-                    if !pidfd.send(signal) {
-                        break;
+            let stop_sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let sender = {
+                let stop_sending = stop_sending.clone();
+                thread::spawn(move || {
+                    let mut sent = 0;
+                    // On until the reuser has had its chance: grace exits only once it has gone too.
+                    while sent < MOST || !stop_sending.load(std::sync::atomic::Ordering::Relaxed) {
+                        let signal = FIRST_REAL_TIME + 1 - (sent % 2) as i32; // RTMIN+1, RTMIN, RTMIN+1…
+                        if !pidfd.send(signal) {
+                            break;
+                        }
+                        sent += 1;
+                        if sent >= MOST {
+                            thread::yield_now();
+                        }
                     }
-                    sent += 1;
-                }
-                sent
-            });
+                    sent
+                })
+            };
             let finished = grace.finish();
+            stop_sending.store(true, std::sync::atomic::Ordering::Relaxed);
             let sent = sender.join().expect("the sender");
             let what = format!("{mode:?}");
             assert_eq!(finished.code(), 0, "{what}\n{}", finished.dump());
             finished.line(Stream::Stdout, &format!("got {FIRST_REAL_TIME} from"));
             finished.line(Stream::Stderr, "exited with status 0");
+            let to_reused_pid: Vec<&str> = finished
+                .stdout()
+                .into_iter()
+                .filter(|line| {
+                    [FIRST_REAL_TIME, FIRST_REAL_TIME + 1]
+                        .iter()
+                        .any(|signal| line.starts_with(&format!("reuser got {signal} from")))
+                })
+                .collect();
+            assert!(
+                to_reused_pid.is_empty(),
+                "{what}: forwarded to the child's pid after it was reused: {to_reused_pid:?}\n{}",
+                finished.dump()
+            );
             let problems: Vec<&str> = finished
                 .log()
                 .into_iter()
@@ -681,6 +706,9 @@ fn the_child_exits_while_forwarded_signals_are_in_flight() {
                 problems.is_empty(),
                 "{what}: grace signalled a process it had reaped: {problems:?}"
             );
+            if finished.has(Stream::Stdout, "reuser took pid") {
+                taken_over += 1;
+            }
             let forwarded = finished
                 .log()
                 .iter()
@@ -705,12 +733,16 @@ fn the_child_exits_while_forwarded_signals_are_in_flight() {
         in_flight > 0,
         "no forwarded signal was ever in flight when the child exited: the race was not exercised"
     );
+    assert!(
+        taken_over > 0,
+        "the child's pid was never taken over while signals came: the reuse was not exercised"
+    );
     eprintln!(
         "reliability: in-flight race: {} runs ({iterations} per mode), the child exiting on SIGRTMIN under a \
          SIGRTMIN/SIGRTMIN+1 flood: {total_sent} sent to grace, {total_forwarded} forwarded, {total_received} \
-         taken by the child, so {in_flight} were in flight when it exited; no forward failed, no pid signalled \
-         after its reap, every status 0",
-        iterations * 2
+         taken by the child, so {in_flight} were in flight when it exited; in {taken_over} runs another \
+         process took the child's pid while the flood went on, and received none of them; every status 0",
+        iterations * MODES.iter().count()
     );
 }
 
@@ -755,9 +787,14 @@ fn the_child_exits_at_the_moment_of_the_deadline() {
                             137 => {
                                 finished.line(Stream::Stderr, "was killed by SIGKILL (status 137)");
                                 let kill = finished.line(Stream::Stderr, "SIGKILL to");
+                                let at = kill.at.saturating_duration_since(sent);
                                 assert!(
-                                    kill.at.saturating_duration_since(sent) >= GRACE,
+                                    at >= GRACE,
                                     "{what}: killed before the grace period was over\n{log}"
+                                );
+                                assert!(
+                                    at < GRACE + LATE,
+                                    "{what}: killed {at:?} after SIGTERM, long after the deadline\n{log}"
                                 );
                                 killed += 1;
                             }

@@ -5,6 +5,9 @@ tests synchronise on output and never on sleeps.
 Usage: child.py MODE [ARGS...]
   signals [EXIT_ON]      block every signal, print "ready", then "got N from PID" for each one received;
                          exit 0 after receiving signal number EXIT_ON (default: never)
+  signals-reuse EXIT_ON  `signals`, and a second process that, once this one has been reaped, takes its pid
+                         (forking with /proc/sys/kernel/ns_last_pid set below it) and reports what that pid
+                         receives: "reuser took pid P", then "reuser got N from PID", until a SIGTERM
   ignore-term            ignore SIGTERM, print "ready", wait for ever
   handle-term [CODE]     on SIGTERM print "got TERM" and exit CODE (default 0); print "ready" first
   status                 print the SigBlk and SigIgn lines of /proc/self/status and the open fds
@@ -89,6 +92,53 @@ def mode_signals(exit_on=None):
         say(f"got {info.si_signo} from {info.si_pid}")
         if info.si_signo == exit_on:
             return
+
+
+def mode_signals_reuse(exit_on):
+    """`signals`, and beside it a process that takes this one's pid the moment it is free again (see
+    take_over_pid)."""
+    target = os.getpid()
+    if os.fork() == 0:
+        take_over_pid(target)
+        os._exit(0)
+    mode_signals(exit_on)
+
+
+def take_over_pid(target):
+    """Wait until `target` has been reaped, then fork, with /proc/sys/kernel/ns_last_pid set just below it,
+    until a child gets its pid; that child reports every signal it receives ("reuser got N from P") until a
+    SIGTERM. A signal that was meant for `target` and reaches it was sent to a reused pid."""
+    wanted = catchable()
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    # Out of the target's process group: while a member is left, the group's id (the target's pid) is taken,
+    # and the kernel would never hand that pid out again.
+    os.setpgid(0, 0)
+    while True:
+        try:
+            os.kill(target, 0)  # succeeds for a zombie too: the pid is free only once it is reaped
+        except ProcessLookupError:
+            break
+        except PermissionError:
+            pass
+        os.sched_yield()
+    for _ in range(1000):
+        with open("/proc/sys/kernel/ns_last_pid", "w") as last_pid:
+            last_pid.write(str(target - 1))
+        pid = os.fork()
+        if pid == 0:
+            if os.getpid() != target:
+                os._exit(1)
+            say(f"reuser took pid {target}")
+            while True:
+                info = signal.sigtimedwait(wanted, 5.0)
+                if info is None or info.si_signo == signal.SIGTERM:
+                    os._exit(0)
+                if info.si_signo != signal.SIGCHLD:
+                    say(f"reuser got {info.si_signo} from {info.si_pid}")
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) == 0:
+            break
+    signal.sigtimedwait({signal.SIGTERM}, 5.0)
 
 
 def wait_forever():
@@ -474,6 +524,8 @@ def main():
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "signals":
         mode_signals(int(args[0]) if args else None)
+    elif mode == "signals-reuse":
+        mode_signals_reuse(int(args[0]))
     elif mode == "terminal":
         mode_terminal()
     elif mode == "ignore-term":
