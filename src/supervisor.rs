@@ -479,7 +479,7 @@ impl Supervisor {
                  cannot be listed or signalled"
             ),
             _ if !listed.is_empty() => format!(
-                "{why}: SIGKILL to {}: {} (the last sent {} after it was due)",
+                "{why}: SIGKILL to {}: {}; the last sent {} after it was due",
                 processes(listed.len()),
                 tree::describe(&listed),
                 micros(delay)

@@ -350,13 +350,27 @@ fn a_thousand_processes_are_killed_on_time_and_reported_in_brief() {
             alive.text
         );
         let summary = finished.line(Stream::Stderr, "and 991 more: ");
-        assert!(
-            summary
-                .text
-                .ends_with("and 991 more: 991 python3 ignoring SIGTERM"),
-            "{}",
-            summary.text
+        let slow = common::emulator_limit(
+            "an emulated grace reads /proc about 5 times slower: the survey's 100 ms before the SIGKILL runs \
+             out before a thousand processes are read, and the rest are reported as not examined",
+            "time target/busybox-arm64/bin/busybox sh -c 'i=0; while [ $i -lt 300 ]; do read -r l < \
+             /proc/self/status; i=$((i+1)); done'  # 36 ms, natively (busybox) 8 ms",
         );
+        if slow {
+            assert!(
+                summary.text.contains("python3 ignoring SIGTERM"),
+                "{}",
+                summary.text
+            );
+        } else {
+            assert!(
+                summary
+                    .text
+                    .ends_with("and 991 more: 991 python3 ignoring SIGTERM"),
+                "{}",
+                summary.text
+            );
+        }
         let kill = finished.line(Stream::Stderr, "SIGKILL to 1001 processes");
         assert!(
             kill.text.len() < 2_000,
@@ -368,7 +382,7 @@ fn a_thousand_processes_are_killed_on_time_and_reported_in_brief() {
              deadline, last {:.1} ms; grace's own account: {}",
             first_late.as_secs_f64() * 1000.0,
             last_late.as_secs_f64() * 1000.0,
-            kill.text.rsplit_once('(').map_or("", |(_, account)| account).trim_end_matches(')')
+            kill.text.rsplit_once("; ").map_or("", |(_, account)| account)
         );
     }
 }

@@ -1159,7 +1159,7 @@ fn pre_stop_delay_counts_inside_the_grace_period() {
                 .contains("grace period of 3s expired: SIGKILL to 1 process")
                 && kill
                     .text
-                    .contains(&format!(": {main} (python3) (the last sent ")),
+                    .contains(&format!(": {main} (python3); the last sent ")),
             "{:?}",
             kill.text
         );

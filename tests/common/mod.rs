@@ -61,6 +61,8 @@ pub enum Stream {
     Stdout,
     /// stderr: grace's log, and the child's stderr.
     Stderr,
+    /// Not a stream: the harness's mark, among the lines, that grace (or the outer process) has exited.
+    Exit,
 }
 
 /// One line, and when the harness read it.
@@ -377,13 +379,18 @@ impl Grace {
             Stream::Stdout,
             sender.clone(),
         );
-        forward_lines(outer.stderr.take().expect("stderr"), Stream::Stderr, sender);
+        forward_lines(
+            outer.stderr.take().expect("stderr"),
+            Stream::Stderr,
+            sender.clone(),
+        );
         let started = Instant::now();
         let mut running = Running {
             mode,
             outer,
             grace_pid: 0,
             lines,
+            exits: sender,
             seen: Vec::new(),
             matched: Vec::new(),
             started,
@@ -440,6 +447,8 @@ pub struct Running {
     /// grace's pid as the test sees it.
     grace_pid: i32,
     lines: Receiver<Line>,
+    /// Where [`Running::finish`]'s waiter reports the exit, among the lines.
+    exits: mpsc::Sender<Line>,
     /// Every line read so far, in order.
     seen: Vec<Line>,
     /// Per line of `seen`: whether a wait has matched it already.
@@ -605,20 +614,31 @@ impl Running {
     /// Waits for grace to exit, reading the rest of its output.
     pub fn finish(mut self) -> Finished {
         let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(status) = self.outer.try_wait().expect("waiting for grace") {
-                break status;
+        // A thread waits for the exit (without reaping it) and reports it among the lines: the end of the
+        // output cannot tell, since a process grace leaves running may hold its stdout and stderr open.
+        let pid = self.outer.id();
+        let exits = self.exits.clone();
+        thread::spawn(move || {
+            // SAFETY: waitid writes into the zeroed siginfo it is given, and nothing else.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            let waited =
+                unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            if waited == 0 {
+                let _ = exits.send(Line {
+                    stream: Stream::Exit,
+                    text: String::new(),
+                    at: Instant::now(),
+                });
             }
-            // Reading lines blocks until output or the bound: not a sleep, the wait for exit comes with EOF.
+        });
+        let at = loop {
             match self
                 .lines
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
+                Ok(line) if line.stream == Stream::Exit => break line.at,
                 Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => {
-                    break self.outer.wait().expect("waiting for grace");
-                }
-                Err(RecvTimeoutError::Timeout) => {
+                Err(_) => {
                     let _ = self.outer.kill();
                     panic!(
                         "grace did not exit within {TIMEOUT:?}\n{}",
@@ -627,9 +647,11 @@ impl Running {
                 }
             }
         };
-        let at = Instant::now();
-        // Whatever is still buffered in the pipes.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+        let status = self.outer.wait().expect("waiting for grace");
+        // Whatever is still buffered in the pipes: until they close, or a second passes with nothing (a
+        // process left running holds them).
+        drop(std::mem::replace(&mut self.exits, mpsc::channel().0));
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
             self.seen.push(line);
         }
         Finished {
@@ -780,13 +802,14 @@ impl Running {
         forward_lines(
             outer.stderr.take().expect("stderr piped"),
             Stream::Stderr,
-            sender,
+            sender.clone(),
         );
         Running {
             mode,
             grace_pid: outer.id() as i32,
             outer,
             lines,
+            exits: sender,
             seen: Vec::new(),
             matched: Vec::new(),
             started: Instant::now(),
