@@ -21,9 +21,11 @@ grace: a PID 1 for containers. Forwards every signal, reaps every zombie, and sh
 process tree down inside a grace period.
 
 Usage: grace [OPTIONS] [--] COMMAND [ARG]...
+       grace [OPTIONS] --explain [[--] COMMAND [ARG]...]
 
 Options (each also read from the environment variable shown):
-  -t, --grace-period DURATION    from the first stop signal to SIGKILL of everything left [GRACE_PERIOD] (8s)
+  -t, --grace-period DURATION    from the first stop signal to SIGKILL of everything left [GRACE_PERIOD]
+                                 (8s; 25s in a Kubernetes pod, where KUBERNETES_SERVICE_HOST is set)
       --stop-signals LIST        signals that start the shutdown [GRACE_STOP_SIGNALS] (TERM,INT)
       --cleanup-timeout DURATION after the main child exits, SIGTERM to SIGKILL of the rest [GRACE_CLEANUP_TIMEOUT] (2s)
   -r, --rewrite FROM:TO          forward signal FROM as TO (TO 0 drops it); repeatable [GRACE_REWRITE, comma-separated]
@@ -40,6 +42,8 @@ Options (each also read from the environment variable shown):
       --log-format FORMAT        text or json (JSON Lines, one object per event) [GRACE_LOG_FORMAT] (text)
   -v, --verbose                  more detail; repeat for more [GRACE_LOG=error|warn|info|debug|trace, TINI_VERBOSITY]
   -q, --quiet                    warnings and errors only
+      --explain                  print the configuration, where each value came from, and the shutdown
+                                 timeline it implies, then exit (0, or 2 for a configuration grace refuses)
   -h, --help                     this help
   -V, --version                  the version
 
@@ -66,6 +70,8 @@ pub struct Cli {
     pub log_format: Option<LogFormat>,
     pub verbose: u8,
     pub quiet: bool,
+    /// Print the configuration and its timeline instead of running anything.
+    pub explain: bool,
     /// The command and its arguments, byte-exact.
     pub command: Vec<OsString>,
 }
@@ -154,6 +160,7 @@ where
             }
             Short('v') | Long("verbose") => cli.verbose = cli.verbose.saturating_add(1),
             Short('q') | Long("quiet") => cli.quiet = true,
+            Long("explain") => cli.explain = true,
             Short('h') | Long("help") => return Ok(Request::Help),
             Short('V') | Long("version") => return Ok(Request::Version),
             Value(program) => {
@@ -168,7 +175,7 @@ where
             _ => return Err(UsageError(argument.unexpected().to_string())),
         }
     }
-    if cli.command.is_empty() {
+    if cli.command.is_empty() && !cli.explain {
         return Err(UsageError(format!("no command given: {USAGE}")));
     }
     if cli.quiet && cli.verbose > 0 {

@@ -27,6 +27,47 @@ pub struct Config {
     pub final_timeout: Duration,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
+    /// Where each value came from, for `--explain` and the start line.
+    pub sources: Sources,
+    /// KUBERNETES_SERVICE_HOST was set: grace runs in a Kubernetes pod.
+    pub in_kubernetes: bool,
+}
+
+/// Where a setting's value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    CommandLine,
+    /// The environment variable of that name.
+    Environment(&'static str),
+    /// The default grace period in a Kubernetes pod (see [`KUBERNETES_GRACE_PERIOD`]).
+    Kubernetes,
+    Default,
+}
+
+impl Source {
+    /// `flag`, `environment`, `kubernetes`, `default`: for the JSON `started` event.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Source::CommandLine => "flag",
+            Source::Environment(_) => "environment",
+            Source::Kubernetes => "kubernetes",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// Where the values of [`Config`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sources {
+    pub grace_period: Source,
+    pub cleanup_timeout: Source,
+    pub stop_signals: Source,
+    pub rewrites: Source,
+    pub process_group: Source,
+    pub pre_stop_delay: Source,
+    pub final_signal: Source,
+    pub final_timeout: Source,
+    pub log_format: Source,
 }
 
 /// The environment variables grace reads; a seam for tests.
@@ -50,7 +91,16 @@ impl Environment for ProcessEnvironment {
     }
 }
 
+/// Outside Kubernetes: under the 10 s that `docker stop` and podman give, so that grace's escalation and its
+/// log line come before theirs.
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
+/// In a Kubernetes pod (KUBERNETES_SERVICE_HOST set: the kubelet injects it into every container, even with
+/// `enableServiceLinks: false`): the kubelet's default terminationGracePeriodSeconds of 30 s, less room for
+/// a short preStop hook and for grace's own SIGKILL and report to come first. A shorter default would cut
+/// off a server that the platform would have let finish.
+pub const KUBERNETES_GRACE_PERIOD: Duration = Duration::from_secs(25);
+/// The kubelet's default terminationGracePeriodSeconds.
+pub const KUBERNETES_TERMINATION_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_FINAL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -58,31 +108,40 @@ impl Config {
     /// The command line first, then its environment variable, then the default. An empty variable counts
     /// as unset (a Helm value left blank); an invalid one is a usage error naming the variable.
     pub fn new(cli: Cli, environment: &dyn Environment) -> Result<Config, UsageError> {
-        let grace_period = setting(
+        let in_kubernetes = environment
+            .var("KUBERNETES_SERVICE_HOST")
+            .is_some_and(|host| !host.is_empty());
+        let (grace_period, grace_period_source) = match setting(
             cli.grace_period,
             environment,
             "GRACE_PERIOD",
             cli::parse_duration,
             DEFAULT_GRACE_PERIOD,
-        )?;
-        let cleanup_timeout = setting(
+        )? {
+            (_, Source::Default) if in_kubernetes => (KUBERNETES_GRACE_PERIOD, Source::Kubernetes),
+            other => other,
+        };
+        let (cleanup_timeout, cleanup_timeout_source) = setting(
             cli.cleanup_timeout,
             environment,
             "GRACE_CLEANUP_TIMEOUT",
             cli::parse_duration,
             DEFAULT_CLEANUP_TIMEOUT,
         )?;
-        let stop_signals = setting(
+        let (stop_signals, stop_signals_source) = setting(
             cli.stop_signals,
             environment,
             "GRACE_STOP_SIGNALS",
             cli::parse_stop_signals,
             vec![Signal::TERM, Signal::INT],
         )?;
-        let rewrite_list = if cli.rewrites.is_empty() {
-            from_environment(environment, "GRACE_REWRITE", cli::parse_rewrites)?.unwrap_or_default()
+        let (rewrite_list, rewrites_source) = if cli.rewrites.is_empty() {
+            match from_environment(environment, "GRACE_REWRITE", cli::parse_rewrites)? {
+                Some(list) => (list, Source::Environment("GRACE_REWRITE")),
+                None => (Vec::new(), Source::Default),
+            }
         } else {
-            cli.rewrites
+            (cli.rewrites, Source::CommandLine)
         };
         let mut rewrites = RewriteMap::default();
         for rewrite in rewrite_list {
@@ -95,9 +154,17 @@ impl Config {
             }
         }
         // tini enables its variables when they are set at all, whatever the value.
-        let process_group = cli.process_group
-            || from_environment(environment, "GRACE_PROCESS_GROUP", parse_bool)?.unwrap_or(false)
-            || environment.var("TINI_KILL_PROCESS_GROUP").is_some();
+        let (process_group, process_group_source) = if cli.process_group {
+            (true, Source::CommandLine)
+        } else if let Some(value) =
+            from_environment(environment, "GRACE_PROCESS_GROUP", parse_bool)?
+        {
+            (value, Source::Environment("GRACE_PROCESS_GROUP"))
+        } else if environment.var("TINI_KILL_PROCESS_GROUP").is_some() {
+            (true, Source::Environment("TINI_KILL_PROCESS_GROUP"))
+        } else {
+            (false, Source::Default)
+        };
         let log_level = match (cli.quiet, cli.verbose) {
             (true, _) => log::LevelFilter::Warn,
             (false, 1) => log::LevelFilter::Debug,
@@ -107,7 +174,7 @@ impl Config {
                 None => tini_verbosity(environment),
             },
         };
-        let pre_stop_delay = setting(
+        let (pre_stop_delay, pre_stop_delay_source) = setting(
             cli.pre_stop_delay,
             environment,
             "GRACE_PRE_STOP_DELAY",
@@ -121,14 +188,14 @@ impl Config {
                 humantime::format_duration(grace_period)
             )));
         }
-        let final_signal = setting(
+        let (final_signal, final_signal_source) = setting(
             cli.final_signal,
             environment,
             "GRACE_FINAL_SIGNAL",
             cli::parse_final_signal,
             Signal::KILL,
         )?;
-        let final_timeout = setting(
+        let (final_timeout, final_timeout_source) = setting(
             cli.final_timeout,
             environment,
             "GRACE_FINAL_TIMEOUT",
@@ -138,13 +205,24 @@ impl Config {
         if final_signal != Signal::KILL {
             check_final_timeout(final_timeout, grace_period, pre_stop_delay, cleanup_timeout)?;
         }
-        let log_format = setting(
+        let (log_format, log_format_source) = setting(
             cli.log_format,
             environment,
             "GRACE_LOG_FORMAT",
             cli::parse_log_format,
             Default::default(),
         )?;
+        let sources = Sources {
+            grace_period: grace_period_source,
+            cleanup_timeout: cleanup_timeout_source,
+            stop_signals: stop_signals_source,
+            rewrites: rewrites_source,
+            process_group: process_group_source,
+            pre_stop_delay: pre_stop_delay_source,
+            final_signal: final_signal_source,
+            final_timeout: final_timeout_source,
+            log_format: log_format_source,
+        };
         Ok(Config {
             command: cli.command,
             grace_period,
@@ -160,6 +238,8 @@ impl Config {
             final_timeout,
             log_level,
             log_format,
+            sources,
+            in_kubernetes,
         })
     }
 
@@ -218,18 +298,21 @@ fn check_final_timeout(
     Ok(())
 }
 
-/// The command line's value if it gave one, else variable `name`'s, else `default`.
+/// The command line's value if it gave one, else variable `name`'s, else `default`; and which it was.
 fn setting<T>(
     given: Option<T>,
     environment: &dyn Environment,
-    name: &str,
+    name: &'static str,
     parse: fn(&str) -> Result<T, String>,
     default: T,
-) -> Result<T, UsageError> {
-    match given {
-        Some(value) => Ok(value),
-        None => Ok(from_environment(environment, name, parse)?.unwrap_or(default)),
+) -> Result<(T, Source), UsageError> {
+    if let Some(value) = given {
+        return Ok((value, Source::CommandLine));
     }
+    Ok(match from_environment(environment, name, parse)? {
+        Some(value) => (value, Source::Environment(name)),
+        None => (default, Source::Default),
+    })
 }
 
 /// The value of variable `name`, parsed; `None` when it is unset or empty.
@@ -343,6 +426,27 @@ mod tests {
             config(&["grace", "x"], &[("GRACE_LOG", "debug")]).log_level,
             log::LevelFilter::Debug
         );
+    }
+
+    #[test]
+    fn in_a_kubernetes_pod_the_grace_period_defaults_to_25_seconds() {
+        let pod = ("KUBERNETES_SERVICE_HOST", "10.96.0.1");
+        let in_pod = config(&["grace", "x"], &[pod]);
+        assert_eq!(in_pod.grace_period, KUBERNETES_GRACE_PERIOD);
+        assert_eq!(in_pod.sources.grace_period, Source::Kubernetes);
+        assert!(in_pod.in_kubernetes);
+        let set = config(&["grace", "x"], &[pod, ("GRACE_PERIOD", "12s")]);
+        assert_eq!(set.grace_period, Duration::from_secs(12));
+        assert_eq!(
+            set.sources.grace_period,
+            Source::Environment("GRACE_PERIOD")
+        );
+        let flag = config(&["grace", "-t", "3s", "x"], &[pod, ("GRACE_PERIOD", "12s")]);
+        assert_eq!(flag.grace_period, Duration::from_secs(3));
+        assert_eq!(flag.sources.grace_period, Source::CommandLine);
+        let empty = config(&["grace", "x"], &[("KUBERNETES_SERVICE_HOST", "")]);
+        assert_eq!(empty.grace_period, DEFAULT_GRACE_PERIOD);
+        assert_eq!(empty.sources.grace_period, Source::Default);
     }
 
     #[test]

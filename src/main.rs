@@ -26,6 +26,7 @@ mod cli;
 mod config;
 mod diagnosis;
 mod exit_status;
+mod explain;
 mod log_sink;
 mod logging;
 mod reaper;
@@ -67,10 +68,14 @@ fn start_and_supervise() -> ExitCode {
         }
         Err(err) => return usage_error(&err),
     };
+    let explain = cli.explain;
     let config = match Config::new(cli, &ProcessEnvironment) {
         Ok(config) => config,
         Err(err) => return usage_error(&err),
     };
+    if explain {
+        return print_and_exit(&explain::explain(&config));
+    }
     logging::init(config.log_level, config.log_format);
     match run(config) {
         Ok(status) => ExitCode::from(status),
@@ -124,11 +129,17 @@ fn run(config: Config) -> anyhow::Result<u8> {
     };
     log::info!(
         event = "started", pid = main.pid, command = command.as_str(), mode = mode,
-        grace_period_ms = u64::try_from(config.grace_period.as_millis()).unwrap_or(u64::MAX);
+        grace_period_ms = u64::try_from(config.grace_period.as_millis()).unwrap_or(u64::MAX),
+        grace_period_source = config.sources.grace_period.kind();
         "started pid {}: {command} (grace period {}, {})",
         main.pid,
         humantime::format_duration(config.grace_period),
         if mode == "pid1" { "as PID 1" } else { "as a subreaper" },
+    );
+    log::debug!(
+        "grace period {}: {}",
+        humantime::format_duration(config.grace_period),
+        explain::origin(config.sources.grace_period)
     );
     Ok(Supervisor::new(config, signals, tree, main).run())
 }

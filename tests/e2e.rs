@@ -1035,3 +1035,81 @@ fn shell_quote(word: &str) -> String {
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|word| word.to_string()).collect()
 }
+
+/// The stand-in with the stop the API server this project was made for needed here (about 12 s under
+/// grace with `-t 30s`): workers wait 4 s, drain 3 s, executors get 5 s.
+fn twelve_second_standin() -> Vec<String> {
+    let mut command = strings(&["python3", "-u", &e2e_file("standin_server.py")]);
+    command.extend(strings(&[
+        "--worker-delay",
+        "4",
+        "--drain",
+        "3",
+        "--executor-timeout",
+        "5",
+    ]));
+    command
+}
+
+/// No grace period configured, as in many images: in a Kubernetes pod (the kubelet sets
+/// KUBERNETES_SERVICE_HOST in every container) the default is 25 s, and a server that needs 12 s to stop
+/// drains and exits 0, as it would have without grace inside the pod's 30 s.
+#[test]
+fn a_twelve_second_drain_finishes_under_the_kubernetes_default() {
+    let mut grace = Grace::new(Mode::Pid1)
+        .args(["-w"])
+        .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+        .spawn(&twelve_second_standin());
+    let started = grace.seen()[0].text.clone();
+    assert!(
+        started.contains("(grace period 25s, as PID 1)"),
+        "{started}"
+    );
+    let ready = standin_ready(&mut grace);
+    let supervisor = ready_pids(&ready, "supervisor")[0];
+    let stopped = stop(&grace, libc::SIGTERM);
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 0, "{}", finished.dump());
+    finished.line(
+        Stream::Stdout,
+        &format!("supervisor pid {supervisor} shutdown complete"),
+    );
+    assert_eq!(
+        count(&finished, "drained, exiting 0"),
+        2,
+        "{}",
+        finished.dump()
+    );
+    let exited = finished.line(Stream::Stderr, "main child pid ");
+    let took = exited.at.duration_since(stopped);
+    assert!(
+        took >= Duration::from_secs(11) && took < Duration::from_secs(25),
+        "the supervisor stopped {took:?} after SIGTERM\n{}",
+        finished.dump()
+    );
+    expect_no_line(&finished, Stream::Stderr, "grace period of 25s expired");
+}
+
+/// The same server and no grace period configured, outside Kubernetes: the 8 s default (under the 10 s of
+/// `docker stop`) ends it with SIGKILL, and the log says so.
+#[test]
+fn a_twelve_second_drain_is_cut_at_the_default_elsewhere() {
+    let mut grace = Grace::new(Mode::Pid1)
+        .args(["-w"])
+        .spawn(&twelve_second_standin());
+    let started = grace.seen()[0].text.clone();
+    assert!(started.contains("(grace period 8s, as PID 1)"), "{started}");
+    let ready = standin_ready(&mut grace);
+    let supervisor = ready_pids(&ready, "supervisor")[0];
+    let stopped = stop(&grace, libc::SIGTERM);
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+    let kill = finished.line(Stream::Stderr, "grace period of 8s expired: SIGKILL to");
+    assert!(
+        kill.text.contains(&format!("{supervisor} (supervisor)")),
+        "{}",
+        kill.text
+    );
+    assert!(kill.at.duration_since(stopped) >= Duration::from_secs(8));
+    finished.line(Stream::Stderr, "was killed by SIGKILL (status 137)");
+}

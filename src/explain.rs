@@ -1,0 +1,420 @@
+//! `grace --explain`: the effective configuration, where each value came from, and the shutdown timeline
+//! it implies, with warnings for nestings that cannot work. For chart authors, who run it in the image with
+//! the chart's environment (`docker run --rm IMAGE /grace --explain`) to check their numbers before a
+//! rolling update does.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::config::{Config, Source, KUBERNETES_TERMINATION_GRACE};
+use crate::shutdown::{KILLING_LIMIT, SETTLE, SURVEY_LEAD, UNKILLABLE_WAIT};
+use crate::signals::Signal;
+
+/// The whole explanation, ready to print.
+pub fn explain(config: &Config) -> String {
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "grace {}: the configuration, and the shutdown it implies\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    settings(config, &mut text);
+    text.push('\n');
+    timeline(config, &mut text);
+    for warning in warnings(config) {
+        let _ = writeln!(text, "\nwarning: {warning}");
+    }
+    text
+}
+
+/// Where a value came from, in words.
+pub fn origin(source: Source) -> String {
+    match source {
+        Source::CommandLine => "the command line".to_string(),
+        Source::Environment(name) => format!("the environment ({name})"),
+        Source::Kubernetes => format!(
+            "the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set): the kubelet's {} less room \
+             for a preStop hook and for grace's own SIGKILL",
+            shown(KUBERNETES_TERMINATION_GRACE)
+        ),
+        Source::Default => "the default".to_string(),
+    }
+}
+
+fn settings(config: &Config, text: &mut String) {
+    let sources = &config.sources;
+    let final_note = if config.final_signal == Signal::KILL {
+        " (none before the SIGKILL)"
+    } else {
+        ""
+    };
+    let rewrites: Vec<String> = (1..=64)
+        .filter_map(Signal::from_number)
+        .filter_map(|signal| match config.rewrites.apply(signal) {
+            Some(to) if to == signal => None,
+            Some(to) => Some(format!("{signal}→{to}")),
+            None => Some(format!("{signal} dropped")),
+        })
+        .collect();
+    let stop_signals: Vec<String> = config
+        .stop_signals
+        .iter()
+        .map(|signal| signal.to_string())
+        .collect();
+    let command = if config.command.is_empty() {
+        "(none given)".to_string()
+    } else {
+        crate::supervisor::shown_command(&config.command)
+    };
+    let rows: [(&str, String, Option<Source>); 10] = [
+        (
+            "grace period",
+            shown(config.grace_period),
+            Some(sources.grace_period),
+        ),
+        (
+            "cleanup timeout",
+            shown(config.cleanup_timeout),
+            Some(sources.cleanup_timeout),
+        ),
+        (
+            "pre-stop delay",
+            shown(config.pre_stop_delay),
+            Some(sources.pre_stop_delay),
+        ),
+        (
+            "final signal",
+            format!("{}{final_note}", config.final_signal),
+            Some(sources.final_signal),
+        ),
+        (
+            "final timeout",
+            shown(config.final_timeout),
+            Some(sources.final_timeout),
+        ),
+        (
+            "stop signals",
+            stop_signals.join(","),
+            Some(sources.stop_signals),
+        ),
+        (
+            "rewrites",
+            if rewrites.is_empty() {
+                "none".to_string()
+            } else {
+                rewrites.join(", ")
+            },
+            Some(sources.rewrites),
+        ),
+        (
+            "forwarded to",
+            if config.process_group {
+                "the main child's process group"
+            } else {
+                "the main child"
+            }
+            .to_string(),
+            Some(sources.process_group),
+        ),
+        (
+            "log format",
+            format!("{:?}", config.log_format).to_lowercase(),
+            Some(sources.log_format),
+        ),
+        ("command", command, None),
+    ];
+    let width = rows
+        .iter()
+        .map(|(_, value, _)| value.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (name, value, source) in rows {
+        let from = source
+            .map(|source| format!("from {}", origin(source)))
+            .unwrap_or_default();
+        let padding = " ".repeat(width.saturating_sub(value.chars().count()));
+        let line = format!("  {name:<16} {value}{padding}  {from}");
+        let _ = writeln!(text, "{}", line.trim_end());
+    }
+}
+
+fn timeline(config: &Config, text: &mut String) {
+    let grace = config.grace_period;
+    let timings = config.timings();
+    let at = |offset: Duration| format!("t0+{}", seconds(offset));
+    let _ = writeln!(
+        text,
+        "After a stop signal ({}) at t0:",
+        names(&config.stop_signals)
+    );
+    if grace.is_zero() {
+        let _ = writeln!(
+            text,
+            "  {:<10} SIGKILL to the main child and everything else: the grace period is 0",
+            "t0"
+        );
+        return;
+    }
+    let delay = config.pre_stop_delay;
+    let forwarded = match config
+        .stop_signals
+        .first()
+        .and_then(|&first| config.rewrites.apply(first))
+    {
+        Some(signal) => format!("forwarded to the main child as {signal}, with SIGCONT"),
+        None => "not forwarded (dropped by --rewrite)".to_string(),
+    };
+    if delay.is_zero() {
+        let _ = writeln!(text, "  {:<10} {forwarded}", "t0");
+    } else {
+        let _ = writeln!(
+            text,
+            "  {:<10} held for the pre-stop delay (load balancers stop routing meanwhile)",
+            "t0"
+        );
+        let _ = writeln!(text, "  {:<10} {forwarded}", at(delay));
+    }
+    let mut steps: Vec<(Duration, String)> = vec![(
+        grace.saturating_sub(config.cleanup_timeout),
+        "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs"
+            .to_string(),
+    )];
+    if let Some(final_timeout) = timings.final_timeout {
+        steps.push((
+            grace.saturating_sub(final_timeout),
+            format!(
+                "the final signal, {}, to everything that remains",
+                config.final_signal
+            ),
+        ));
+    }
+    steps.push((
+        grace.saturating_sub(SURVEY_LEAD),
+        "grace reads what remains, for its report".to_string(),
+    ));
+    steps.push((
+        grace,
+        "SIGKILL to everything that remains, logged with pids and names; sweeps follow for what forks"
+            .to_string(),
+    ));
+    steps.sort_by_key(|(offset, _)| *offset);
+    for (offset, step) in steps {
+        let _ = writeln!(text, "  {:<10} {step}", at(offset));
+    }
+    let _ = writeln!(
+        text,
+        "  {:<10} at the latest ({} if sweeps keep finding processes): grace gives up on processes SIGKILL \
+         cannot end, and exits",
+        at(grace + UNKILLABLE_WAIT),
+        at(grace + KILLING_LIMIT),
+    );
+    let _ = writeln!(
+        text,
+        "grace exits as soon as the tree is empty, with the main child's status (128+N if signal N killed it)."
+    );
+    let _ = writeln!(
+        text,
+        "If the main child exits first: {} for the rest to settle, then SIGTERM to it, and SIGKILL {} later \
+         (never past {} after a stop signal).",
+        shown(SETTLE),
+        shown(config.cleanup_timeout),
+        at(grace),
+    );
+    let (platform, platform_kill) = if config.in_kubernetes {
+        (
+            "Kubernetes' default terminationGracePeriodSeconds (a preStop hook's time included)",
+            KUBERNETES_TERMINATION_GRACE,
+        )
+    } else {
+        (
+            "the default of `docker stop` and `podman stop`",
+            DOCKER_STOP_TIMEOUT,
+        )
+    };
+    if grace < platform_kill {
+        let _ = writeln!(
+            text,
+            "Under {platform}, {}, grace's SIGKILL comes {} before the platform's.",
+            shown(platform_kill),
+            seconds(platform_kill - grace),
+        );
+    }
+}
+
+/// What is allowed but cannot work as meant.
+pub fn warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let grace = config.grace_period;
+    if grace.is_zero() {
+        return warnings;
+    }
+    let rest_at = grace.saturating_sub(config.cleanup_timeout);
+    if rest_at <= config.pre_stop_delay {
+        warnings.push(format!(
+            "the cleanup timeout ({}) is not shorter than the grace period less the pre-stop delay ({}): the \
+             rest of the tree gets SIGTERM together with the stop signal, with no time to stop on its own first",
+            shown(config.cleanup_timeout),
+            shown(grace.saturating_sub(config.pre_stop_delay)),
+        ));
+    }
+    if grace >= KUBERNETES_TERMINATION_GRACE {
+        warnings.push(format!(
+            "the grace period ({}) reaches Kubernetes' default terminationGracePeriodSeconds ({}): unless the \
+             pod sets one of at least {}, the kubelet's SIGKILL comes first, and nothing logs it",
+            shown(grace),
+            shown(KUBERNETES_TERMINATION_GRACE),
+            shown(grace + Duration::from_secs(5)),
+        ));
+    }
+    warnings
+}
+
+/// How long `docker stop` and `podman stop` wait before their SIGKILL, by default.
+const DOCKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `8s`, `7.9s`, `0.5s`: offsets on the timeline, in one unit.
+fn seconds(duration: Duration) -> String {
+    let text = format!("{:.3}", duration.as_secs_f64());
+    format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+}
+
+fn names(signals: &[Signal]) -> String {
+    signals
+        .iter()
+        .map(|signal| signal.to_string())
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// `25s`, `1m 30s`, `500ms`.
+fn shown(duration: Duration) -> String {
+    humantime::format_duration(duration).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{self, Request};
+    use crate::config::Environment;
+    use std::collections::HashMap;
+
+    struct Variables(HashMap<&'static str, &'static str>);
+
+    impl Environment for Variables {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|value| value.to_string())
+        }
+    }
+
+    fn config(args: &[&str], environment: &[(&'static str, &'static str)]) -> Config {
+        let Ok(Request::Run(cli)) = cli::parse(args.iter().copied()) else {
+            panic!("{args:?}")
+        };
+        Config::new(cli, &Variables(environment.iter().copied().collect())).unwrap()
+    }
+
+    #[test]
+    fn a_default_run_explains_its_defaults() {
+        let text = explain(&config(&["--explain"], &[]));
+        assert!(text.contains("  grace period     8s"), "{text}");
+        assert!(text.contains("from the default"), "{text}");
+        assert!(
+            text.contains("t0+6s      SIGTERM and SIGCONT to every other process"),
+            "{text}"
+        );
+        assert!(
+            text.contains("t0+8s      SIGKILL to everything that remains"),
+            "{text}"
+        );
+        assert!(text.contains("comes 2s before the platform's"), "{text}");
+        assert!(!text.contains("warning"), "{text}");
+    }
+
+    #[test]
+    fn a_kubernetes_pod_gets_25_seconds_unless_told_otherwise() {
+        let pod = [("KUBERNETES_SERVICE_HOST", "10.96.0.1")];
+        let text = explain(&config(&["--explain"], &pod));
+        assert!(text.contains("  grace period     25s"), "{text}");
+        assert!(
+            text.contains("Kubernetes pod (KUBERNETES_SERVICE_HOST is set)"),
+            "{text}"
+        );
+        assert!(text.contains("comes 5s before the platform's"), "{text}");
+        let told = [
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("GRACE_PERIOD", "12s"),
+        ];
+        let text = explain(&config(&["--explain"], &told));
+        assert!(text.contains("  grace period     12s"), "{text}");
+        assert!(
+            text.contains("from the environment (GRACE_PERIOD)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_option_set_shows_in_the_table_and_the_timeline() {
+        let text = explain(&config(
+            &[
+                "-t",
+                "20s",
+                "--cleanup-timeout",
+                "5s",
+                "--pre-stop-delay",
+                "3s",
+                "--final-signal",
+                "QUIT",
+                "--final-timeout",
+                "2s",
+                "--stop-signals",
+                "TERM,HUP",
+                "-r",
+                "TERM:QUIT",
+                "-g",
+                "--log-format",
+                "json",
+                "--explain",
+                "--",
+                "server",
+                "--port",
+                "80",
+            ],
+            &[],
+        ));
+        for expected in [
+            "  grace period     20s",
+            "  cleanup timeout  5s",
+            "  pre-stop delay   3s",
+            "  final signal     SIGQUIT",
+            "  final timeout    2s",
+            "  stop signals     SIGTERM,SIGHUP",
+            "  rewrites         SIGTERM→SIGQUIT",
+            "  forwarded to     the main child's process group",
+            "  log format       json",
+            "  command          server --port 80",
+            "After a stop signal (SIGTERM or SIGHUP) at t0:",
+            "t0+3s      forwarded to the main child as SIGQUIT",
+            "t0+15s     SIGTERM and SIGCONT to every other process",
+            "t0+18s     the final signal, SIGQUIT",
+            "t0+19.9s   grace reads what remains",
+            "t0+20s     SIGKILL",
+            "t0+21s     at the latest (t0+23s",
+        ] {
+            assert!(text.contains(expected), "{expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn nestings_that_cannot_work_are_warned_of() {
+        let warned = |args: &[&str]| warnings(&config(args, &[]));
+        assert_eq!(warned(&["-t", "10s", "--explain"]).len(), 0);
+        let cleanup = warned(&["-t", "5s", "--cleanup-timeout", "5s", "--explain"]);
+        assert!(cleanup[0].contains("cleanup timeout (5s)"), "{cleanup:?}");
+        let late = warned(&["-t", "30s", "--explain"]);
+        assert!(
+            late[0].contains("terminationGracePeriodSeconds (30s)"),
+            "{late:?}"
+        );
+        assert!(late[0].contains("at least 35s"), "{late:?}");
+    }
+}

@@ -1,0 +1,185 @@
+//! The defaults that fit where grace runs, and `grace --explain`, which shows them before a rolling update
+//! does: the configuration, where each value came from, and the shutdown timeline it implies.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{child, grace_binary, output_within, Grace, Mode};
+
+/// Runs `grace ARGUMENTS…` with only `environment` (beyond PATH) and returns status, stdout and stderr.
+fn explain(arguments: &[&str], environment: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let mut command = Command::new(grace_binary());
+    command
+        .args(arguments)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .envs(environment.iter().copied())
+        .stdin(Stdio::null());
+    let output = output_within(&mut command);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn explain_shows_the_defaults_and_runs_nothing() {
+    let (status, text, errors) = explain(&["--explain", "--", "sh", "-c", "echo ran"], &[]);
+    assert_eq!(status, Some(0), "{errors}");
+    assert!(errors.is_empty(), "{errors}");
+    assert!(!text.contains("ran\n"), "the command ran:\n{text}");
+    for expected in [
+        "  grace period     8s ",
+        "from the default",
+        "  command          sh -c 'echo ran'",
+        "After a stop signal (SIGTERM or SIGINT) at t0:",
+        "t0         forwarded to the main child as SIGTERM, with SIGCONT",
+        "t0+6s      SIGTERM and SIGCONT to every other process of the tree",
+        "t0+8s      SIGKILL to everything that remains",
+        "grace's SIGKILL comes 2s before the platform's",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+    assert!(!text.contains("warning"), "{text}");
+}
+
+#[test]
+fn explain_in_a_kubernetes_pod_shows_25_seconds_and_where_they_came_from() {
+    let pod = [("KUBERNETES_SERVICE_HOST", "10.96.0.1")];
+    let (status, text, _) = explain(&["--explain"], &pod);
+    assert_eq!(status, Some(0));
+    assert!(text.contains("  grace period     25s "), "{text}");
+    assert!(
+        text.contains("from the default in a Kubernetes pod"),
+        "{text}"
+    );
+    assert!(text.contains("t0+25s     SIGKILL"), "{text}");
+    assert!(text.contains("comes 5s before the platform's"), "{text}");
+    // An explicit value wins, and says where it came from.
+    let (_, text, _) = explain(
+        &["--explain"],
+        &[
+            pod[0],
+            ("GRACE_PERIOD", "12s"),
+            ("GRACE_PRE_STOP_DELAY", "3s"),
+        ],
+    );
+    assert!(text.contains("  grace period     12s"), "{text}");
+    assert!(
+        text.contains("from the environment (GRACE_PERIOD)"),
+        "{text}"
+    );
+    assert!(text.contains("t0+3s      forwarded"), "{text}");
+}
+
+#[test]
+fn explain_with_every_option_set() {
+    let (status, text, errors) = explain(
+        &[
+            "-t",
+            "20s",
+            "--cleanup-timeout",
+            "5s",
+            "--pre-stop-delay",
+            "3s",
+            "--final-signal",
+            "QUIT",
+            "--final-timeout",
+            "2s",
+            "--stop-signals",
+            "TERM,HUP",
+            "-r",
+            "TERM:QUIT",
+            "-g",
+            "--log-format",
+            "json",
+            "--explain",
+            "--",
+            "server",
+        ],
+        &[],
+    );
+    assert_eq!(status, Some(0), "{errors}");
+    for expected in [
+        "  grace period     20s",
+        "from the command line",
+        "  rewrites         SIGTERM→SIGQUIT",
+        "  forwarded to     the main child's process group",
+        "t0+15s     SIGTERM and SIGCONT",
+        "t0+18s     the final signal, SIGQUIT",
+        "t0+20s     SIGKILL",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+}
+
+#[test]
+fn explain_warns_of_nestings_that_cannot_work_and_refuses_what_grace_refuses() {
+    let (status, text, _) = explain(&["-t", "30s", "--cleanup-timeout", "30s", "--explain"], &[]);
+    assert_eq!(status, Some(0));
+    assert!(
+        text.contains("warning: the cleanup timeout (30s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("warning: the grace period (30s) reaches Kubernetes"),
+        "{text}"
+    );
+    let (status, text, errors) = explain(&["-t", "1s", "--final-signal", "QUIT", "--explain"], &[]);
+    assert_eq!(status, Some(2), "{text}");
+    assert!(text.is_empty(), "{text}");
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+    assert!(errors.contains("--final-timeout"), "{errors}");
+}
+
+/// The start line names the effective grace period; the JSON `started` event, and `-v`, say where it came
+/// from.
+#[test]
+fn the_start_says_where_the_grace_period_came_from() {
+    /// Grace's options, its environment, the grace period it must name, and where it came from.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case; 4] = [
+        (&[], &[], "8s", "default"),
+        (
+            &[],
+            &[("KUBERNETES_SERVICE_HOST", "10.96.0.1")],
+            "25s",
+            "kubernetes",
+        ),
+        (&[], &[("GRACE_PERIOD", "12s")], "12s", "environment"),
+        (&["-t", "3s"], &[("GRACE_PERIOD", "12s")], "3s", "flag"),
+    ];
+    for (arguments, environment, period, source) in cases {
+        let mut grace = Grace::new(Mode::Subreaper)
+            .args(["--log-format", "json", "-v"])
+            .args(arguments);
+        for (name, value) in environment {
+            grace = grace.env(name, value);
+        }
+        let running = grace.spawn(&child(&["status"]));
+        let finished = running.finish();
+        let started = finished.line(common::Stream::Stderr, "\"event\":\"started\"");
+        assert!(
+            started
+                .text
+                .contains(&format!("(grace period {period}, as a subreaper)")),
+            "{}",
+            started.text
+        );
+        assert!(
+            started
+                .text
+                .contains(&format!("\"grace_period_source\":\"{source}\"")),
+            "{}",
+            started.text
+        );
+        let origin = finished.line(common::Stream::Stderr, &format!("grace period {period}: "));
+        assert!(
+            origin.text.contains("\"level\":\"debug\""),
+            "{}",
+            origin.text
+        );
+    }
+}
