@@ -13,7 +13,8 @@ use std::process::Command;
 use crate::exit_status;
 use crate::sys::{self, ChildSetup};
 
-/// Why the command could not be started; the caller exits with `status`.
+/// Why the command could not be started (or grace could not set itself up to start it); the caller exits
+/// with `status`.
 #[derive(Debug)]
 pub struct SpawnError {
     pub status: u8,

@@ -40,6 +40,13 @@ Options (each also read from the environment variable shown):
                                  thread dump; KILL means none [GRACE_FINAL_SIGNAL] (KILL)
       --final-timeout DURATION   how long before SIGKILL the final signal goes out [GRACE_FINAL_TIMEOUT] (1s)
       --log-format FORMAT        text or json (JSON Lines, one object per event) [GRACE_LOG_FORMAT] (text)
+      --restart-signal SIGNAL    on this signal, end the command's tree as a shutdown would, then start the
+                                 command again [GRACE_RESTART_SIGNAL] (none)
+      --restart POLICY           when the main child exits on its own: never, on-failure or always start it
+                                 again [GRACE_RESTART] (never)
+      --restart-delay DURATION   wait before a restart after an exit; doubles while runs stay under 10s, to
+                                 1m at most [GRACE_RESTART_DELAY] (1s)
+      --max-restarts N           after N restarts after exits, exit with the last status [GRACE_MAX_RESTARTS]
   -v, --verbose                  more detail; repeat for more [GRACE_LOG=error|warn|info|debug|trace, TINI_VERBOSITY]
   -q, --quiet                    warnings and errors only
       --explain                  print the configuration, where each value came from, and the shutdown
@@ -68,6 +75,10 @@ pub struct Cli {
     pub final_signal: Option<Signal>,
     pub final_timeout: Option<Duration>,
     pub log_format: Option<LogFormat>,
+    pub restart_signal: Option<Signal>,
+    pub restart: Option<crate::restart::Policy>,
+    pub restart_delay: Option<Duration>,
+    pub max_restarts: Option<u32>,
     pub verbose: u8,
     pub quiet: bool,
     /// Print the configuration and its timeline instead of running anything.
@@ -79,7 +90,8 @@ pub struct Cli {
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    Run(Cli),
+    /// Boxed: the options are large, and the other requests carry nothing.
+    Run(Box<Cli>),
     Help,
     Version,
 }
@@ -158,6 +170,26 @@ where
             Long("log-format") => {
                 cli.log_format = Some(value(&mut parser, "--log-format", parse_log_format)?)
             }
+            Long("restart-signal") => {
+                cli.restart_signal = Some(value(
+                    &mut parser,
+                    "--restart-signal",
+                    parse_restart_signal,
+                )?)
+            }
+            Long("restart") => {
+                cli.restart = Some(value(
+                    &mut parser,
+                    "--restart",
+                    crate::restart::Policy::parse,
+                )?)
+            }
+            Long("restart-delay") => {
+                cli.restart_delay = Some(value(&mut parser, "--restart-delay", parse_duration)?)
+            }
+            Long("max-restarts") => {
+                cli.max_restarts = Some(value(&mut parser, "--max-restarts", parse_count)?)
+            }
             Short('v') | Long("verbose") => cli.verbose = cli.verbose.saturating_add(1),
             Short('q') | Long("quiet") => cli.quiet = true,
             Long("explain") => cli.explain = true,
@@ -183,7 +215,7 @@ where
             "--quiet and --verbose contradict each other".to_string(),
         ));
     }
-    Ok(Request::Run(cli))
+    Ok(Request::Run(Box::new(cli)))
 }
 
 /// The option's value, parsed; the error names the option and the value.
@@ -238,6 +270,17 @@ fn parse_receivable_signal(text: &str) -> Result<Signal, String> {
         return Err("SIGCHLD is how grace learns of exits; it is never forwarded".to_string());
     }
     Ok(signal)
+}
+
+/// The restart signal: one grace receives and keeps for itself (it is never forwarded).
+pub fn parse_restart_signal(text: &str) -> Result<Signal, String> {
+    parse_receivable_signal(text)
+}
+
+/// A count, 0 to 4,294,967,295.
+pub fn parse_count(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .map_err(|_| "not a count (a whole number from 0)".to_string())
 }
 
 /// `TERM,INT`.
@@ -318,7 +361,7 @@ mod tests {
 
     fn run(arguments: &[&str]) -> Result<Cli, UsageError> {
         match parse(arguments)? {
-            Request::Run(cli) => Ok(cli),
+            Request::Run(cli) => Ok(*cli),
             other => panic!("{other:?}"),
         }
     }
@@ -589,7 +632,7 @@ mod properties {
             arguments in prop::collection::vec(word(), 0..8)
         ) {
             match parse(arguments) {
-                Ok(Request::Run(cli)) => prop_assert!(!cli.command.is_empty()),
+                Ok(Request::Run(cli)) => prop_assert!(!cli.command.is_empty() || cli.explain),
                 Ok(Request::Help | Request::Version) => {}
                 Err(error) => assert_one_line(&error)?,
             }

@@ -27,6 +27,16 @@ pub struct Config {
     pub final_timeout: Duration,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
+    /// The signal that restarts the command, if any.
+    pub restart_signal: Option<Signal>,
+    /// When, and how soon, the command starts again after it exits.
+    pub restart: crate::restart::Policy,
+    pub restart_delay: Duration,
+    pub max_restarts: Option<u32>,
+    /// Stop signals grace was started with ignored: a background job of a non-interactive shell has
+    /// SIGINT and SIGQUIT ignored (POSIX), and a `kill -INT` meant for nobody must not stop it. They are
+    /// forwarded like any other signal instead. Bit N-1 for signal N; set by `main` from what it inherited.
+    pub ignored_stop_signals: u64,
     /// Where each value came from, for `--explain` and the start line.
     pub sources: Sources,
     /// KUBERNETES_SERVICE_HOST was set: grace runs in a Kubernetes pod.
@@ -68,6 +78,10 @@ pub struct Sources {
     pub final_signal: Source,
     pub final_timeout: Source,
     pub log_format: Source,
+    pub restart_signal: Source,
+    pub restart: Source,
+    pub restart_delay: Source,
+    pub max_restarts: Source,
 }
 
 /// The environment variables grace reads; a seam for tests.
@@ -99,6 +113,9 @@ const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
 /// a short preStop hook and for grace's own SIGKILL and report to come first. A shorter default would cut
 /// off a server that the platform would have let finish.
 pub const KUBERNETES_GRACE_PERIOD: Duration = Duration::from_secs(25);
+/// The first wait before a restart after an exit.
+const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// The kubelet's default terminationGracePeriodSeconds.
 pub const KUBERNETES_TERMINATION_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -212,6 +229,43 @@ impl Config {
             cli::parse_log_format,
             Default::default(),
         )?;
+        let (restart_signal, restart_signal_source) = match cli.restart_signal {
+            Some(signal) => (Some(signal), Source::CommandLine),
+            None => match from_environment(
+                environment,
+                "GRACE_RESTART_SIGNAL",
+                cli::parse_restart_signal,
+            )? {
+                Some(signal) => (Some(signal), Source::Environment("GRACE_RESTART_SIGNAL")),
+                None => (None, Source::Default),
+            },
+        };
+        if let Some(signal) = restart_signal.filter(|signal| stop_signals.contains(signal)) {
+            return Err(UsageError(format!(
+                "--restart-signal {signal} is also a stop signal: a signal either stops grace or restarts its command"
+            )));
+        }
+        let (restart, restart_source) = setting(
+            cli.restart,
+            environment,
+            "GRACE_RESTART",
+            crate::restart::Policy::parse,
+            crate::restart::Policy::Never,
+        )?;
+        let (restart_delay, restart_delay_source) = setting(
+            cli.restart_delay,
+            environment,
+            "GRACE_RESTART_DELAY",
+            cli::parse_duration,
+            DEFAULT_RESTART_DELAY,
+        )?;
+        let (max_restarts, max_restarts_source) = match cli.max_restarts {
+            Some(count) => (Some(count), Source::CommandLine),
+            None => match from_environment(environment, "GRACE_MAX_RESTARTS", cli::parse_count)? {
+                Some(count) => (Some(count), Source::Environment("GRACE_MAX_RESTARTS")),
+                None => (None, Source::Default),
+            },
+        };
         let sources = Sources {
             grace_period: grace_period_source,
             cleanup_timeout: cleanup_timeout_source,
@@ -222,6 +276,10 @@ impl Config {
             final_signal: final_signal_source,
             final_timeout: final_timeout_source,
             log_format: log_format_source,
+            restart_signal: restart_signal_source,
+            restart: restart_source,
+            restart_delay: restart_delay_source,
+            max_restarts: max_restarts_source,
         };
         Ok(Config {
             command: cli.command,
@@ -238,6 +296,11 @@ impl Config {
             final_timeout,
             log_level,
             log_format,
+            restart_signal,
+            restart,
+            restart_delay,
+            max_restarts,
+            ignored_stop_signals: 0,
             sources,
             in_kubernetes,
         })
@@ -253,9 +316,14 @@ impl Config {
         }
     }
 
-    /// Whether receiving `signal` starts the shutdown.
+    /// Whether receiving `signal` starts the shutdown: a stop signal grace was not started with ignored.
     pub fn is_stop_signal(&self, signal: Signal) -> bool {
-        self.stop_signals.contains(&signal)
+        self.stop_signals.contains(&signal) && !self.inherited_ignore(signal)
+    }
+
+    /// Whether `signal` is a stop signal grace was started with ignored (and so forwards instead).
+    pub fn inherited_ignore(&self, signal: Signal) -> bool {
+        self.ignored_stop_signals & (1 << (signal.number() - 1)) != 0
     }
 }
 
@@ -387,7 +455,10 @@ mod tests {
         let Ok(Request::Run(cli)) = cli::parse(args.iter().skip(1)) else {
             panic!("{args:?}")
         };
-        Config::new(cli, &FakeEnvironment(environment.iter().copied().collect()))
+        Config::new(
+            *cli,
+            &FakeEnvironment(environment.iter().copied().collect()),
+        )
     }
 
     fn config(args: &[&str], environment: &[(&'static str, &'static str)]) -> Config {
@@ -653,7 +724,7 @@ mod properties {
             let Ok(Request::Run(cli)) = cli::parse(["x"]) else {
                 return Err(TestCaseError::fail("`x` is a valid command line"));
             };
-            match Config::new(cli, &Variables(values.clone())) {
+            match Config::new(*cli, &Variables(values.clone())) {
                 Ok(config) => {
                     prop_assert!(config.pre_stop_delay.is_zero() || config.pre_stop_delay < config.grace_period);
                     prop_assert!(config.grace_period <= cli::MAX_DURATION);

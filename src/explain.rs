@@ -59,7 +59,13 @@ fn settings(config: &Config, text: &mut String) {
     let stop_signals: Vec<String> = config
         .stop_signals
         .iter()
-        .map(|signal| signal.to_string())
+        .map(|signal| {
+            if config.inherited_ignore(*signal) {
+                format!("{signal} (ignored when grace started: forwarded instead)")
+            } else {
+                signal.to_string()
+            }
+        })
         .collect();
     let command = if config.command.is_empty() {
         "(none given)".to_string()
@@ -274,8 +280,14 @@ const DOCKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `8s`, `7.9s`, `0.5s`: offsets on the timeline, in one unit.
 fn seconds(duration: Duration) -> String {
-    let text = format!("{:.3}", duration.as_secs_f64());
-    format!("{}s", text.trim_end_matches('0').trim_end_matches('.'))
+    let millis = duration.as_millis();
+    let fraction = format!("{:03}", millis % 1000);
+    let fraction = fraction.trim_end_matches('0');
+    if fraction.is_empty() {
+        format!("{}s", millis / 1000)
+    } else {
+        format!("{}.{fraction}s", millis / 1000)
+    }
 }
 
 fn names(signals: &[Signal]) -> String {
@@ -310,7 +322,7 @@ mod tests {
         let Ok(Request::Run(cli)) = cli::parse(args.iter().copied()) else {
             panic!("{args:?}")
         };
-        Config::new(cli, &Variables(environment.iter().copied().collect())).unwrap()
+        Config::new(*cli, &Variables(environment.iter().copied().collect())).unwrap()
     }
 
     #[test]

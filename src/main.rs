@@ -27,10 +27,12 @@ mod config;
 mod diagnosis;
 mod exit_status;
 mod explain;
+mod generation;
 mod log_sink;
 mod logging;
 mod reaper;
 mod remains;
+mod restart;
 mod shutdown;
 mod signals;
 mod supervisor;
@@ -41,8 +43,6 @@ mod wording;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-
-use anyhow::Context;
 
 use crate::child::SpawnError;
 use crate::cli::{Request, UsageError};
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
 /// Everything but the log's last flush.
 fn start_and_supervise() -> ExitCode {
     let cli = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Request::Run(cli)) => cli,
+        Ok(Request::Run(cli)) => *cli,
         Ok(Request::Help) => return print_and_exit(cli::HELP),
         Ok(Request::Version) => {
             return print_and_exit(concat!("grace ", env!("CARGO_PKG_VERSION"), "\n"))
@@ -69,33 +69,45 @@ fn start_and_supervise() -> ExitCode {
         Err(err) => return usage_error(&err),
     };
     let explain = cli.explain;
-    let config = match Config::new(cli, &ProcessEnvironment) {
+    let mut config = match Config::new(cli, &ProcessEnvironment) {
         Ok(config) => config,
         Err(err) => return usage_error(&err),
     };
+    // A stop signal grace was started with ignored is not one: see Config::ignored_stop_signals.
+    for signal in &config.stop_signals {
+        if sys::inherited::was_ignored(signal.number()) {
+            config.ignored_stop_signals |= 1 << (signal.number() - 1);
+        }
+    }
     if explain {
         return print_and_exit(&explain::explain(&config));
     }
     logging::init(config.log_level, config.log_format);
     match run(config) {
         Ok(status) => ExitCode::from(status),
-        Err(err) => {
-            let status = err
-                .downcast_ref::<SpawnError>()
-                .map_or(exit_status::INIT_FAILED, |spawn| spawn.status);
-            log::error!(event = "failed", status = status; "{err:#}"); // the whole context chain on one line
+        Err(SpawnError { status, message }) => {
+            log::error!(event = "failed", status = status; "{message}");
             ExitCode::from(status)
         }
     }
 }
 
-fn run(config: Config) -> anyhow::Result<u8> {
+/// grace could not set itself up before the child started: status 1, and what failed.
+fn setup_failed(what: &str, err: std::io::Error) -> SpawnError {
+    SpawnError {
+        status: exit_status::INIT_FAILED,
+        message: format!("{what}: {err}"),
+    }
+}
+
+fn run(config: Config) -> Result<u8, SpawnError> {
     // First, so that a signal arriving from here on waits in the queue instead of being lost or killing us.
-    let signals = SignalSource::block_all().context("blocking signals")?;
+    let signals = SignalSource::block_all().map_err(|err| setup_failed("blocking signals", err))?;
     log_sink::reopen();
     if let Some(signal) = config.parent_death_signal {
-        sys::set_parent_death_signal(signal.number())
-            .with_context(|| format!("setting the parent-death signal {signal}"))?;
+        sys::set_parent_death_signal(signal.number()).map_err(|err| {
+            setup_failed(&format!("setting the parent-death signal {signal}"), err)
+        })?;
     }
     let tree = Tree::of_current_process();
     if tree.scope() != Scope::Namespace {
@@ -136,12 +148,23 @@ fn run(config: Config) -> anyhow::Result<u8> {
         humantime::format_duration(config.grace_period),
         if mode == "pid1" { "as PID 1" } else { "as a subreaper" },
     );
+    for signal in config
+        .stop_signals
+        .iter()
+        .filter(|signal| config.inherited_ignore(**signal))
+    {
+        log::info!(
+            event = "stop_signal_ignored", signal:% = signal;
+            "{signal} was ignored when grace started (as in a background job of a non-interactive shell): \
+             it is forwarded, and does not stop grace"
+        );
+    }
     log::debug!(
         "grace period {}: {}",
         humantime::format_duration(config.grace_period),
         explain::origin(config.sources.grace_period)
     );
-    Ok(Supervisor::new(config, signals, tree, main).run())
+    Ok(Supervisor::new(config, signals, tree, main, setup).run())
 }
 
 /// Whether stdin is a terminal whose foreground process group is grace's: then the child takes it over.

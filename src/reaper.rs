@@ -7,6 +7,8 @@ use crate::sys;
 pub struct Reaped {
     /// The main child's raw wait status, if it was reaped in this round.
     pub main_status: Option<i32>,
+    /// The main child was stopped, by this signal (job control).
+    pub main_stopped: Option<i32>,
     /// No child is left at all: the tree is empty.
     pub tree_empty: bool,
 }
@@ -17,6 +19,14 @@ pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
     let mut reaped = Reaped::default();
     loop {
         match sys::reap_one() {
+            // Stops and continues are reported too (WUNTRACED, WCONTINUED): the main child's matter to job
+            // control; another child's, nothing to reap.
+            Ok(Some((pid, status))) if libc::WIFSTOPPED(status) => {
+                if pid == main_pid {
+                    reaped.main_stopped = Some(libc::WSTOPSIG(status));
+                }
+            }
+            Ok(Some((_, status))) if libc::WIFCONTINUED(status) => {}
             Ok(Some((pid, status))) if pid == main_pid => reaped.main_status = Some(status),
             Ok(Some((pid, _))) => {
                 if warn_on_reap {

@@ -53,8 +53,9 @@ pub enum Unlisted {
 /// What remained at a SIGKILL.
 #[derive(Debug)]
 pub struct Killed {
-    /// When the SIGKILL had gone out to every process known before it (those forked since the survey come
-    /// after a listing).
+    /// When grace made its last SIGKILL call for the processes known before it (those forked since the
+    /// survey come after a listing). Taken before the call: the kernel's delivery to a thousand processes
+    /// takes it tens of milliseconds more, whoever sends them, while the victims' exits take the CPU.
     pub sent_at: Instant,
     /// The processes SIGKILLed, in the survey's order: what was surveyed, then what appeared since.
     pub survivors: Vec<Surveyed>,
@@ -85,6 +86,13 @@ impl Remains {
 
     pub fn tree(&self) -> &Tree {
         &self.tree
+    }
+
+    /// A new generation starts: nothing of the last one's account applies to it.
+    pub fn start_over(&mut self) {
+        self.killed.clear();
+        self.not_permitted.clear();
+        self.survey = None;
     }
 
     /// Sends `signal` (and SIGCONT after it when `and_continue`, so that a stopped process can act on it) to
@@ -190,8 +198,8 @@ impl Remains {
         match (self.tree.scope(), self.tree.can_list()) {
             (_, false) => {
                 let whole = self.whole(main);
-                send_whole(whole, Signal::KILL);
                 sent_at = Instant::now();
+                send_whole(whole, Signal::KILL);
                 signalled.unlisted = Some(whole);
             }
             (Scope::Namespace, true) => {
@@ -206,8 +214,8 @@ impl Remains {
                     .collect();
                 // From a namespace's PID 1, kill(-1) reaches every other process at once, and a process with a
                 // pending SIGKILL cannot fork: nothing escapes, and nothing waits for a listing.
-                let _ = sys::send_signal(-1, Signal::KILL.number());
                 sent_at = Instant::now();
+                let _ = sys::send_signal(-1, Signal::KILL.number());
                 // The listing after it (zombies included) shows what the survey did not see, and which zombies
                 // had exited on their own, just before the SIGKILL (their status says so).
                 let listed = self.tree.listing();
@@ -241,10 +249,12 @@ impl Remains {
                     .iter()
                     .filter(|entry| !is_main(&entry.process))
                     .partition(|entry| survey.pins.contains_key(&survey::key(&entry.process)));
+                let mut last_call = Instant::now();
                 for entry in pinned {
                     let Some(pidfd) = survey.pins.get(&survey::key(&entry.process)) else {
                         continue;
                     };
+                    last_call = Instant::now();
                     let delivery = self.tree.signal_pinned(&entry.process, pidfd, Signal::KILL);
                     if self.file(&entry.process, delivery, &mut signalled) {
                         self.killed.insert(survey::key(&entry.process));
@@ -252,11 +262,12 @@ impl Remains {
                     }
                 }
                 for entry in unpinned {
+                    last_call = Instant::now();
                     if self.kill_one(&entry.process, &mut signalled) {
                         present.push(entry.process.clone());
                     }
                 }
-                sent_at = Instant::now();
+                sent_at = last_call;
                 present.extend(self.kill_unkilled(main, &mut signalled));
             }
         }

@@ -75,12 +75,15 @@ pub fn name_list(processes: &[Process]) -> String {
 
 /// `1.234s`, for measured times.
 pub fn seconds(duration: Duration) -> String {
-    format!("{:.3}s", duration.as_secs_f64())
+    // Integer arithmetic: formatting an f64 would link ~9 KiB of float printing into a 700 KiB budget.
+    let millis = duration.as_millis();
+    format!("{}.{:03}s", millis / 1000, millis % 1000)
 }
 
 /// `0.4ms`, `12.3ms`: short measured delays.
 pub fn micros(duration: Duration) -> String {
-    format!("{:.1}ms", duration.as_secs_f64() * 1000.0)
+    let tenths = duration.as_micros() / 100;
+    format!("{}.{}ms", tenths / 10, tenths % 10)
 }
 
 /// Whole milliseconds, for the JSON fields.
@@ -91,4 +94,19 @@ pub fn millis(duration: Duration) -> u64 {
 /// `8s`, `1m 30s`, `500ms`, for configured durations: as the operator wrote them.
 pub fn configured(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_times_read_in_fixed_decimals() {
+        assert_eq!(seconds(Duration::from_millis(8_000)), "8.000s");
+        assert_eq!(seconds(Duration::from_micros(1_234_567)), "1.234s");
+        assert_eq!(seconds(Duration::from_millis(5)), "0.005s");
+        assert_eq!(micros(Duration::from_micros(2_460)), "2.4ms");
+        assert_eq!(micros(Duration::from_micros(155_800)), "155.8ms");
+        assert_eq!(micros(Duration::ZERO), "0.0ms");
+    }
 }

@@ -924,7 +924,13 @@ fn json_log_of_a_shutdown_with_escalation() {
         assert_eq!(started.str("level"), "info");
         assert_eq!(
             started.field_names(),
-            ["pid", "command", "mode", "grace_period_ms"]
+            [
+                "pid",
+                "command",
+                "mode",
+                "grace_period_ms",
+                "grace_period_source"
+            ]
         );
         let main = started.int("pid");
         assert!(main > 1 && main != i64::from(daemon), "{output}");

@@ -43,6 +43,16 @@ pub fn sigchld_ignored() -> bool {
     SIGCHLD_IGNORED.load(Ordering::Relaxed)
 }
 
+/// Whether grace was started with `signal` ignored. grace changes no disposition but SIGCHLD's (and Rust's
+/// runtime SIGPIPE's), both recorded before it did; any other is still what grace inherited.
+pub fn was_ignored(signal: libc::c_int) -> bool {
+    match signal {
+        libc::SIGPIPE => sigpipe_ignored(),
+        libc::SIGCHLD => sigchld_ignored(),
+        _ => is_ignored(signal),
+    }
+}
+
 /// Which of descriptors 0, 1 and 2 were closed when grace started (bit N for descriptor N).
 pub fn closed_standard_descriptors() -> u8 {
     PLACEHOLDERS.load(Ordering::Relaxed)

@@ -102,11 +102,18 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
 }
 
 /// Collects one exited child without blocking: `Ok(Some((pid, raw wait status)))`, `Ok(None)` when children
-/// remain but none has exited, and `Err(ECHILD)` when there are no children left at all.
+/// remain but none has exited, and `Err(ECHILD)` when there are no children left at all. A child that stopped
+/// or continued is reported too (its status says so), and stays a child.
 pub fn reap_one() -> io::Result<Option<(i32, i32)>> {
     let mut status = 0;
     // SAFETY: `status` is a live int the kernel writes the wait status into.
-    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    let pid = unsafe {
+        libc::waitpid(
+            -1,
+            &mut status,
+            libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED,
+        )
+    };
     match pid {
         0 => Ok(None),
         pid if pid > 0 => Ok(Some((pid, status))),

@@ -1,0 +1,219 @@
+//! When grace starts its command again: the policy for a main child that exits on its own (`--restart`),
+//! and the delay before it, which grows while the command keeps failing fast, so that a crash loop cannot
+//! spin (as runit's and s6's minimum pause, and systemd's RestartSec). Pure: the supervisor passes the
+//! facts in and carries the decision out.
+
+use std::time::Duration;
+
+/// `--restart`: what grace does when the main child exits on its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Policy {
+    /// Exit with the child's status (a container's behaviour).
+    #[default]
+    Never,
+    /// Start it again when its status (after `-e`) is not 0.
+    OnFailure,
+    /// Start it again whatever its status.
+    Always,
+}
+
+impl Policy {
+    pub fn parse(text: &str) -> Result<Policy, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "never" | "no" => Ok(Policy::Never),
+            "on-failure" => Ok(Policy::OnFailure),
+            "always" => Ok(Policy::Always),
+            _ => Err("not a restart policy (never, on-failure or always)".to_string()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Never => "never",
+            Policy::OnFailure => "on-failure",
+            Policy::Always => "always",
+        }
+    }
+}
+
+/// The longest wait between two restarts, however often the command fails.
+pub const LONGEST_DELAY: Duration = Duration::from_secs(60);
+
+/// A run at least this long is not part of a crash loop: the delay goes back to its first value.
+pub const STABLE_RUN: Duration = Duration::from_secs(10);
+
+/// What follows a main child's exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// grace exits, with the child's status.
+    Exit,
+    /// grace exits: the policy would restart, but `--max-restarts` has been reached.
+    LimitReached,
+    /// The command starts again after this delay.
+    RestartAfter(Duration),
+}
+
+/// The restart policy and where the backoff stands.
+#[derive(Clone, Debug)]
+pub struct Restarts {
+    policy: Policy,
+    first_delay: Duration,
+    /// After this many restarts after exits, grace exits instead; `None`: no limit.
+    max: Option<u32>,
+    /// Restarts after exits so far (restarts by signal are the operator's, and do not count).
+    done: u32,
+    /// The delay the next restart after an exit waits.
+    next_delay: Duration,
+}
+
+impl Restarts {
+    pub fn new(policy: Policy, first_delay: Duration, max: Option<u32>) -> Restarts {
+        Restarts {
+            policy,
+            first_delay,
+            max,
+            done: 0,
+            next_delay: first_delay,
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The main child exited on its own with `status` (after `-e`) after running for `ran`.
+    pub fn after_exit(&mut self, status: u8, ran: Duration) -> Decision {
+        let wanted = match self.policy {
+            Policy::Never => false,
+            Policy::OnFailure => status != 0,
+            Policy::Always => true,
+        };
+        if !wanted {
+            return Decision::Exit;
+        }
+        if self.max.is_some_and(|max| self.done >= max) {
+            return Decision::LimitReached;
+        }
+        if ran >= STABLE_RUN {
+            self.next_delay = self.first_delay;
+        }
+        let delay = self.next_delay;
+        // Never shorter than the configured delay, even when that is over a minute.
+        let longest = LONGEST_DELAY.max(self.first_delay);
+        self.next_delay = self.next_delay.saturating_mul(2).min(longest);
+        self.done += 1;
+        Decision::RestartAfter(delay)
+    }
+
+    /// How many restarts after an exit there have been.
+    pub fn done(&self) -> u32 {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+    const QUICK: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn each_policy_decides_by_the_status() {
+        let cases = [
+            (Policy::Never, 0, Decision::Exit),
+            (Policy::Never, 3, Decision::Exit),
+            (Policy::OnFailure, 0, Decision::Exit),
+            (Policy::OnFailure, 3, Decision::RestartAfter(SECOND)),
+            (Policy::OnFailure, 137, Decision::RestartAfter(SECOND)),
+            (Policy::Always, 0, Decision::RestartAfter(SECOND)),
+            (Policy::Always, 3, Decision::RestartAfter(SECOND)),
+        ];
+        for (policy, status, expected) in cases {
+            let mut restarts = Restarts::new(policy, SECOND, None);
+            assert_eq!(
+                restarts.after_exit(status, QUICK),
+                expected,
+                "{policy:?} {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_delay_doubles_to_a_minute_and_resets_after_a_stable_run() {
+        let mut restarts = Restarts::new(Policy::Always, SECOND, None);
+        let delays: Vec<Duration> = (0..8)
+            .map(|_| match restarts.after_exit(1, QUICK) {
+                Decision::RestartAfter(delay) => delay,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let seconds: Vec<u64> = delays.iter().map(Duration::as_secs).collect();
+        assert_eq!(seconds, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(
+            restarts.after_exit(1, STABLE_RUN),
+            Decision::RestartAfter(SECOND),
+            "a run of 10 s is not a crash loop"
+        );
+        assert_eq!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(2 * SECOND)
+        );
+    }
+
+    #[test]
+    fn the_limit_ends_the_loop() {
+        let mut restarts = Restarts::new(Policy::OnFailure, SECOND, Some(2));
+        assert!(matches!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(_)
+        ));
+        assert!(matches!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(_)
+        ));
+        assert_eq!(restarts.after_exit(1, QUICK), Decision::LimitReached);
+        assert_eq!(restarts.after_exit(0, QUICK), Decision::Exit);
+        assert_eq!(restarts.done(), 2);
+        assert_eq!(
+            Restarts::new(Policy::Always, SECOND, Some(0)).after_exit(0, QUICK),
+            Decision::LimitReached
+        );
+    }
+
+    #[test]
+    fn policies_parse() {
+        assert_eq!(Policy::parse("on-failure"), Ok(Policy::OnFailure));
+        assert_eq!(Policy::parse("ALWAYS"), Ok(Policy::Always));
+        assert_eq!(Policy::parse("never"), Ok(Policy::Never));
+        assert!(Policy::parse("sometimes").is_err());
+        assert!(Policy::parse("").is_err());
+    }
+
+    #[test]
+    fn a_delay_over_a_minute_is_kept() {
+        let two_minutes = 120 * SECOND;
+        let mut restarts = Restarts::new(Policy::Always, two_minutes, None);
+        assert_eq!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(two_minutes)
+        );
+        assert_eq!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(two_minutes)
+        );
+    }
+
+    #[test]
+    fn a_zero_delay_stays_zero() {
+        let mut restarts = Restarts::new(Policy::Always, Duration::ZERO, None);
+        assert_eq!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(Duration::ZERO)
+        );
+        assert_eq!(
+            restarts.after_exit(1, QUICK),
+            Decision::RestartAfter(Duration::ZERO)
+        );
+    }
+}

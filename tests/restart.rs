@@ -1,0 +1,393 @@
+//! Supervision in place: the command starts again on the restart signal, or when it exits (--restart),
+//! after its tree has ended exactly as in a shutdown — nothing of one run lives into the next — with a
+//! growing delay while it keeps failing, a limit, and a stop signal that always wins.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{child, is_alive, pid_in, sh, stop, Finished, Grace, Line, Mode, Stream, LATE, MODES};
+
+/// A counter file of the test's own, removed when dropped.
+struct Counter(PathBuf);
+
+impl Counter {
+    fn new(name: &str) -> Counter {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counter(std::env::temp_dir().join(format!(
+            "grace-restart-{name}-{}-{number}",
+            std::process::id()
+        )))
+    }
+
+    /// `sh -c SCRIPT`: each run counts itself in the file, prints "run N", then runs `then` with $n set.
+    fn command(&self, then: &str) -> Vec<String> {
+        sh(&format!(
+            "n=$(cat {file} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {file}; echo run $n; {then}",
+            file = self.0.display()
+        ))
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The `run N` lines, with when each came.
+fn runs(finished: &Finished) -> Vec<(u32, Instant)> {
+    finished
+        .lines
+        .iter()
+        .filter(|line| line.stream == Stream::Stdout)
+        .filter_map(|line| {
+            let number = line.text.strip_prefix("run ")?.parse().ok()?;
+            Some((number, line.at))
+        })
+        .collect()
+}
+
+fn count(finished: &Finished, needle: &str) -> usize {
+    finished
+        .log()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+/// The restart signal ends a generation that stops on SIGTERM, and the command starts again with a new pid;
+/// grace stays up, and on a stop signal exits with the last run's status.
+#[test]
+fn the_restart_signal_starts_a_clean_generation_again() {
+    for mode in MODES {
+        let mut grace = Grace::new(mode)
+            .args(["--restart-signal", "HUP"])
+            .spawn(&child(&["handle-term", "3"]));
+        let first = pid_in(&grace.wait_stdout("ready pid").text);
+        grace.signal(libc::SIGHUP);
+        grace.wait_stdout("got TERM");
+        let forwarded = grace.wait_log("(the restart signal)");
+        assert!(
+            forwarded
+                .text
+                .contains(&format!("forwarded SIGTERM to pid {first}")),
+            "{}",
+            forwarded.text
+        );
+        let restarted = grace.wait_log("restarted pid");
+        assert!(
+            restarted.text.contains("(generation 2)"),
+            "{}",
+            restarted.text
+        );
+        let second = pid_in(&grace.wait_stdout("ready pid").text);
+        assert_ne!(first, second, "{mode:?}");
+        assert_eq!(pid_in(&restarted.text), second);
+        stop(&grace);
+        grace.wait_stdout("got TERM");
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 3, "{mode:?}\n{}", finished.dump());
+        assert_eq!(count(&finished, "restarted pid"), 1);
+        finished.line(Stream::Stderr, "restarting now: SIGHUP from");
+    }
+}
+
+/// A generation that ignores SIGTERM, with a setsid daemon that ignores it too: the restart kills both at
+/// the grace period, as a shutdown would, and only then starts the command again; the old daemon is gone
+/// before the new run is up.
+#[test]
+fn a_stubborn_generation_and_its_daemon_are_killed_before_the_restart() {
+    for mode in MODES {
+        let mut grace = Grace::new(mode)
+            .args(["--restart-signal", "USR1", "-t", "1s"])
+            .spawn(&child(&["daemons", "stray:ignore", "--main", "ignore"]));
+        let stray = pid_in(&grace.wait_stdout("daemon stray pid").text);
+        grace.wait_stdout("daemons ready");
+        let sent = Instant::now();
+        grace.signal(libc::SIGUSR1);
+        let kill = grace.wait_log("SIGKILL to 2 processes");
+        assert!(
+            kill.at.duration_since(sent) >= Duration::from_secs(1),
+            "{}",
+            grace.dump()
+        );
+        grace.wait_log("restarted pid");
+        grace.wait_stdout("daemons ready");
+        if mode == Mode::Subreaper {
+            assert!(
+                !is_alive(stray),
+                "the old run's daemon lived into the new one"
+            );
+        }
+        stop(&grace);
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 137, "{mode:?}\n{}", finished.dump());
+        let order: Vec<&str> = finished
+            .log()
+            .into_iter()
+            .filter(|line| {
+                line.contains("SIGKILL to 2 processes") || line.contains("restarted pid")
+            })
+            .collect();
+        assert!(order[0].contains("SIGKILL"), "{order:?}");
+    }
+}
+
+/// --restart on-failure: the command starts again while it fails, and grace exits once it succeeds.
+/// never (the default) and on-failure with a success exit at once; always restarts a success too, until
+/// --max-restarts.
+#[test]
+fn each_policy_decides_what_follows_an_exit() {
+    // on-failure: 5, 5, then 0.
+    let counter = Counter::new("on-failure");
+    let grace = Grace::new(Mode::Pid1)
+        .args(["--restart", "on-failure", "--restart-delay", "0"])
+        .spawn(&counter.command("[ $n -ge 3 ] && exit 0; exit 5"));
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 0, "{}", finished.dump());
+    assert_eq!(runs(&finished).len(), 3, "{}", finished.dump());
+    assert_eq!(
+        count(&finished, "restarting in 0.000s"),
+        2,
+        "{}",
+        finished.dump()
+    );
+
+    // never: the first failure is the end.
+    let counter = Counter::new("never");
+    let finished = Grace::new(Mode::Subreaper)
+        .spawn(&counter.command("exit 5"))
+        .finish();
+    assert_eq!(finished.code(), 5);
+    assert_eq!(runs(&finished).len(), 1);
+    assert_eq!(count(&finished, "restarting"), 0, "{}", finished.dump());
+
+    // on-failure and a success: no restart.
+    let counter = Counter::new("success");
+    let finished = Grace::new(Mode::Subreaper)
+        .args(["--restart", "on-failure"])
+        .spawn(&counter.command("exit 0"))
+        .finish();
+    assert_eq!(finished.code(), 0);
+    assert_eq!(runs(&finished).len(), 1);
+
+    // always: successes too, until the limit; the last status is grace's.
+    let counter = Counter::new("always");
+    let finished = Grace::new(Mode::Subreaper)
+        .args([
+            "--restart",
+            "always",
+            "--restart-delay",
+            "0",
+            "--max-restarts",
+            "2",
+        ])
+        .spawn(&counter.command("exit $((n + 10))"))
+        .finish();
+    assert_eq!(finished.code(), 13, "{}", finished.dump());
+    assert_eq!(runs(&finished).len(), 3);
+    finished.line(
+        Stream::Stderr,
+        "not restarting: --max-restarts reached (2 restarts)",
+    );
+}
+
+/// While the command keeps failing fast, each wait doubles: 200 ms, 400 ms, 800 ms (exact lower bounds, as
+/// logged and as measured between the runs).
+#[test]
+fn the_delay_doubles_while_the_command_keeps_failing() {
+    let counter = Counter::new("backoff");
+    let finished = Grace::new(Mode::Subreaper)
+        .args([
+            "--restart",
+            "on-failure",
+            "--restart-delay",
+            "200ms",
+            "--max-restarts",
+            "3",
+        ])
+        .spawn(&counter.command("exit 5"))
+        .finish();
+    assert_eq!(finished.code(), 5, "{}", finished.dump());
+    for delay in ["0.200s", "0.400s", "0.800s"] {
+        finished.line(Stream::Stderr, &format!("restarting in {delay}"));
+    }
+    let starts = runs(&finished);
+    assert_eq!(starts.len(), 4, "{}", finished.dump());
+    for (index, wanted) in [200, 400, 800].into_iter().enumerate() {
+        let gap = starts[index + 1].1.duration_since(starts[index].1);
+        let wanted = Duration::from_millis(wanted);
+        assert!(
+            gap >= wanted && gap < wanted + LATE,
+            "run {}: {gap:?}",
+            index + 2
+        );
+    }
+}
+
+/// Every restart setting is read from the environment too. Run 1 waits and is restarted by the signal
+/// (a restart by signal is the operator's, and does not count against the limit); run 2 fails, and is
+/// restarted (the one restart allowed); run 3 fails, and that is the end, with its status.
+#[test]
+fn the_restart_settings_come_from_the_environment() {
+    let counter = Counter::new("environment");
+    let mut grace = Grace::new(Mode::Subreaper)
+        .env("GRACE_RESTART", "on-failure")
+        .env("GRACE_RESTART_DELAY", "0")
+        .env("GRACE_MAX_RESTARTS", "1")
+        .env("GRACE_RESTART_SIGNAL", "USR2")
+        .spawn(&counter.command(
+            "if [ $n -eq 1 ]; then trap 'exit 6' TERM; echo waiting; while :; do sleep 0.05; done; fi; \
+             exit $((n + 5))",
+        ));
+    grace.wait_stdout("waiting");
+    grace.signal(libc::SIGUSR2);
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 8, "{}", finished.dump());
+    assert_eq!(runs(&finished).len(), 3, "{}", finished.dump());
+    assert_eq!(count(&finished, "restarted pid"), 2, "{}", finished.dump());
+    finished.line(Stream::Stderr, "restarting now: SIGUSR2 from");
+    finished.line(
+        Stream::Stderr,
+        "not restarting: --max-restarts reached (1 restarts)",
+    );
+}
+
+/// A stop signal while grace waits to restart ends grace at once, with the last status; nothing new starts.
+#[test]
+fn a_stop_signal_during_the_wait_ends_grace_at_once() {
+    for mode in MODES {
+        let counter = Counter::new("wait");
+        let mut grace = Grace::new(mode)
+            .args(["--restart", "always", "--restart-delay", "30s"])
+            .spawn(&counter.command("exit 4"));
+        grace.wait_log("restarting in 30.000s");
+        let sent = stop(&grace);
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 4, "{mode:?}\n{}", finished.dump());
+        assert!(
+            finished.at.duration_since(sent) < LATE,
+            "{}",
+            finished.dump()
+        );
+        assert_eq!(runs(&finished).len(), 1, "{}", finished.dump());
+        finished.line(
+            Stream::Stderr,
+            "while waiting to restart: nothing more starts",
+        );
+    }
+}
+
+/// What the last run left (a setsid daemon that ignores SIGTERM) gets the cleanup before the next run starts:
+/// SIGTERM, SIGKILL after --cleanup-timeout, and only then the restart.
+#[test]
+fn leftovers_are_cleaned_up_between_runs() {
+    for mode in MODES {
+        let counter = Counter::new("leftovers");
+        let daemon = child(&["daemons", "leftover:ignore", "--main", "exit:0"]).join(" ");
+        let mut grace = Grace::new(mode)
+            .args([
+                "--restart",
+                "on-failure",
+                "--restart-delay",
+                "0",
+                "--cleanup-timeout",
+                "1s",
+            ])
+            .spawn(&counter.command(&format!(
+                "if [ $n -eq 1 ]; then {daemon}; exit 1; fi; echo second run up; exit 0"
+            )));
+        let leftover = pid_in(&grace.wait_stdout("daemon leftover pid").text);
+        let second = grace.wait_stdout("second run up");
+        if mode == Mode::Subreaper {
+            assert!(
+                !is_alive(leftover),
+                "{mode:?}: the first run's daemon met the second run"
+            );
+        }
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{}", finished.dump());
+        let kill = finished.line(
+            Stream::Stderr,
+            "cleanup timeout of 1s expired: SIGKILL to 1 process",
+        );
+        assert!(kill.at <= second.at, "{mode:?}\n{}", finished.dump());
+        let restarted = finished.line(Stream::Stderr, "restarted pid");
+        assert!(kill.at <= restarted.at);
+    }
+}
+
+/// Repeated restart signals during a restart are one restart; a stop signal during it makes it the final
+/// shutdown.
+#[test]
+fn repeats_coalesce_and_a_stop_signal_makes_the_restart_final() {
+    let mut grace = Grace::new(Mode::Pid1)
+        .args(["--restart-signal", "HUP", "-t", "2s"])
+        .spawn(&child(&["ignore-term"]));
+    grace.wait_stdout("ready");
+    for _ in 0..3 {
+        grace.signal(libc::SIGHUP);
+    }
+    grace.wait_log("(the restart signal)");
+    grace.wait_log("restarted pid");
+    grace.wait_stdout("ready");
+    grace.signal(libc::SIGHUP);
+    grace.wait_log("(the restart signal)");
+    let sent = stop(&grace);
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+    assert_eq!(count(&finished, "restarted pid"), 1, "{}", finished.dump());
+    finished.line(Stream::Stderr, "this is the final shutdown now");
+    assert!(finished.at.duration_since(sent) < Duration::from_secs(2) + LATE);
+}
+
+/// A stop signal that grace was started with ignored (a background job of a non-interactive shell has
+/// SIGINT and SIGQUIT ignored) is forwarded, not taken as a stop: `kill -INT` meant for nobody stops nothing.
+#[test]
+fn an_ignored_stop_signal_is_forwarded_not_obeyed() {
+    for mode in MODES {
+        let sigint_ignored = child(&["exec-with", "--ignore", "2", "--"]);
+        let mut grace = Grace::new(mode)
+            .wrapped(sigint_ignored)
+            .spawn(&child(&["signals", "15"]));
+        grace.wait_log("SIGINT was ignored when grace started");
+        grace.wait_stdout("ready");
+        grace.signal(libc::SIGINT);
+        let got: Line = grace.wait_stdout("got 2 from");
+        assert!(!got.text.is_empty());
+        stop(&grace);
+        grace.wait_stdout("got 15 from");
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{}", finished.dump());
+        assert_eq!(
+            count(&finished, "received SIGINT"),
+            0,
+            "{}",
+            finished.dump()
+        );
+    }
+}
+
+/// What cannot be a restart signal is refused with one line and status 2.
+#[test]
+fn bad_restart_settings_are_usage_errors() {
+    for arguments in [
+        &["--restart-signal", "TERM"][..],
+        &["--restart-signal", "KILL"],
+        &["--restart-signal", "CHLD"],
+        &["--restart-signal", "STOP"],
+        &["--restart", "sometimes"],
+        &["--max-restarts", "-1"],
+        &["--restart-delay", "soon"],
+    ] {
+        let mut words: Vec<&str> = arguments.to_vec();
+        words.extend(["--", "true"]);
+        let output = common::run_exact(Mode::Subreaper, &words);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{arguments:?}: {stderr}");
+    }
+}
