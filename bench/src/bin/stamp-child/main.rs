@@ -6,15 +6,23 @@
 //! - `ignore`: ignores SIGTERM; only SIGKILL (or EOF on stdin) ends it.
 //! - `orphans N`: after a `go` line on stdin, leaves N exited processes to PID 1 (double clone),
 //!   then prints `done <start ns> <end ns>`.
+//! - `tree N`: ignores SIGTERM and forks N children that ignore it too (see `tree.rs`).
 //!
 //! Every mode exits when stdin reaches EOF, which is how the bench tears a run down without
 //! relying on the init under test to forward anything.
+//!
+//! One more mode is not a child but the baseline of the escalation at scale: `kill-init MS
+//! COMMAND…`, a trivial init that only SIGKILLs, MS milliseconds after a SIGTERM (see
+//! `kill_init.rs`). It exits with COMMAND's status.
 #![deny(unsafe_code)]
 
+mod kill_init;
 mod sys;
+mod tree;
 
 use std::io::{self, BufRead, Read, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,15 +39,20 @@ fn main() -> ExitCode {
         ["ignore"] => ignore_sigterm()
             .and_then(|()| ready())
             .and_then(|()| wait_for_eof()),
-        ["orphans", count] => match count.parse::<u32>() {
-            Ok(count) => leave_orphans(count),
-            Err(err) => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("bad count {count:?}: {err}"),
-            )),
-        },
+        ["orphans", count] => parse_count(count).and_then(leave_orphans),
+        ["tree", count] => parse_count(count).and_then(tree::run),
+        ["kill-init", period_ms, command @ ..] if !command.is_empty() => {
+            match parse_count(period_ms).and_then(|period_ms| {
+                kill_init::run(Duration::from_millis(period_ms.into()), command)
+            }) {
+                Ok(code) => return ExitCode::from(code),
+                Err(err) => Err(err),
+            }
+        }
         _ => {
-            eprintln!("usage: stamp-child sleep | term | ignore | orphans N");
+            eprintln!(
+                "usage: stamp-child sleep | term | ignore | orphans N | tree N | kill-init MS COMMAND…"
+            );
             return ExitCode::from(2);
         }
     };
@@ -53,6 +66,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn parse_count(count: &str) -> io::Result<u32> {
+    count.parse::<u32>().map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad count {count:?}: {err}"),
+        )
+    })
 }
 
 /// Tells the bench that the scenario is set up (handlers installed, nothing left to do).

@@ -1,6 +1,9 @@
 //! The few calls that need `unsafe`, each kept small.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock the bench reads on the host.
 #[allow(unsafe_code)]
@@ -163,4 +166,229 @@ fn start_middle_and_reap(middle_stack: &mut [u8], grandchild_stack: &mut [u8]) -
         )));
     }
     Ok(())
+}
+
+/// Forks a child that idles in `read(stdin)` until EOF, then `_exit(0)`; returns its pid. The
+/// child runs no Rust code after the fork, only `read` and `_exit`: it touches one page of stack,
+/// so its copy of this small process stays a few page tables and little else. It inherits the
+/// SIGTERM disposition set before the fork.
+#[allow(unsafe_code)]
+pub fn fork_idle_child() -> io::Result<i32> {
+    // SAFETY: stamp-child starts no threads, so nothing can hold a lock at the fork; the child
+    // calls only `read` and `_exit`, which are async-signal-safe anyway.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => idle_until_eof(),
+        pid => Ok(pid),
+    }
+}
+
+/// The body of a forked idle child.
+#[allow(unsafe_code)]
+fn idle_until_eof() -> ! {
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: `byte` is a valid, writable buffer of one byte.
+        let read = unsafe { libc::read(0, (&mut byte as *mut u8).cast(), 1) };
+        let interrupted =
+            read < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
+        if read == 0 || (read < 0 && !interrupted) {
+            // SAFETY: _exit ends this process without running the parent's atexit handlers or
+            // flushing its copied stdio buffers.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (one pidfd per process of a large tree).
+#[allow(unsafe_code)]
+pub fn raise_descriptor_limit() -> io::Result<()> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit whose soft value does not exceed its hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes this process the child subreaper of its descendants: orphans are reparented to it.
+#[allow(unsafe_code)]
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A set of signals, blocked and then waited for with `sigwaitinfo` (no handler runs).
+pub struct SignalSet(libc::sigset_t);
+
+impl SignalSet {
+    /// The set of `signals`.
+    #[allow(unsafe_code)]
+    pub fn of(signals: &[libc::c_int]) -> Self {
+        // SAFETY: a zeroed sigset_t is storage that sigemptyset then initialises.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t; the signal numbers are valid constants.
+        unsafe {
+            libc::sigemptyset(&mut set);
+            for &signal in signals {
+                libc::sigaddset(&mut set, signal);
+            }
+        }
+        Self(set)
+    }
+
+    /// Blocks the set in this (single-threaded) process. The mask survives fork and exec: see
+    /// [`SignalSet::unblock_in`] for children.
+    #[allow(unsafe_code)]
+    pub fn block(&self) -> io::Result<()> {
+        // SAFETY: `self.0` is an initialised sigset_t; the old mask is not wanted (null).
+        let result =
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &self.0, std::ptr::null_mut()) };
+        if result != 0 {
+            return Err(io::Error::from_raw_os_error(result));
+        }
+        Ok(())
+    }
+
+    /// Makes `command`'s process start with the set unblocked again (`std::process::Command`
+    /// passes the mask on as it is).
+    #[allow(unsafe_code)]
+    pub fn unblock_in(&self, command: &mut Command) {
+        let set = self.0;
+        // SAFETY: pthread_sigmask is async-signal-safe and changes only the new process.
+        unsafe {
+            command.pre_exec(move || {
+                match libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) {
+                    0 => Ok(()),
+                    err => Err(io::Error::from_raw_os_error(err)),
+                }
+            });
+        }
+    }
+
+    /// Waits for one of the set's (blocked) signals and returns its number.
+    #[allow(unsafe_code)]
+    pub fn wait(&self) -> io::Result<libc::c_int> {
+        loop {
+            // SAFETY: `self.0` is an initialised sigset_t; the siginfo is not wanted (null).
+            let signal = unsafe { libc::sigwaitinfo(&self.0, std::ptr::null_mut()) };
+            if signal > 0 {
+                return Ok(signal);
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// Sleeps until CLOCK_MONOTONIC reads `deadline_ns`: the grace period's one timer.
+#[allow(unsafe_code)]
+pub fn sleep_until(deadline_ns: u64) {
+    let deadline = libc::timespec {
+        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `deadline` is a valid timespec; with TIMER_ABSTIME the remainder is not written.
+    // It returns EINTR only if a handler ran (none is installed): the loop just sleeps again.
+    while unsafe {
+        libc::clock_nanosleep(
+            libc::CLOCK_MONOTONIC,
+            libc::TIMER_ABSTIME,
+            &deadline,
+            std::ptr::null_mut(),
+        )
+    } == libc::EINTR
+    {}
+}
+
+/// `kill(pid, signal)`.
+#[allow(unsafe_code)]
+pub fn kill(pid: i32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes a pid and a signal number.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A pidfd for `pid`.
+#[allow(unsafe_code)]
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Sends `signal` to the process behind `pidfd`.
+#[allow(unsafe_code)]
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, no siginfo (null), no flags.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a waited-for process ended.
+pub enum Reaped {
+    /// `pid` was reaped; its status as an exit code (128 + N when killed by signal N).
+    Child { pid: i32, code: u8 },
+    /// No child has exited yet (only with `block == false`).
+    NoneYet,
+    /// No child is left at all.
+    NoChildren,
+}
+
+/// `waitpid(-1)`: the next exited child, blocking for one if `block`.
+#[allow(unsafe_code)]
+pub fn reap_any(block: bool) -> io::Result<Reaped> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid, writable int.
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if pid > 0 {
+            let code = if libc::WIFSIGNALED(status) {
+                128u8.saturating_add(libc::WTERMSIG(status) as u8)
+            } else {
+                libc::WEXITSTATUS(status) as u8
+            };
+            return Ok(Reaped::Child { pid, code });
+        }
+        if pid == 0 {
+            return Ok(Reaped::NoneYet);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ECHILD) => return Ok(Reaped::NoChildren),
+            Some(libc::EINTR) => {}
+            _ => return Err(err),
+        }
+    }
 }
