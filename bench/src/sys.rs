@@ -1,5 +1,5 @@
-//! The system calls std does not wrap: clocks, pidfds, poll, epoll, prctl, rlimits. The only
-//! `unsafe` code.
+//! The system calls std does not wrap: clocks, pidfds, poll, epoll, prctl, rlimits, scheduling.
+//! The only `unsafe` code.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -201,5 +201,44 @@ impl Epoll {
                 return Err(err);
             }
         }
+    }
+}
+
+/// The calling thread at SCHED_FIFO while this lives; its former policy comes back on drop.
+/// SCHED_RESET_ON_FORK keeps anything it might start out of the real-time class.
+pub struct Realtime {
+    policy: i32,
+    param: libc::sched_param,
+}
+
+impl Realtime {
+    /// Switches the calling thread to SCHED_FIFO at `priority` (1–99).
+    #[allow(unsafe_code)]
+    pub fn enter(priority: i32) -> io::Result<Self> {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid, writable sched_param.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        if policy < 0 || unsafe { libc::sched_getparam(0, &mut param) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let realtime = libc::sched_param {
+            sched_priority: priority,
+        };
+        // SAFETY: pid 0 is the calling thread; `realtime` is a valid sched_param.
+        let result = unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &realtime)
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { policy, param })
+    }
+}
+
+impl Drop for Realtime {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: pid 0 is the calling thread; the policy and parameters are the ones it had.
+        unsafe { libc::sched_setscheduler(0, self.policy, &self.param) };
     }
 }
