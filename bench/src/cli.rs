@@ -15,13 +15,14 @@ Needs root (unshare --pid). The table goes to stdout, progress and notes to stde
 usage: cargo run --release --manifest-path bench/Cargo.toml -- [OPTIONS]
 
 options:
-  --quick                 smoke run: 2 s idle window, few trials, 2,000 orphans
+  --quick                 smoke run: 2 s idle window, few trials, 2,000 orphans, a tree of 200
   --grace PATH            grace binary (else $GRACE_BIN, else ../target/x86_64-unknown-linux-musl/
                           release/grace, then ../target/release/grace, relative to bench/)
   --no-grace              bench the peers only
   --inits LIST            only these, comma-separated (grace,tini,tini-static,dumb-init,catatonit)
   --rows LIST             only these row groups, comma-separated
-                          (size,idle,signals,reaping,startup,escalation; default all)
+                          (size,idle,signals,reaping,startup,escalation,escalation-scale;
+                          default all)
   --idle-window SECONDS   idle measurement window (default 10; quick 2)
   --idle-rounds N         idle windows, all inits side by side in each (default 3; quick 1)
   --signal-trials N       SIGTERM forwarding/shutdown trials per init (default 300; quick 30)
@@ -29,6 +30,9 @@ options:
   --reap-trials N         reaping trials per init (default 3; quick 1)
   --startup-trials N      start-up trials per init (default 200; quick 30)
   --escalation-trials N   grace escalation trials, about 1 s each (default 10; quick 2)
+  --scale-processes N     children in the tree of the escalation at scale (default 1000; quick 200)
+  --scale-trials N        rounds of the escalation at scale, 4 runs of about 1.5 s each
+                          (default 5; quick 1)
   --stamp-child PATH      the child program (default: stamp-child beside grace-bench)
   --log-dir DIR           where each init's stderr is kept (default: a directory under /tmp)
   --samples FILE          also write every sample as CSV (metric,init,trial,value)
@@ -59,6 +63,10 @@ pub struct Options {
     pub startup_trials: usize,
     /// Escalation trials (grace only).
     pub escalation_trials: usize,
+    /// Children in the tree of the escalation at scale.
+    pub scale_processes: u32,
+    /// Rounds of the escalation at scale (grace and the baseline, as PID 1 and as a subreaper).
+    pub scale_trials: usize,
     /// An explicit child program.
     pub stamp_child: Option<PathBuf>,
     /// An explicit directory for the inits' stderr.
@@ -90,6 +98,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
     let mut reap_trials = None;
     let mut startup_trials = None;
     let mut escalation_trials = None;
+    let mut scale_processes = None;
+    let mut scale_trials = None;
     let mut stamp_child = None;
     let mut log_dir = None;
     let mut samples = None;
@@ -146,6 +156,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
             "--reap-trials" => reap_trials = Some(parse_count(&flag, &value()?)?),
             "--startup-trials" => startup_trials = Some(parse_count(&flag, &value()?)?),
             "--escalation-trials" => escalation_trials = Some(parse_count(&flag, &value()?)?),
+            "--scale-processes" => scale_processes = Some(parse_count(&flag, &value()?)? as u32),
+            "--scale-trials" => scale_trials = Some(parse_count(&flag, &value()?)?),
             "--stamp-child" => stamp_child = Some(PathBuf::from(value()?)),
             "--log-dir" => log_dir = Some(PathBuf::from(value()?)),
             "--samples" => samples = Some(PathBuf::from(value()?)),
@@ -178,6 +190,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
         reap_trials: pick(reap_trials, 3, 1),
         startup_trials: pick(startup_trials, 200, 30),
         escalation_trials: pick(escalation_trials, 10, 2),
+        scale_processes: scale_processes.unwrap_or(if quick { 200 } else { 1000 }),
+        scale_trials: pick(scale_trials, 5, 1),
         stamp_child,
         log_dir,
         samples,
@@ -229,11 +243,15 @@ mod tests {
         assert_eq!(quick.signal_trials, 7);
         assert_eq!(quick.idle_window, Duration::from_secs(3));
         assert_eq!(quick.orphans, 2000);
+        assert_eq!((quick.scale_processes, quick.scale_trials), (200, 1));
         let full = options(&[]);
         assert_eq!(
             (full.signal_trials, full.orphans, full.idle_rounds),
             (300, 20_000, 3)
         );
+        assert_eq!((full.scale_processes, full.scale_trials), (1000, 5));
+        let explicit = options(&["--quick", "--scale-processes=50", "--scale-trials", "3"]);
+        assert_eq!((explicit.scale_processes, explicit.scale_trials), (50, 3));
     }
 
     #[test]

@@ -6,11 +6,13 @@ mod cli;
 mod elf;
 mod error;
 mod inits;
+mod lines;
 mod namespace;
 mod procfs;
 mod report;
 mod scenarios;
 mod stats;
+mod subreaper;
 mod sys;
 
 use crate::error::{bail, Context, Result};
@@ -103,8 +105,9 @@ fn run(options: cli::Options) -> Result<()> {
     let options = &bench.options;
     println!(
         "grace-bench, {}: Linux {kernel}, {cpu} ({cores} cores). {} run: idle {}× {} s, {} signal trials, \
-         {} orphans × {}, {} start-ups per init; {} escalations (grace). Medians unless marked; (n×) = \
-         ratio to the best peer, lower is better.\n",
+         {} orphans × {}, {} start-ups per init; {} escalations (grace); {} rounds of the escalation at \
+         scale ({} children). Medians unless marked; (n×) = ratio to the best peer (in the escalation at \
+         scale, to the baseline), lower is better.\n",
         report::today(),
         if options.quick { "Quick" } else { "Full" },
         options.idle_rounds,
@@ -114,6 +117,8 @@ fn run(options: cli::Options) -> Result<()> {
         options.reap_trials,
         options.startup_trials,
         options.escalation_trials,
+        options.scale_trials,
+        options.scale_processes,
     );
     print!("{}", table.to_markdown());
     println!("\nInits: {}.", versions.join("; "));

@@ -2,13 +2,14 @@
 //! its child's stdin and stdout wired to the bench, every wait bounded by a timeout.
 
 use crate::error::{bail, Context, Error, Result};
+use crate::lines::Lines;
 use crate::{procfs, sys};
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::Duration;
 
 /// The `unshare` flags: a new PID namespace whose first process is the init, a private /proc
@@ -16,10 +17,10 @@ use std::time::Duration;
 const UNSHARE_FLAGS: [&str; 4] = ["--pid", "--fork", "--mount-proc", "--kill-child"];
 
 /// How long a child may take to print `ready`.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long an init may take to exit once its child has exited.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `unshare` command line that runs `argv` as PID 1 of a fresh PID namespace.
 fn unshare_command(argv: &[OsString]) -> Command {
@@ -47,9 +48,7 @@ pub struct Namespace {
     unshare: Child,
     unshare_pidfd: OwnedFd,
     stdin: Option<ChildStdin>,
-    stdout: ChildStdout,
-    stdout_closed: bool,
-    pending: Vec<u8>,
+    lines: Lines,
     init_pid: i32,
     init_pidfd: Option<OwnedFd>,
     init_exited_at: Option<u64>,
@@ -89,9 +88,7 @@ impl Namespace {
             unshare,
             unshare_pidfd,
             stdin,
-            stdout,
-            stdout_closed: false,
-            pending: Vec::new(),
+            lines: Lines::new(stdout),
             init_pid: 0,
             init_pidfd: None,
             init_exited_at: None,
@@ -167,11 +164,8 @@ impl Namespace {
     /// Lines already printed come first; the exit is reported once.
     pub fn next_event(&mut self, watch_exit: bool, deadline_ns: u64) -> Result<Event> {
         loop {
-            if let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
-                let line: Vec<u8> = self.pending.drain(..=end).collect();
-                return Ok(Event::Line(
-                    String::from_utf8_lossy(&line[..end]).into_owned(),
-                ));
+            if let Some(line) = self.lines.take() {
+                return Ok(Event::Line(line));
             }
             if watch_exit && !self.init_exit_reported {
                 if let Some(at_ns) = self.init_exited_at {
@@ -179,7 +173,7 @@ impl Namespace {
                     return Ok(Event::InitExited { at_ns });
                 }
             }
-            if self.stdout_closed && !watch_exit {
+            if self.lines.is_closed() && !watch_exit {
                 bail!(
                     "{}: the child's output ended before a line was printed{}",
                     self.label,
@@ -196,8 +190,8 @@ impl Namespace {
             }
             let timeout = Duration::from_nanos(deadline_ns - now);
             let mut fds: Vec<BorrowedFd<'_>> = Vec::new();
-            if !self.stdout_closed {
-                fds.push(self.stdout.as_fd());
+            if !self.lines.is_closed() {
+                fds.push(self.lines.fd());
             }
             let watch_pidfd = watch_exit && self.init_exited_at.is_none();
             if watch_pidfd {
@@ -215,14 +209,8 @@ impl Namespace {
             if watch_pidfd && ready[fds.len() - 1] {
                 self.init_exited_at = Some(seen_at);
             }
-            if !self.stdout_closed && ready[0] {
-                let mut buffer = [0u8; 4096];
-                match self.stdout.read(&mut buffer) {
-                    Ok(0) => self.stdout_closed = true,
-                    Ok(count) => self.pending.extend_from_slice(&buffer[..count]),
-                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(err.into()),
-                }
+            if !self.lines.is_closed() && ready[0] {
+                self.lines.fill()?;
             }
         }
     }
@@ -348,7 +336,7 @@ pub fn wait_with_output(mut child: Child, timeout: Duration) -> Result<Output> {
 }
 
 /// The last few lines of an init's stderr log, formatted to end an error message.
-fn stderr_tail(path: &Path) -> String {
+pub fn stderr_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let tail = &lines[lines.len().saturating_sub(5)..];

@@ -18,6 +18,14 @@ pub enum Unit {
 pub enum Cell {
     /// A measured figure, compared with the best peer's.
     Value(f64),
+    /// A measured figure compared with a baseline of the same row instead (the baseline is
+    /// not an init, so it has no column: the row's label quotes it).
+    AgainstBaseline {
+        /// The figure.
+        value: f64,
+        /// What it is divided by for the ratio.
+        baseline: f64,
+    },
     /// A fact printed as it is (static or not; "none" for a feature a peer lacks).
     Text(String),
     /// The measurement failed for this init (the error is in the notes).
@@ -73,6 +81,13 @@ impl Table {
                     Cell::Value(value) => {
                         let figure = format_value(*value, row.unit);
                         match best_peer.and_then(|best| ratio(*value, best)) {
+                            Some(ratio) => format!("{figure} ({ratio})"),
+                            None => figure,
+                        }
+                    }
+                    Cell::AgainstBaseline { value, baseline } => {
+                        let figure = format_value(*value, row.unit);
+                        match ratio(*value, *baseline) {
                             Some(ratio) => format!("{figure} ({ratio})"),
                             None => figure,
                         }
@@ -223,6 +238,29 @@ mod tests {
         let markdown = table.to_markdown();
         assert!(
             markdown.contains("| size | 5 (0.50×) | 20 (2.00×) | 10 (1.00×) |"),
+            "{markdown}"
+        );
+    }
+
+    #[test]
+    fn a_baseline_cell_is_compared_with_its_own_baseline() {
+        let table = Table {
+            columns: vec![("grace".into(), true), ("tini".into(), false)],
+            rows: vec![Row {
+                label: "last death".into(),
+                unit: Unit::Nanos,
+                cells: vec![
+                    Cell::AgainstBaseline {
+                        value: 220e6,
+                        baseline: 200e6,
+                    },
+                    Cell::Value(1e6),
+                ],
+            }],
+        };
+        let markdown = table.to_markdown();
+        assert!(
+            markdown.contains("| last death | 220 ms (1.10×) | 1.00 ms (1.00×) |"),
             "{markdown}"
         );
     }

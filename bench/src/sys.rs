@@ -1,4 +1,5 @@
-//! The system calls std does not wrap: clocks, pidfds, poll, prctl. The only `unsafe` code.
+//! The system calls std does not wrap: clocks, pidfds, poll, epoll, prctl, rlimits, scheduling.
+//! The only `unsafe` code.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -111,4 +112,133 @@ pub fn clock_ticks_per_second() -> u64 {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit and returns it: the bench holds a pidfd on
+/// every process of a large tree.
+#[allow(unsafe_code)]
+pub fn raise_descriptor_limit() -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a valid rlimit whose soft value does not exceed its hard one.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// An epoll instance over many fds (poll would rescan a thousand pidfds on every wake-up).
+pub struct Epoll(OwnedFd);
+
+impl Epoll {
+    /// A new, empty instance.
+    #[allow(unsafe_code)]
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes flags and returns a new fd or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for readability, reported once (EPOLLONESHOT): a pidfd stays readable
+    /// once its process has exited, and one report is all the bench wants.
+    #[allow(unsafe_code)]
+    pub fn add_once(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLONESHOT) as u32,
+            u64: token,
+        };
+        // SAFETY: both fds are open; `event` is a valid epoll_event the kernel only reads.
+        let result = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut event,
+            )
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits at most `timeout` for up to `capacity` events; returns their tokens (none on
+    /// timeout).
+    #[allow(unsafe_code)]
+    pub fn wait(&self, capacity: usize, timeout: Duration) -> io::Result<Vec<u64>> {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; capacity.max(1)];
+        // Round up, as poll_readable does, so a wait never ends early and spins.
+        let millis = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        loop {
+            // SAFETY: `events` is a valid, writable array of `events.len()` epoll_event structs.
+            let ready = unsafe {
+                libc::epoll_wait(
+                    self.0.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len().min(i32::MAX as usize) as i32,
+                    millis,
+                )
+            };
+            if ready >= 0 {
+                return Ok(events[..ready as usize]
+                    .iter()
+                    .map(|event| event.u64)
+                    .collect());
+            }
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+/// The calling thread at SCHED_FIFO while this lives; its former policy comes back on drop.
+/// SCHED_RESET_ON_FORK keeps anything it might start out of the real-time class.
+pub struct Realtime {
+    policy: i32,
+    param: libc::sched_param,
+}
+
+impl Realtime {
+    /// Switches the calling thread to SCHED_FIFO at `priority` (1–99).
+    #[allow(unsafe_code)]
+    pub fn enter(priority: i32) -> io::Result<Self> {
+        let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid, writable sched_param.
+        let policy = unsafe { libc::sched_getscheduler(0) };
+        if policy < 0 || unsafe { libc::sched_getparam(0, &mut param) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let realtime = libc::sched_param {
+            sched_priority: priority,
+        };
+        // SAFETY: pid 0 is the calling thread; `realtime` is a valid sched_param.
+        let result = unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &realtime)
+        };
+        if result != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self { policy, param })
+    }
+}
+
+impl Drop for Realtime {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: pid 0 is the calling thread; the policy and parameters are the ones it had.
+        unsafe { libc::sched_setscheduler(0, self.policy, &self.param) };
+    }
 }

@@ -2,6 +2,7 @@
 //! program, the trial order and the bookkeeping of samples and failures.
 
 pub mod escalation;
+pub mod escalation_scale;
 pub mod footprint;
 pub mod idle;
 pub mod reaping;
@@ -19,13 +20,14 @@ use std::path::PathBuf;
 pub type Measure = fn(&mut Bench) -> Vec<Row>;
 
 /// The row groups (`--rows` names), in the order the table prints them.
-pub const GROUPS: [(&str, Measure); 6] = [
+pub const GROUPS: [(&str, Measure); 7] = [
     ("size", footprint::measure),
     ("idle", idle::measure),
     ("signals", signals::measure),
     ("reaping", reaping::measure),
     ("startup", startup::measure),
     ("escalation", escalation::measure),
+    ("escalation-scale", escalation_scale::measure),
 ];
 
 /// Everything a measurement needs, and the notes it leaves for the report.
@@ -69,19 +71,32 @@ impl Bench {
     /// (`metric,init,trial,value`).
     pub fn keep(&mut self, trials: &Trials) {
         for (metric, per_init) in trials.names.iter().zip(&trials.samples) {
-            for (init, samples) in self.inits.iter().zip(per_init) {
-                for (trial, value) in samples.iter().enumerate() {
-                    self.samples_csv
-                        .push_str(&format!("{metric},{},{trial},{value}\n", init.name));
-                }
+            for (index, samples) in per_init.iter().enumerate() {
+                let name = self.inits[index].name.clone();
+                self.keep_series(metric, &name, samples);
             }
+        }
+    }
+
+    /// Appends one series of samples of `metric` by `who` (an init, or a baseline that is
+    /// not one) to the CSV that `--samples` writes.
+    pub fn keep_series(&mut self, metric: &str, who: &str, samples: &[f64]) {
+        for (trial, value) in samples.iter().enumerate() {
+            self.samples_csv
+                .push_str(&format!("{metric},{who},{trial},{value}\n"));
         }
     }
 
     /// Records that `what` failed for init `index`; it is left out of the rest of that
     /// measurement and its cells read "failed".
     pub fn fail(&mut self, index: usize, what: &str, err: &Error) {
-        let note = format!("{} — {what}: {err}", self.inits[index].name);
+        let name = self.inits[index].name.clone();
+        self.fail_named(&name, what, err);
+    }
+
+    /// Records that `what` failed for `who` (an init, or a baseline that is not one).
+    pub fn fail_named(&mut self, who: &str, what: &str, err: &Error) {
+        let note = format!("{who} — {what}: {err}");
         eprintln!("  failed: {note}");
         self.notes.push(note);
         self.any_failed = true;

@@ -1,0 +1,127 @@
+//! The child the bench runs under each init: prints `ready`, then plays one scenario.
+//!
+//! Modes (the first argument):
+//! - `sleep`: idle like `sleep`, blocked in `read(stdin)` until EOF.
+//! - `term`: a SIGTERM handler writes `term <CLOCK_MONOTONIC ns>` to stdout and exits at once.
+//! - `ignore`: ignores SIGTERM; only SIGKILL (or EOF on stdin) ends it.
+//! - `orphans N`: after a `go` line on stdin, leaves N exited processes to PID 1 (double clone),
+//!   then prints `done <start ns> <end ns>`.
+//! - `tree N`: ignores SIGTERM and forks N children that ignore it too (see `tree.rs`).
+//!
+//! Every mode exits when stdin reaches EOF, which is how the bench tears a run down without
+//! relying on the init under test to forward anything.
+//!
+//! One more mode is not a child but the baseline of the escalation at scale: `kill-init MS
+//! COMMAND…`, a trivial init that only SIGKILLs, MS milliseconds after a SIGTERM (see
+//! `kill_init.rs`). It exits with COMMAND's status.
+#![deny(unsafe_code)]
+
+mod kill_init;
+mod sys;
+mod tree;
+
+use std::io::{self, BufRead, Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["sleep"] => ready().and_then(|()| wait_for_eof()),
+        ["term"] => install_stamp_handler()
+            .and_then(|()| ready())
+            .and_then(|()| wait_for_eof()),
+        ["ignore"] => ignore_sigterm()
+            .and_then(|()| ready())
+            .and_then(|()| wait_for_eof()),
+        ["orphans", count] => parse_count(count).and_then(leave_orphans),
+        ["tree", count] => parse_count(count).and_then(tree::run),
+        ["kill-init", period_ms, command @ ..] if !command.is_empty() => {
+            match parse_count(period_ms).and_then(|period_ms| {
+                kill_init::run(Duration::from_millis(period_ms.into()), command)
+            }) {
+                Ok(code) => return ExitCode::from(code),
+                Err(err) => Err(err),
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: stamp-child sleep | term | ignore | orphans N | tree N | kill-init MS COMMAND…"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // On stdout too: the bench is reading it, and a stopped init would keep the pipe
+            // open after this process exits, so an EOF may never come.
+            println!("error: {err}");
+            eprintln!("stamp-child: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_count(count: &str) -> io::Result<u32> {
+    count.parse::<u32>().map_err(|err| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad count {count:?}: {err}"),
+        )
+    })
+}
+
+/// Tells the bench that the scenario is set up (handlers installed, nothing left to do).
+fn ready() -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(b"ready\n")?;
+    stdout.flush()
+}
+
+/// Blocks in `read(stdin)` until EOF: no timer, no wake-up, like `sleep`.
+fn wait_for_eof() -> io::Result<()> {
+    let mut buffer = [0u8; 256];
+    let mut stdin = io::stdin().lock();
+    loop {
+        match stdin.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// `orphans N`: waits for `go`, orphans N exited processes to PID 1, reports, then idles.
+fn leave_orphans(count: u32) -> io::Result<()> {
+    ready()?;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "go" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected `go`, got {line:?}"),
+        ));
+    }
+    let start = sys::monotonic_ns();
+    for _ in 0..count {
+        sys::orphan_one_exited_process()?;
+    }
+    let end = sys::monotonic_ns();
+    println!("done {start} {end}");
+    wait_for_eof()
+}
+
+fn install_stamp_handler() -> io::Result<()> {
+    sys::set_sigterm_action(sys::SigtermAction::Stamp)
+}
+
+fn ignore_sigterm() -> io::Result<()> {
+    sys::set_sigterm_action(sys::SigtermAction::Ignore)
+}
