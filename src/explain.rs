@@ -72,7 +72,13 @@ fn settings(config: &Config, text: &mut String) {
     } else {
         crate::supervisor::shown_command(&config.command)
     };
-    let rows: [(&str, String, Option<Source>); 10] = [
+    let restart_signal = config
+        .restart_signal
+        .map_or_else(|| "none".to_string(), |signal| signal.to_string());
+    let max_restarts = config
+        .max_restarts
+        .map_or_else(|| "no limit".to_string(), |max| max.to_string());
+    let rows: [(&str, String, Option<Source>); 14] = [
         (
             "grace period",
             shown(config.grace_period),
@@ -127,6 +133,22 @@ fn settings(config: &Config, text: &mut String) {
             format!("{:?}", config.log_format).to_lowercase(),
             Some(sources.log_format),
         ),
+        (
+            "restart signal",
+            restart_signal,
+            Some(sources.restart_signal),
+        ),
+        (
+            "restart",
+            config.restart.as_str().to_string(),
+            Some(sources.restart),
+        ),
+        (
+            "restart delay",
+            shown(config.restart_delay),
+            Some(sources.restart_delay),
+        ),
+        ("max restarts", max_restarts, Some(sources.max_restarts)),
         ("command", command, None),
     ];
     let width = rows
@@ -228,21 +250,41 @@ fn timeline(config: &Config, text: &mut String) {
     );
     let (platform, platform_kill) = if config.in_kubernetes {
         (
-            "Kubernetes' default terminationGracePeriodSeconds (a preStop hook's time included)",
+            "the kubelet's (terminationGracePeriodSeconds, by default",
             KUBERNETES_TERMINATION_GRACE,
         )
     } else {
         (
-            "the default of `docker stop` and `podman stop`",
+            "that of `docker stop` and `podman stop` (by default",
             DOCKER_STOP_TIMEOUT,
         )
     };
     if grace < platform_kill {
         let _ = writeln!(
             text,
-            "Under {platform}, {}, grace's SIGKILL comes {} before the platform's.",
-            shown(platform_kill),
+            "grace's SIGKILL comes {} before {platform} {}).",
             seconds(platform_kill - grace),
+            shown(platform_kill),
+        );
+    }
+    if let Some(signal) = config.restart_signal {
+        let _ = writeln!(
+            text,
+            "On {signal}, the same timeline ends the command's tree, and the command then starts again."
+        );
+    }
+    if config.restart != crate::restart::Policy::Never {
+        let _ = writeln!(
+            text,
+            "When the main child exits on its own (--restart {}), the rest gets the same cleanup, and the \
+             command starts again {} later (doubling while runs end within 10s, up to {}){}.",
+            config.restart.as_str(),
+            shown(config.restart_delay),
+            shown(crate::restart::LONGEST_DELAY.max(config.restart_delay)),
+            config
+                .max_restarts
+                .map(|max| format!(", {max} times at most"))
+                .unwrap_or_default(),
         );
     }
 }
@@ -338,7 +380,10 @@ mod tests {
             text.contains("t0+8s      SIGKILL to everything that remains"),
             "{text}"
         );
-        assert!(text.contains("comes 2s before the platform's"), "{text}");
+        assert!(
+            text.contains("comes 2s before that of `docker stop`"),
+            "{text}"
+        );
         assert!(!text.contains("warning"), "{text}");
     }
 
@@ -351,7 +396,7 @@ mod tests {
             text.contains("Kubernetes pod (KUBERNETES_SERVICE_HOST is set)"),
             "{text}"
         );
-        assert!(text.contains("comes 5s before the platform's"), "{text}");
+        assert!(text.contains("comes 5s before the kubelet's"), "{text}");
         let told = [
             ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
             ("GRACE_PERIOD", "12s"),

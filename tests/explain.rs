@@ -38,7 +38,7 @@ fn explain_shows_the_defaults_and_runs_nothing() {
         "t0         forwarded to the main child as SIGTERM, with SIGCONT",
         "t0+6s      SIGTERM and SIGCONT to every other process of the tree",
         "t0+8s      SIGKILL to everything that remains",
-        "grace's SIGKILL comes 2s before the platform's",
+        "grace's SIGKILL comes 2s before that of `docker stop`",
     ] {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }
@@ -56,7 +56,7 @@ fn explain_in_a_kubernetes_pod_shows_25_seconds_and_where_they_came_from() {
         "{text}"
     );
     assert!(text.contains("t0+25s     SIGKILL"), "{text}");
-    assert!(text.contains("comes 5s before the platform's"), "{text}");
+    assert!(text.contains("comes 5s before the kubelet's"), "{text}");
     // An explicit value wins, and says where it came from.
     let (_, text, _) = explain(
         &["--explain"],

@@ -254,6 +254,11 @@ fn a_stalled_log_reader_does_not_hold_up_the_deadline() {
             "{mode:?}: exited {took:?} after SIGTERM"
         );
         assert!(!is_alive(main), "{mode:?}: the child outlived grace");
+        eprintln!(
+            "hostile environment: stderr a full pipe nobody reads, -t 1s, {mode:?}: exit 137 {:.3} s after \
+             SIGTERM; the child's stderr still blocking",
+            took.as_secs_f64()
+        );
     }
 }
 

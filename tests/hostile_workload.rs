@@ -490,6 +490,12 @@ fn a_main_child_grace_may_not_signal_is_named_and_not_waited_for() {
             took >= Duration::from_secs(1) && took < Duration::from_secs(1) + LATE,
             "{mode:?}: {took:?}\n{output}"
         );
+        eprintln!(
+            "hostile workload: a setuid-root main child of an unprivileged grace, -t 1s, {mode:?}: exit {} {:.3} s \
+             after SIGTERM, 'not permitted', never 'survived'",
+            finished.code(),
+            took.as_secs_f64()
+        );
         match mode {
             Mode::Pid1 => assert_eq!(finished.code(), 137, "{output}"),
             Mode::Subreaper => {

@@ -1,6 +1,6 @@
 //! Reliability: grace under bad input, signal floods, zombie floods, races, and the checks that nothing is
 //! lost and nothing outside its tree is touched. Each test prints a one-line summary of what it measured
-//! (`reliability: …`), which the README's "Reliability" table quotes.
+//! (`reliability: …`), which docs/reliability.md quotes.
 //!
 //! Sizes: a CI size by default; `GRACE_RELIABILITY_FULL=1` runs the documented full size (100,000 signals,
 //! 50,000 orphans in bursts of up to 20,000, more race iterations). The heavy tests take [`HEAVY`] so that
@@ -68,7 +68,7 @@ fn peak_memory_kb(pid: i32) -> u64 {
 const MEMORY_MARGIN_KB: u64 = 128;
 
 /// A pidfd: the test's own handle on grace, so that a flood that outlives grace cannot hit a process that
-/// reuses its pid (the rule grace itself follows, see README "Reliability").
+/// reuses its pid (the rule grace itself follows, see docs/reliability.md).
 struct PidFd(OwnedFd);
 
 impl PidFd {

@@ -136,6 +136,11 @@ fn run(options: cli::Options) -> Result<()> {
     } else {
         eprintln!("stderr of the inits kept in {}", bench.log_dir.display());
     }
+    // The table is printed either way; a failed cell still fails the run, so a smoke run catches a bench
+    // that no longer reads what grace logs.
+    if bench.any_failed {
+        bail!("some cells failed: see the notes under the table");
+    }
     Ok(())
 }
 

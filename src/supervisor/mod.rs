@@ -2,7 +2,7 @@
 //! act. Once the child runs, nothing here returns an error: failures are logged and the loop goes on,
 //! because a PID 1 that gives up takes the container with it.
 //!
-//! Each lifecycle line carries an `event` name and fields (see the README's "Operating grace"), which the
+//! Each lifecycle line carries an `event` name and fields (see docs/operating.md), which the
 //! JSON log format shows; the names are a stable interface for log pipelines.
 
 use std::io;

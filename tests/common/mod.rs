@@ -390,7 +390,7 @@ impl Grace {
         let mut running = Running {
             mode,
             outer,
-            grace_pid: 0,
+            grace_pid: None,
             lines,
             exits: sender,
             seen: Vec::new(),
@@ -399,21 +399,22 @@ impl Grace {
         };
         running.wait_log("started pid");
         running.grace_pid = match mode {
-            Mode::Subreaper => running.outer.id() as i32,
+            Mode::Subreaper => Some(running.outer.id() as i32),
             Mode::Pid1 => only_child(running.outer.id() as i32),
         };
         running
     }
 }
 
-/// The single child of `pid` (unshare's forked child: grace, as seen from the host).
-fn only_child(pid: i32) -> i32 {
+/// The single child of `pid` (unshare's forked child: grace, as seen from the host), or None when it has
+/// gone already: a command that exits at once can take grace with it before the test looks.
+fn only_child(pid: i32) -> Option<i32> {
     let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .expect("reading children");
     let mut pids = children
         .split_whitespace()
         .map(|pid| pid.parse::<i32>().expect("a pid"));
-    let child = pids.next().expect("unshare has a child");
+    let child = pids.next();
     assert_eq!(pids.next(), None, "unshare has one child");
     child
 }
@@ -446,8 +447,8 @@ pub struct Running {
     mode: Mode,
     /// grace itself, or `unshare` in PID-1 mode.
     outer: Child,
-    /// grace's pid as the test sees it.
-    grace_pid: i32,
+    /// grace's pid as the test sees it; None if grace had exited before the test could read it.
+    grace_pid: Option<i32>,
     lines: Receiver<Line>,
     /// Where [`Running::finish`]'s waiter reports the exit, among the lines.
     exits: mpsc::Sender<Line>,
@@ -534,18 +535,20 @@ impl Running {
 
     /// grace's pid from the test's point of view (in PID-1 mode, its pid outside the namespace).
     pub fn grace_pid(&self) -> i32 {
-        self.grace_pid
+        self.grace_pid.expect(
+            "grace had exited before the test read its pid: its command must outlive the start",
+        )
     }
 
     /// Sends `signal` to grace.
     pub fn signal(&self, signal: i32) {
         // SAFETY-free: libc::kill is a plain system call on a pid this test owns.
-        let result = unsafe { libc::kill(self.grace_pid, signal) };
+        let result = unsafe { libc::kill(self.grace_pid(), signal) };
         assert_eq!(
             result,
             0,
             "kill({}, {signal}): {}",
-            self.grace_pid,
+            self.grace_pid(),
             std::io::Error::last_os_error()
         );
     }
@@ -673,11 +676,11 @@ impl Drop for Running {
         // A failed test must not leave grace and its tree behind (in PID-1 mode --kill-child takes the
         // namespace along with unshare).
         if matches!(self.outer.try_wait(), Ok(None)) {
-            if self.mode == Mode::Subreaper && self.grace_pid > 0 {
+            if let (Mode::Subreaper, Some(grace_pid)) = (self.mode, self.grace_pid) {
                 // Outside a namespace grace's tree would outlive it: freeze grace (so it reaps and reparents
                 // nothing meanwhile), kill its descendants, then grace.
-                unsafe { libc::kill(self.grace_pid, libc::SIGSTOP) };
-                for process in descendants(self.grace_pid) {
+                unsafe { libc::kill(grace_pid, libc::SIGSTOP) };
+                for process in descendants(grace_pid) {
                     unsafe { libc::kill(process.pid, libc::SIGKILL) };
                 }
             }
@@ -808,7 +811,7 @@ impl Running {
         );
         Running {
             mode,
-            grace_pid: outer.id() as i32,
+            grace_pid: Some(outer.id() as i32),
             outer,
             lines,
             exits: sender,

@@ -37,10 +37,10 @@ const EVENTS_PER_WAIT: usize = 256;
 /// The bench's SCHED_FIFO priority while it watches the tree die (any beats SCHED_OTHER).
 const WATCH_PRIORITY: i32 = 10;
 
-/// The words grace ends its escalation line with, `(the last sent 12.3ms after it was due)`;
-/// `kill-init` logs the same.
-const LOGGED_PREFIX: &str = "(the last sent ";
-const LOGGED_SUFFIX: &str = "ms after it was due)";
+/// The words grace ends its escalation line with, `; the last sent 12.3ms after it was due`;
+/// `kill-init` logs the same in parentheses, as grace 0.1 did.
+const LOGGED_PREFIX: &str = "the last sent ";
+const LOGGED_SUFFIX: &str = "ms after it was due";
 
 /// Where the init runs.
 #[derive(Clone, Copy)]
@@ -313,10 +313,11 @@ fn trial(
 }
 
 /// The lateness an init logged for its SIGKILL, in ns: from the last line that ends with
-/// `(the last sent 12.3ms after it was due)`.
+/// `the last sent 12.3ms after it was due`, or the same in parentheses.
 fn logged_lateness(log: &str) -> Option<f64> {
     log.lines().rev().find_map(|line| {
         let line = line.trim_end();
+        let line = line.strip_suffix(')').unwrap_or(line);
         let start = line.rfind(LOGGED_PREFIX)? + LOGGED_PREFIX.len();
         let millis: f64 = line[start..].strip_suffix(LOGGED_SUFFIX)?.parse().ok()?;
         (millis.is_finite() && millis >= 0.0).then_some(millis * 1e6)
@@ -486,7 +487,7 @@ mod tests {
     fn lateness_comes_from_the_last_escalation_line() {
         let grace = "\
 [grace 2026-12-05T13:37:15.978Z] warning: grace period of 1s expired: 1001 processes still alive
-[grace 2026-12-05T13:37:15.978Z] warning: grace period of 1s expired: SIGKILL to 1001 processes: 2 (stamp-child), 3 (stamp-child) and 999 more (the last sent 12.3ms after it was due)
+[grace 2026-12-05T13:37:15.978Z] warning: grace period of 1s expired: SIGKILL to 1001 processes: 2 (stamp-child), 3 (stamp-child) and 999 more: 999 stamp-child; the last sent 12.3ms after it was due
 [grace 2026-12-05T13:37:16.101Z] exiting with status 137, 1.123s after the stop signal
 ";
         assert_eq!(logged_lateness(grace), Some(12.3e6));
