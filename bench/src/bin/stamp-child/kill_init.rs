@@ -48,17 +48,20 @@ pub fn run(grace_period: Duration, command: &[&str]) -> io::Result<u8> {
         pin_descendants()?
     };
     sys::sleep_until(due);
+    // The clock is read just before the last kill call, as grace reads it: after the call it would
+    // also count the time the victims just woken take from the sender before it runs again.
+    let mut sent = sys::monotonic_ns();
     let what = if as_pid1 {
         // Fails only if nothing is left to signal.
         let _ = sys::kill(-1, libc::SIGKILL);
         "every process of the namespace (kill(-1))".to_owned()
     } else {
         for pin in &pins {
+            sent = sys::monotonic_ns();
             let _ = sys::pidfd_send_signal(pin, libc::SIGKILL);
         }
         format!("{} processes (one pidfd each)", pins.len())
     };
-    let sent = sys::monotonic_ns();
     eprintln!(
         "kill-init: SIGKILL to {what} (the last sent {:.1}ms after it was due)",
         sent.saturating_sub(due) as f64 / 1e6
