@@ -455,6 +455,8 @@ fn a_main_child_grace_may_not_signal_is_named_and_not_waited_for() {
             Mode::Subreaper => grace.grace_pid(),
         };
         let root_host_pid = common::children(grace_pid)[0];
+        // As a subreaper, an unprivileged grace cannot end its root child: the test must, even when it fails.
+        let _cleanup = common::KillOnFailure(vec![root_host_pid]);
         let sent = Instant::now();
         send_signal(grace_pid, libc::SIGTERM);
         let finished = grace.finish();

@@ -206,7 +206,7 @@ fn parent_death_signal_is_received_and_forwarded() {
     running.wait_log("started pid"); // logged after PR_SET_PDEATHSIG is set
     let child_pid = pid_after(&running.wait_stdout("ready pid ").text, "ready pid ");
     // Neither is the test's child, and with the intermediate gone nothing else would end them if the test fails.
-    let _cleanup = KillOnFailure(vec![grace_pid, child_pid]);
+    let _cleanup = common::KillOnFailure(vec![grace_pid, child_pid]);
     running.signal(libc::SIGKILL); // the intermediate: `running` was attached to it
     let received = running.wait_log("received SIGTERM");
     assert!(
@@ -229,18 +229,4 @@ fn pid_after(line: &str, prefix: &str) -> i32 {
     line.strip_prefix(prefix)
         .and_then(|pid| pid.trim().parse().ok())
         .unwrap_or_else(|| panic!("no pid in {line:?}"))
-}
-
-/// SIGKILLs the processes when dropped during a panic (a failing test); leaves them alone otherwise.
-struct KillOnFailure(Vec<i32>);
-
-impl Drop for KillOnFailure {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            for &pid in &self.0 {
-                // SAFETY-free: kill(2) on a pid this test started (through the intermediate).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
 }

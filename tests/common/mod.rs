@@ -1099,3 +1099,17 @@ pub fn build_static(target: &str) -> PathBuf {
     );
     target_dir().join(target).join("release/grace")
 }
+
+/// SIGKILLs the processes when dropped during a panic (a failing test); leaves them alone otherwise.
+pub struct KillOnFailure(pub Vec<i32>);
+
+impl Drop for KillOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &pid in &self.0 {
+                // SAFETY-free: kill(2) on a pid this test started, directly or not.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
