@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::cli::{self, Cli, LogFormat, UsageError};
 use crate::shutdown::Timings;
 use crate::signals::{RewriteMap, Signal};
+use crate::wording::configured;
 
 /// Everything grace needs to know to run, checked and in the form the supervisor uses.
 #[derive(Clone, Debug)]
@@ -201,8 +202,8 @@ impl Config {
         if !pre_stop_delay.is_zero() && pre_stop_delay >= grace_period {
             return Err(UsageError(format!(
                 "the pre-stop delay ({}) must be shorter than the grace period ({}), which it counts against",
-                humantime::format_duration(pre_stop_delay),
-                humantime::format_duration(grace_period)
+                configured(pre_stop_delay),
+                configured(grace_period)
             )));
         }
         let (final_signal, final_signal_source) = setting(
@@ -337,30 +338,29 @@ fn check_final_timeout(
     pre_stop_delay: Duration,
     cleanup_timeout: Duration,
 ) -> Result<(), UsageError> {
-    let shown = |duration| humantime::format_duration(duration);
     let after_delay = grace_period.saturating_sub(pre_stop_delay);
     if final_timeout >= after_delay {
         let what = if pre_stop_delay.is_zero() {
-            format!("the grace period ({})", shown(grace_period))
+            format!("the grace period ({})", configured(grace_period))
         } else {
             format!(
                 "the grace period less the pre-stop delay ({} − {})",
-                shown(grace_period),
-                shown(pre_stop_delay)
+                configured(grace_period),
+                configured(pre_stop_delay)
             )
         };
         return Err(UsageError(format!(
             "--final-timeout ({}) must be shorter than {what}: the final signal would go out with the \
              forwarded stop signal, leaving the child no time to stop",
-            shown(final_timeout)
+            configured(final_timeout)
         )));
     }
     if final_timeout >= cleanup_timeout {
         return Err(UsageError(format!(
             "--final-timeout ({}) must be shorter than --cleanup-timeout ({}): the rest of the tree would get \
              the final signal before its SIGTERM",
-            shown(final_timeout),
-            shown(cleanup_timeout)
+            configured(final_timeout),
+            configured(cleanup_timeout)
         )));
     }
     Ok(())

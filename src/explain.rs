@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::{Config, Source, KUBERNETES_TERMINATION_GRACE};
 use crate::shutdown::{KILLING_LIMIT, SETTLE, SURVEY_LEAD, UNKILLABLE_WAIT};
 use crate::signals::Signal;
+use crate::wording::configured;
 
 /// The whole explanation, ready to print.
 pub fn explain(config: &Config) -> String {
@@ -35,7 +36,7 @@ pub fn origin(source: Source) -> String {
         Source::Kubernetes => format!(
             "the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set): the kubelet's {} less room \
              for a preStop hook and for grace's own SIGKILL",
-            shown(KUBERNETES_TERMINATION_GRACE)
+            configured(KUBERNETES_TERMINATION_GRACE)
         ),
         Source::Default => "the default".to_string(),
     }
@@ -81,17 +82,17 @@ fn settings(config: &Config, text: &mut String) {
     let rows: [(&str, String, Option<Source>); 14] = [
         (
             "grace period",
-            shown(config.grace_period),
+            configured(config.grace_period),
             Some(sources.grace_period),
         ),
         (
             "cleanup timeout",
-            shown(config.cleanup_timeout),
+            configured(config.cleanup_timeout),
             Some(sources.cleanup_timeout),
         ),
         (
             "pre-stop delay",
-            shown(config.pre_stop_delay),
+            configured(config.pre_stop_delay),
             Some(sources.pre_stop_delay),
         ),
         (
@@ -101,7 +102,7 @@ fn settings(config: &Config, text: &mut String) {
         ),
         (
             "final timeout",
-            shown(config.final_timeout),
+            configured(config.final_timeout),
             Some(sources.final_timeout),
         ),
         (
@@ -145,7 +146,7 @@ fn settings(config: &Config, text: &mut String) {
         ),
         (
             "restart delay",
-            shown(config.restart_delay),
+            configured(config.restart_delay),
             Some(sources.restart_delay),
         ),
         ("max restarts", max_restarts, Some(sources.max_restarts)),
@@ -244,8 +245,8 @@ fn timeline(config: &Config, text: &mut String) {
         text,
         "If the main child exits first: {} for the rest to settle, then SIGTERM to it, and SIGKILL {} later \
          (never past {} after a stop signal).",
-        shown(SETTLE),
-        shown(config.cleanup_timeout),
+        configured(SETTLE),
+        configured(config.cleanup_timeout),
         at(grace),
     );
     let (platform, platform_kill) = if config.in_kubernetes {
@@ -264,7 +265,7 @@ fn timeline(config: &Config, text: &mut String) {
             text,
             "grace's SIGKILL comes {} before {platform} {}).",
             seconds(platform_kill - grace),
-            shown(platform_kill),
+            configured(platform_kill),
         );
     }
     if let Some(signal) = config.restart_signal {
@@ -279,8 +280,8 @@ fn timeline(config: &Config, text: &mut String) {
             "When the main child exits on its own (--restart {}), the rest gets the same cleanup, and the \
              command starts again {} later (doubling while runs end within 10s, up to {}){}.",
             config.restart.as_str(),
-            shown(config.restart_delay),
-            shown(crate::restart::LONGEST_DELAY.max(config.restart_delay)),
+            configured(config.restart_delay),
+            configured(crate::restart::LONGEST_DELAY.max(config.restart_delay)),
             config
                 .max_restarts
                 .map(|max| format!(", {max} times at most"))
@@ -301,17 +302,17 @@ pub fn warnings(config: &Config) -> Vec<String> {
         warnings.push(format!(
             "the cleanup timeout ({}) is not shorter than the grace period less the pre-stop delay ({}): the \
              rest of the tree gets SIGTERM together with the stop signal, with no time to stop on its own first",
-            shown(config.cleanup_timeout),
-            shown(grace.saturating_sub(config.pre_stop_delay)),
+            configured(config.cleanup_timeout),
+            configured(grace.saturating_sub(config.pre_stop_delay)),
         ));
     }
     if grace >= KUBERNETES_TERMINATION_GRACE {
         warnings.push(format!(
             "the grace period ({}) reaches Kubernetes' default terminationGracePeriodSeconds ({}): unless the \
              pod sets one of at least {}, the kubelet's SIGKILL comes first, and nothing logs it",
-            shown(grace),
-            shown(KUBERNETES_TERMINATION_GRACE),
-            shown(grace + Duration::from_secs(5)),
+            configured(grace),
+            configured(KUBERNETES_TERMINATION_GRACE),
+            configured(grace + Duration::from_secs(5)),
         ));
     }
     warnings
@@ -338,140 +339,4 @@ fn names(signals: &[Signal]) -> String {
         .map(|signal| signal.to_string())
         .collect::<Vec<_>>()
         .join(" or ")
-}
-
-/// `25s`, `1m 30s`, `500ms`.
-fn shown(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::{self, Request};
-    use crate::config::Environment;
-    use std::collections::HashMap;
-
-    struct Variables(HashMap<&'static str, &'static str>);
-
-    impl Environment for Variables {
-        fn var(&self, name: &str) -> Option<String> {
-            self.0.get(name).map(|value| value.to_string())
-        }
-    }
-
-    fn config(args: &[&str], environment: &[(&'static str, &'static str)]) -> Config {
-        let Ok(Request::Run(cli)) = cli::parse(args.iter().copied()) else {
-            panic!("{args:?}")
-        };
-        Config::new(*cli, &Variables(environment.iter().copied().collect())).unwrap()
-    }
-
-    #[test]
-    fn a_default_run_explains_its_defaults() {
-        let text = explain(&config(&["--explain"], &[]));
-        assert!(text.contains("  grace period     8s"), "{text}");
-        assert!(text.contains("from the default"), "{text}");
-        assert!(
-            text.contains("t0+6s      SIGTERM and SIGCONT to every other process"),
-            "{text}"
-        );
-        assert!(
-            text.contains("t0+8s      SIGKILL to everything that remains"),
-            "{text}"
-        );
-        assert!(
-            text.contains("comes 2s before that of `docker stop`"),
-            "{text}"
-        );
-        assert!(!text.contains("warning"), "{text}");
-    }
-
-    #[test]
-    fn a_kubernetes_pod_gets_25_seconds_unless_told_otherwise() {
-        let pod = [("KUBERNETES_SERVICE_HOST", "10.96.0.1")];
-        let text = explain(&config(&["--explain"], &pod));
-        assert!(text.contains("  grace period     25s"), "{text}");
-        assert!(
-            text.contains("Kubernetes pod (KUBERNETES_SERVICE_HOST is set)"),
-            "{text}"
-        );
-        assert!(text.contains("comes 5s before the kubelet's"), "{text}");
-        let told = [
-            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
-            ("GRACE_PERIOD", "12s"),
-        ];
-        let text = explain(&config(&["--explain"], &told));
-        assert!(text.contains("  grace period     12s"), "{text}");
-        assert!(
-            text.contains("from the environment (GRACE_PERIOD)"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn every_option_set_shows_in_the_table_and_the_timeline() {
-        let text = explain(&config(
-            &[
-                "-t",
-                "20s",
-                "--cleanup-timeout",
-                "5s",
-                "--pre-stop-delay",
-                "3s",
-                "--final-signal",
-                "QUIT",
-                "--final-timeout",
-                "2s",
-                "--stop-signals",
-                "TERM,HUP",
-                "-r",
-                "TERM:QUIT",
-                "-g",
-                "--log-format",
-                "json",
-                "--explain",
-                "--",
-                "server",
-                "--port",
-                "80",
-            ],
-            &[],
-        ));
-        for expected in [
-            "  grace period     20s",
-            "  cleanup timeout  5s",
-            "  pre-stop delay   3s",
-            "  final signal     SIGQUIT",
-            "  final timeout    2s",
-            "  stop signals     SIGTERM,SIGHUP",
-            "  rewrites         SIGTERM→SIGQUIT",
-            "  forwarded to     the main child's process group",
-            "  log format       json",
-            "  command          server --port 80",
-            "After a stop signal (SIGTERM or SIGHUP) at t0:",
-            "t0+3s      forwarded to the main child as SIGQUIT",
-            "t0+15s     SIGTERM and SIGCONT to every other process",
-            "t0+18s     the final signal, SIGQUIT",
-            "t0+19.9s   grace reads what remains",
-            "t0+20s     SIGKILL",
-            "t0+21s     at the latest (t0+23s",
-        ] {
-            assert!(text.contains(expected), "{expected:?} in\n{text}");
-        }
-    }
-
-    #[test]
-    fn nestings_that_cannot_work_are_warned_of() {
-        let warned = |args: &[&str]| warnings(&config(args, &[]));
-        assert_eq!(warned(&["-t", "10s", "--explain"]).len(), 0);
-        let cleanup = warned(&["-t", "5s", "--cleanup-timeout", "5s", "--explain"]);
-        assert!(cleanup[0].contains("cleanup timeout (5s)"), "{cleanup:?}");
-        let late = warned(&["-t", "30s", "--explain"]);
-        assert!(
-            late[0].contains("terminationGracePeriodSeconds (30s)"),
-            "{late:?}"
-        );
-        assert!(late[0].contains("at least 35s"), "{late:?}");
-    }
 }

@@ -145,7 +145,7 @@ fn run(config: Config) -> Result<u8, SpawnError> {
         grace_period_source = config.sources.grace_period.kind();
         "started pid {}: {command} (grace period {}, {})",
         main.pid,
-        humantime::format_duration(config.grace_period),
+        wording::configured(config.grace_period),
         if mode == "pid1" { "as PID 1" } else { "as a subreaper" },
     );
     for signal in config
@@ -161,7 +161,7 @@ fn run(config: Config) -> Result<u8, SpawnError> {
     }
     log::debug!(
         "grace period {}: {}",
-        humantime::format_duration(config.grace_period),
+        wording::configured(config.grace_period),
         explain::origin(config.sources.grace_period)
     );
     Ok(Supervisor::new(config, signals, tree, main, setup).run())

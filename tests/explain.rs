@@ -52,7 +52,7 @@ fn explain_in_a_kubernetes_pod_shows_25_seconds_and_where_they_came_from() {
     assert_eq!(status, Some(0));
     assert!(text.contains("  grace period     25s "), "{text}");
     assert!(
-        text.contains("from the default in a Kubernetes pod"),
+        text.contains("from the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set)"),
         "{text}"
     );
     assert!(text.contains("t0+25s     SIGKILL"), "{text}");
@@ -98,6 +98,8 @@ fn explain_with_every_option_set() {
             "--explain",
             "--",
             "server",
+            "--port",
+            "80",
         ],
         &[],
     );
@@ -105,11 +107,22 @@ fn explain_with_every_option_set() {
     for expected in [
         "  grace period     20s",
         "from the command line",
+        "  cleanup timeout  5s",
+        "  pre-stop delay   3s",
+        "  final signal     SIGQUIT",
+        "  final timeout    2s",
+        "  stop signals     SIGTERM,SIGHUP",
         "  rewrites         SIGTERM→SIGQUIT",
         "  forwarded to     the main child's process group",
-        "t0+15s     SIGTERM and SIGCONT",
+        "  log format       json",
+        "  command          server --port 80",
+        "After a stop signal (SIGTERM or SIGHUP) at t0:",
+        "t0+3s      forwarded to the main child as SIGQUIT",
+        "t0+15s     SIGTERM and SIGCONT to every other process",
         "t0+18s     the final signal, SIGQUIT",
+        "t0+19.9s   grace reads what remains",
         "t0+20s     SIGKILL",
+        "t0+21s     at the latest (t0+23s",
     ] {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }
@@ -127,6 +140,11 @@ fn explain_warns_of_nestings_that_cannot_work_and_refuses_what_grace_refuses() {
         text.contains("warning: the grace period (30s) reaches Kubernetes"),
         "{text}"
     );
+    assert!(text.contains("at least 35s"), "{text}");
+    let (_, text, _) = explain(&["-t", "5s", "--cleanup-timeout", "5s", "--explain"], &[]);
+    assert!(text.contains("warning: the cleanup timeout (5s)"), "{text}");
+    let (_, text, _) = explain(&["-t", "10s", "--explain"], &[]);
+    assert!(!text.contains("warning"), "{text}");
     let (status, text, errors) = explain(&["-t", "1s", "--final-signal", "QUIT", "--explain"], &[]);
     assert_eq!(status, Some(2), "{text}");
     assert!(text.is_empty(), "{text}");
