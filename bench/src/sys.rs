@@ -1,5 +1,5 @@
 //! The system calls std does not wrap: clocks, pidfds, poll, epoll, prctl, rlimits, scheduling.
-//! The only `unsafe` code.
+//! With shared_sys.rs (the calls stamp-child makes too), the only `unsafe` code.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -7,49 +7,9 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
-/// CLOCK_MONOTONIC in nanoseconds, the clock `stamp-child` writes its stamps with.
-#[allow(unsafe_code)]
-pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
-
-/// A pidfd for `pid`: pollable (readable once the process has exited, before it is reaped)
-/// and signallable without the risk of hitting a reused pid.
-#[allow(unsafe_code)]
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Sends `signal` to the process behind `pidfd`.
-#[allow(unsafe_code)]
-pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
-    // SAFETY: a valid pidfd, a signal number, no siginfo (null), no flags.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
+#[path = "shared_sys.rs"]
+mod shared;
+pub use shared::{monotonic_ns, pidfd_open, pidfd_send_signal, raise_descriptor_limit};
 
 /// Waits until some of `fds` is readable (or hung up), at most `timeout`. Returns one flag per
 /// fd; all false on timeout.
@@ -112,26 +72,6 @@ pub fn clock_ticks_per_second() -> u64 {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() }
-}
-
-/// Raises the soft RLIMIT_NOFILE to the hard limit and returns it: the bench holds a pidfd on
-/// every process of a large tree.
-#[allow(unsafe_code)]
-pub fn raise_descriptor_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: `limit` is a valid rlimit whose soft value does not exceed its hard one.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(limit.rlim_cur)
 }
 
 /// An epoll instance over many fds (poll would rescan a thousand pidfds on every wake-up).

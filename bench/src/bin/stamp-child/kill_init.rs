@@ -9,7 +9,7 @@
 
 use crate::sys::{self, Reaped, SignalSet};
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::process::Command;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ pub fn run(grace_period: Duration, command: &[&str]) -> io::Result<u8> {
     } else {
         for pin in &pins {
             sent = sys::monotonic_ns();
-            let _ = sys::pidfd_send_signal(pin, libc::SIGKILL);
+            let _ = sys::pidfd_send_signal(pin.as_fd(), libc::SIGKILL);
         }
         format!("{} processes (one pidfd each)", pins.len())
     };

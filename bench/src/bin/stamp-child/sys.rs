@@ -1,22 +1,12 @@
 //! The few calls that need `unsafe`, each kept small.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// CLOCK_MONOTONIC in nanoseconds: the same clock the bench reads on the host.
-#[allow(unsafe_code)]
-pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec; clock_gettime is async-signal-safe,
-    // so this is also sound inside the SIGTERM handler.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
-}
+#[path = "../../shared_sys.rs"]
+mod shared;
+pub use shared::{monotonic_ns, pidfd_open, pidfd_send_signal, raise_descriptor_limit};
 
 /// What SIGTERM does to this process.
 pub enum SigtermAction {
@@ -200,25 +190,6 @@ fn idle_until_eof() -> ! {
     }
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit (one pidfd per process of a large tree).
-#[allow(unsafe_code)]
-pub fn raise_descriptor_limit() -> io::Result<()> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    limit.rlim_cur = limit.rlim_max;
-    // SAFETY: `limit` is a valid rlimit whose soft value does not exceed its hard one.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Makes this process the child subreaper of its descendants: orphans are reparented to it.
 #[allow(unsafe_code)]
 pub fn become_subreaper() -> io::Result<()> {
@@ -319,37 +290,6 @@ pub fn sleep_until(deadline_ns: u64) {
 pub fn kill(pid: i32, signal: libc::c_int) -> io::Result<()> {
     // SAFETY: kill takes a pid and a signal number.
     if unsafe { libc::kill(pid, signal) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// A pidfd for `pid`.
-#[allow(unsafe_code)]
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this fd; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Sends `signal` to the process behind `pidfd`.
-#[allow(unsafe_code)]
-pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> io::Result<()> {
-    // SAFETY: a valid pidfd, a signal number, no siginfo (null), no flags.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if result < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
