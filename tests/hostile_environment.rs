@@ -486,6 +486,8 @@ fn without_proc_a_subreaper_signals_the_main_group_and_says_what_it_cannot_reach
         ]));
     let member = pid_in(&grace.wait_stdout("daemon member pid").text);
     let outside = pid_in(&grace.wait_stdout("daemon outside pid").text);
+    // Nothing in grace can reach it: the test ends it, even when it fails before its own cleanup.
+    let _cleanup = common::KillOnFailure(vec![outside]);
     grace.wait_stdout("daemons ready");
     let sent = stop(&grace);
     let finished = grace.finish();
