@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use crate::signals::Signal;
 use crate::survey::{self, Survey, Surveyed};
+use crate::sys;
+use crate::tree::{Delivery, Process, Scope, Tree};
 
 /// Descriptors kept free for what grace opens besides its pins on the tree (its signalfd, the log,
 /// /proc files, the child's pipes).
 const RESERVED_DESCRIPTORS: u64 = 64;
-use crate::sys;
-use crate::tree::{Delivery, Process, Scope, Tree};
 
 /// The main child, as far as the tree's signalling is concerned.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +24,13 @@ pub struct MainChild {
     /// Not reaped yet: its pid (and its process group's id) cannot have been reused, so plain kill() is
     /// safe, and pidfds are not needed.
     pub alive: bool,
+}
+
+impl MainChild {
+    /// Whether `process` is the main child, alive: it gets its own signals, by pid.
+    pub fn is(&self, process: &Process) -> bool {
+        self.alive && process.pid == self.pid
+    }
 }
 
 /// What one round of signalling came to.
@@ -125,7 +132,7 @@ impl Remains {
         }
         let mut result = Signalled::default();
         for process in self.tree.members() {
-            if main.alive && process.pid == main.pid {
+            if main.is(&process) {
                 continue;
             }
             if self.deliver(&process, signal, &mut result) && and_continue {
@@ -193,7 +200,6 @@ impl Remains {
                 present.push(listed);
             }
         }
-        let is_main = |process: &Process| main.alive && process.pid == main.pid;
         let sent_at;
         match (self.tree.scope(), self.tree.can_list()) {
             (_, false) => {
@@ -210,7 +216,7 @@ impl Remains {
                     .entries
                     .iter()
                     .map(|entry| entry.process.clone())
-                    .filter(|process| !is_main(process) && sys::send_signal(process.pid, 0).is_ok())
+                    .filter(|process| !main.is(process) && sys::send_signal(process.pid, 0).is_ok())
                     .collect();
                 // From a namespace's PID 1, kill(-1) reaches every other process at once, and a process with a
                 // pending SIGKILL cannot fork: nothing escapes, and nothing waits for a listing.
@@ -227,7 +233,7 @@ impl Remains {
                 let surveyed: HashSet<(i32, u64)> = existing.iter().map(survey::key).collect();
                 let unsurveyed = listed.into_iter().filter(|process| {
                     process.ended_by_sigkill()
-                        && !is_main(process)
+                        && !main.is(process)
                         && !surveyed.contains(&survey::key(process))
                 });
                 let killed: Vec<Process> = existing
@@ -244,26 +250,20 @@ impl Remains {
                 // What the survey saw first (no listing stands between the deadline and their SIGKILL), then
                 // a listing for what it did not see.
                 // The pinned ones first: no reading of /proc between the deadline and their SIGKILL.
-                let (pinned, unpinned): (Vec<&Surveyed>, Vec<&Surveyed>) = survey
+                let (pinned, unpinned): (Vec<_>, Vec<_>) = survey
                     .entries
                     .iter()
-                    .filter(|entry| !is_main(&entry.process))
-                    .partition(|entry| survey.pins.contains_key(&survey::key(&entry.process)));
+                    .filter(|entry| !main.is(&entry.process))
+                    .map(|entry| (entry, survey.pins.get(&survey::key(&entry.process))))
+                    .partition(|(_, pin)| pin.is_some());
                 let mut last_call = Instant::now();
-                for entry in pinned {
-                    let Some(pidfd) = survey.pins.get(&survey::key(&entry.process)) else {
-                        continue;
+                for (entry, pin) in pinned.into_iter().chain(unpinned) {
+                    last_call = Instant::now();
+                    let delivery = match pin {
+                        Some(pidfd) => self.tree.signal_pinned(&entry.process, pidfd, Signal::KILL),
+                        None => self.tree.signal(&entry.process, Signal::KILL),
                     };
-                    last_call = Instant::now();
-                    let delivery = self.tree.signal_pinned(&entry.process, pidfd, Signal::KILL);
-                    if self.file(&entry.process, delivery, &mut signalled) {
-                        self.killed.insert(survey::key(&entry.process));
-                        present.push(entry.process.clone());
-                    }
-                }
-                for entry in unpinned {
-                    last_call = Instant::now();
-                    if self.kill_one(&entry.process, &mut signalled) {
+                    if self.record_kill(&entry.process, delivery, &mut signalled) {
                         present.push(entry.process.clone());
                     }
                 }
@@ -310,7 +310,7 @@ impl Remains {
             let key = survey::key(&process);
             if self.killed.contains(&key) {
                 remaining.survived_kill.push(process);
-            } else if self.not_permitted.contains(&key) || may_not_signal(process.pid) {
+            } else if self.is_unsignallable(&process) {
                 remaining.not_permitted.push(process);
             } else {
                 remaining.other.push(process);
@@ -325,10 +325,7 @@ impl Remains {
             return false;
         }
         let members = self.tree.members();
-        !members.is_empty()
-            && members.iter().all(|process| {
-                self.not_permitted.contains(&survey::key(process)) || may_not_signal(process.pid)
-            })
+        !members.is_empty() && members.iter().all(|process| self.is_unsignallable(process))
     }
 
     /// Without /proc, as a subreaper, whether nothing grace can reach remains: the main child is reaped and
@@ -358,9 +355,10 @@ impl Remains {
             // outside, and every process descends from grace: its last child's exit says it all.
             return !self.tree.has_kernel_threads();
         }
-        self.tree.members().iter().any(|process| {
-            !self.not_permitted.contains(&survey::key(process)) && !may_not_signal(process.pid)
-        })
+        self.tree
+            .members()
+            .iter()
+            .any(|process| !self.is_unsignallable(process))
     }
 
     /// SIGKILL to every live process not yet sent one, but the main child while alive (the caller kills it
@@ -368,8 +366,7 @@ impl Remains {
     fn kill_unkilled(&mut self, main: MainChild, signalled: &mut Signalled) -> Vec<Process> {
         let mut new = Vec::new();
         for process in self.tree.members() {
-            let is_main = main.alive && process.pid == main.pid;
-            if is_main || self.killed.contains(&survey::key(&process)) {
+            if main.is(&process) || self.killed.contains(&survey::key(&process)) {
                 continue;
             }
             if self.kill_one(&process, signalled) {
@@ -381,11 +378,27 @@ impl Remains {
 
     /// SIGKILL to one process; whether it was delivered.
     fn kill_one(&mut self, process: &Process, signalled: &mut Signalled) -> bool {
-        let delivered = self.deliver(process, Signal::KILL, signalled);
+        let delivery = self.tree.signal(process, Signal::KILL);
+        self.record_kill(process, delivery, signalled)
+    }
+
+    /// Files the outcome of a SIGKILL to `process`, and counts it as killed if it was delivered.
+    fn record_kill(
+        &mut self,
+        process: &Process,
+        delivery: Delivery,
+        signalled: &mut Signalled,
+    ) -> bool {
+        let delivered = self.file(process, delivery, signalled);
         if delivered {
             self.killed.insert(survey::key(process));
         }
         delivered
+    }
+
+    /// Whether grace may not signal `process`: refused before (EPERM), or another user's.
+    fn is_unsignallable(&self, process: &Process) -> bool {
+        self.not_permitted.contains(&survey::key(process)) || may_not_signal(process.pid)
     }
 
     /// Sends `signal` to `process` and files the outcome in `into`; whether it was delivered.

@@ -163,23 +163,10 @@ impl Tree {
     /// so if the check passes, the signal goes to the process that was listed (a member of the tree, which it
     /// stays while it lives) and to nothing else.
     pub fn signal(&self, process: &Process, signal: Signal) -> Delivery {
-        let pidfd = if self.pidfds_usable.get() {
-            match sys::pidfd_open(process.pid) {
-                Ok(pidfd) => Some(pidfd),
-                Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Delivery::Gone,
-                Err(err) if is_refused(&err) => {
-                    self.pidfds_usable.set(false);
-                    None
-                }
-                Err(err) => return Delivery::Failed(err),
-            }
-        } else {
-            None
-        };
-        if !read_process(process.pid).is_some_and(|now| now.start_time == process.start_time) {
-            return Delivery::Gone;
+        match self.open_checked(process) {
+            Ok(pidfd) => self.send_checked(process.pid, pidfd.as_ref(), signal),
+            Err(delivery) => delivery,
         }
-        self.send_checked(process.pid, pidfd.as_ref(), signal)
     }
 
     /// A pidfd on `process`, checked to be that very process: a signal sent through it later reaches that
@@ -188,18 +175,7 @@ impl Tree {
         if !self.pidfds_usable.get() {
             return None;
         }
-        let pidfd = match sys::pidfd_open(process.pid) {
-            Ok(pidfd) => pidfd,
-            Err(err) => {
-                if is_refused(&err) {
-                    self.pidfds_usable.set(false);
-                }
-                return None;
-            }
-        };
-        read_process(process.pid)
-            .is_some_and(|now| now.start_time == process.start_time)
-            .then_some(pidfd)
+        self.open_checked(process).ok().flatten()
     }
 
     /// Sends `signal` through `pidfd`, a pin on `process` (see [`Tree::pin`]); through a checked kill()
@@ -208,39 +184,78 @@ impl Tree {
         match sys::pidfd_send_signal(pidfd.as_fd(), signal.number()) {
             Ok(()) => Delivery::Sent,
             Err(err) if err.raw_os_error() == Some(libc::ESRCH) => Delivery::Gone,
+            // EPERM is also what a seccomp profile says: a checked kill() tells the two apart.
             Err(err) if is_refused(&err) => {
-                // EPERM is also what a seccomp profile says: a checked kill() tells the two apart.
-                self.signal(process, signal)
+                if is_still(process) {
+                    delivery(self.kill_after_refusal(process.pid, signal))
+                } else {
+                    Delivery::Gone
+                }
             }
             Err(err) => Delivery::Failed(err),
         }
     }
 
+    /// A pidfd on `process` (None where pidfds are not usable), opened before the start time is checked:
+    /// Err with the delivery to report when it has gone or the pidfd could not be opened.
+    fn open_checked(&self, process: &Process) -> Result<Option<OwnedFd>, Delivery> {
+        let pidfd = if self.pidfds_usable.get() {
+            match sys::pidfd_open(process.pid) {
+                Ok(pidfd) => Some(pidfd),
+                Err(err) if err.raw_os_error() == Some(libc::ESRCH) => return Err(Delivery::Gone),
+                Err(err) if is_refused(&err) => {
+                    self.pidfds_usable.set(false);
+                    None
+                }
+                Err(err) => return Err(Delivery::Failed(err)),
+            }
+        } else {
+            None
+        };
+        if !is_still(process) {
+            return Err(Delivery::Gone);
+        }
+        Ok(pidfd)
+    }
+
     /// Sends through `pidfd` when there is one; otherwise, or when the kernel refuses the pidfd call, with
     /// kill(), which leaves the short window between the check and the kill open to a pid reuse.
     fn send_checked(&self, pid: i32, pidfd: Option<&OwnedFd>, signal: Signal) -> Delivery {
-        let sent = match pidfd {
+        delivery(match pidfd {
             Some(pidfd) => match sys::pidfd_send_signal(pidfd.as_fd(), signal.number()) {
                 // EPERM is also what a seccomp profile says: kill() tells the two apart.
-                Err(err) if is_refused(&err) => {
-                    let by_kill = sys::send_signal(pid, signal.number());
-                    if by_kill.is_ok() {
-                        self.pidfds_usable.set(false);
-                    }
-                    by_kill
-                }
+                Err(err) if is_refused(&err) => self.kill_after_refusal(pid, signal),
                 sent => sent,
             },
             None => sys::send_signal(pid, signal.number()),
-        };
-        match sent {
-            Ok(()) => Delivery::Sent,
-            Err(err) => match err.raw_os_error() {
-                Some(libc::ESRCH) => Delivery::Gone,
-                Some(libc::EPERM) => Delivery::NotPermitted,
-                _ => Delivery::Failed(err),
-            },
+        })
+    }
+
+    /// kill() where the kernel refused a pidfd call; if kill() is allowed, the refusal was a seccomp
+    /// profile's, and pidfds are not tried again.
+    fn kill_after_refusal(&self, pid: i32, signal: Signal) -> io::Result<()> {
+        let by_kill = sys::send_signal(pid, signal.number());
+        if by_kill.is_ok() {
+            self.pidfds_usable.set(false);
         }
+        by_kill
+    }
+}
+
+/// Whether the process at `process.pid` is still the one listed (the same start time).
+fn is_still(process: &Process) -> bool {
+    read_process(process.pid).is_some_and(|now| now.start_time == process.start_time)
+}
+
+/// What a signal's system call says of its delivery.
+fn delivery(sent: io::Result<()>) -> Delivery {
+    match sent {
+        Ok(()) => Delivery::Sent,
+        Err(err) => match err.raw_os_error() {
+            Some(libc::ESRCH) => Delivery::Gone,
+            Some(libc::EPERM) => Delivery::NotPermitted,
+            _ => Delivery::Failed(err),
+        },
     }
 }
 

@@ -61,7 +61,7 @@ impl Supervisor {
                 members.iter().map(|process| process.parent_pid).collect();
             for process in members
                 .iter()
-                .filter(|process| !(main_alive && process.pid == self.run.main.pid))
+                .filter(|process| !self.main_ref().is(process))
             {
                 let has_children = parents.contains(&process.pid);
                 let diagnosis = diagnosis::diagnose(process, Signal::TERM, false, has_children);
