@@ -41,7 +41,7 @@ mod sys;
 mod tree;
 mod wording;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::child::SpawnError;
@@ -129,7 +129,7 @@ fn run(config: Config) -> Result<u8, SpawnError> {
         signal_mask: signals.inherited_mask(),
         ignore_sigpipe: sys::inherited::sigpipe_ignored(),
         ignore_sigchld: sys::inherited::sigchld_ignored(),
-        take_terminal: owns_terminal_foreground(),
+        take_terminal: supervisor::owns_terminal_foreground(),
         descriptor_limit: sys::raise_descriptor_limit(),
     };
     let main = child::spawn(&config.command, setup)?;
@@ -141,7 +141,7 @@ fn run(config: Config) -> Result<u8, SpawnError> {
     };
     log::info!(
         event = "started", pid = main.pid, command = command.as_str(), mode = mode,
-        grace_period_ms = u64::try_from(config.grace_period.as_millis()).unwrap_or(u64::MAX),
+        grace_period_ms = wording::millis(config.grace_period),
         grace_period_source = config.sources.grace_period.kind();
         "started pid {}: {command} (grace period {}, {})",
         main.pid,
@@ -165,13 +165,6 @@ fn run(config: Config) -> Result<u8, SpawnError> {
         explain::origin(config.sources.grace_period)
     );
     Ok(Supervisor::new(config, signals, tree, main, setup).run())
-}
-
-/// Whether stdin is a terminal whose foreground process group is grace's: then the child takes it over.
-fn owns_terminal_foreground() -> bool {
-    let stdin = std::io::stdin();
-    stdin.is_terminal()
-        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == nix::unistd::getpgrp())
 }
 
 /// One line naming the problem, and status 2. Not eprintln!: it panics when stderr is closed, and blocks

@@ -4,6 +4,7 @@
 //! the child's group. Without this the shell waits for ever for a job whose child is stopped (tini does
 //! the same; dumb-init gets it right).
 
+use std::io::IsTerminal;
 use std::os::fd::AsFd;
 
 use super::Supervisor;
@@ -36,8 +37,7 @@ impl Supervisor {
         // goes on from here when the shell continues the job.
         let _ = sys::send_signal(self.own_pid, Signal::STOP.number());
         let stdin = std::io::stdin();
-        let in_foreground = nix::unistd::tcgetpgrp(stdin.as_fd())
-            .is_ok_and(|group| group == nix::unistd::getpgrp());
+        let in_foreground = owns_terminal_foreground();
         if in_foreground {
             // `fg`: the shell gave the terminal to grace's group; the child's group is the one that reads it.
             let _ = nix::unistd::tcsetpgrp(
@@ -54,4 +54,12 @@ impl Supervisor {
             if in_foreground { ", with the terminal" } else { "" }
         );
     }
+}
+
+/// Whether stdin is a terminal whose foreground process group is grace's: at the start, the child then
+/// takes it over; after a stop, `fg` gave it to grace, and the child's group gets it back.
+pub fn owns_terminal_foreground() -> bool {
+    let stdin = std::io::stdin();
+    stdin.is_terminal()
+        && nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == nix::unistd::getpgrp())
 }

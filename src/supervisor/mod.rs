@@ -29,6 +29,8 @@ use crate::wording::{
 mod ending;
 mod job_control;
 
+pub use job_control::owns_terminal_foreground;
+
 /// Runs the command's generations and the shutdown of each one's tree; returns grace's exit status.
 pub struct Supervisor {
     config: Config,
@@ -598,7 +600,7 @@ impl Supervisor {
         {
             return;
         }
-        let left = descended_from_grace(self.remains.tree().members(), self.own_pid_in_tree());
+        let left = descended_from_grace(self.remains.tree().members(), self.own_pid);
         if !left.is_empty() {
             log::warn!(
                 event = "shell_did_not_exec", pid = self.run.main.pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
@@ -606,14 +608,6 @@ impl Supervisor {
                  does not pass signals on to it (use `exec server` in the script, or run the server directly)",
                 processes(left.len()), tree::describe(&left),
             );
-        }
-    }
-
-    /// grace's pid as the tree's listing names parents.
-    fn own_pid_in_tree(&self) -> i32 {
-        match self.remains.tree().scope() {
-            Scope::Namespace => 1,
-            Scope::Descendants { root } => root,
         }
     }
 
