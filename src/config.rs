@@ -153,14 +153,13 @@ impl Config {
             cli::parse_stop_signals,
             vec![Signal::TERM, Signal::INT],
         )?;
-        let (rewrite_list, rewrites_source) = if cli.rewrites.is_empty() {
-            match from_environment(environment, "GRACE_REWRITE", cli::parse_rewrites)? {
-                Some(list) => (list, Source::Environment("GRACE_REWRITE")),
-                None => (Vec::new(), Source::Default),
-            }
-        } else {
-            (cli.rewrites, Source::CommandLine)
-        };
+        let (rewrite_list, rewrites_source) = setting(
+            (!cli.rewrites.is_empty()).then_some(cli.rewrites),
+            environment,
+            "GRACE_REWRITE",
+            cli::parse_rewrites,
+            Vec::new(),
+        )?;
         let mut rewrites = RewriteMap::default();
         for rewrite in rewrite_list {
             rewrites.set(rewrite.from, rewrite.to);
@@ -230,17 +229,13 @@ impl Config {
             cli::parse_log_format,
             Default::default(),
         )?;
-        let (restart_signal, restart_signal_source) = match cli.restart_signal {
-            Some(signal) => (Some(signal), Source::CommandLine),
-            None => match from_environment(
-                environment,
-                "GRACE_RESTART_SIGNAL",
-                cli::parse_restart_signal,
-            )? {
-                Some(signal) => (Some(signal), Source::Environment("GRACE_RESTART_SIGNAL")),
-                None => (None, Source::Default),
-            },
-        };
+        let (restart_signal, restart_signal_source) = setting(
+            cli.restart_signal.map(Some),
+            environment,
+            "GRACE_RESTART_SIGNAL",
+            |text| cli::parse_restart_signal(text).map(Some),
+            None,
+        )?;
         if let Some(signal) = restart_signal.filter(|signal| stop_signals.contains(signal)) {
             return Err(UsageError(format!(
                 "--restart-signal {signal} is also a stop signal: a signal either stops grace or restarts its command"
@@ -260,13 +255,13 @@ impl Config {
             cli::parse_duration,
             DEFAULT_RESTART_DELAY,
         )?;
-        let (max_restarts, max_restarts_source) = match cli.max_restarts {
-            Some(count) => (Some(count), Source::CommandLine),
-            None => match from_environment(environment, "GRACE_MAX_RESTARTS", cli::parse_count)? {
-                Some(count) => (Some(count), Source::Environment("GRACE_MAX_RESTARTS")),
-                None => (None, Source::Default),
-            },
-        };
+        let (max_restarts, max_restarts_source) = setting(
+            cli.max_restarts.map(Some),
+            environment,
+            "GRACE_MAX_RESTARTS",
+            |text| cli::parse_count(text).map(Some),
+            None,
+        )?;
         let sources = Sources {
             grace_period: grace_period_source,
             cleanup_timeout: cleanup_timeout_source,
