@@ -6,13 +6,14 @@
 //! rest by name and disposition ("and 980 more: 980 python3 ignoring SIGTERM"). Reading stops at a time
 //! budget; what it did not reach is reported as not examined.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::diagnosis::{self, Diagnosis, Disposition};
 use crate::signals::Signal;
 use crate::tree::Process;
+use crate::wording;
 
 /// How many processes get a full line (main child included) before the rest are summarised.
 pub const DETAILED: usize = 10;
@@ -150,34 +151,17 @@ pub fn summary(rest: &[Surveyed]) -> Option<String> {
     if rest.is_empty() {
         return None;
     }
-    let mut groups: HashMap<(&str, Disposition, Signal), usize> = HashMap::new();
-    for entry in rest {
-        *groups
-            .entry((
-                entry.process.name.as_str(),
-                entry.detail.disposition(),
-                entry.sent,
-            ))
-            .or_default() += 1;
-    }
-    // Largest group first; ties by name, so that the line is the same from run to run.
-    let ordered: BTreeMap<(std::cmp::Reverse<usize>, &str, Disposition, Signal), ()> = groups
-        .into_iter()
-        .map(|((name, disposition, signal), count)| {
-            ((std::cmp::Reverse(count), name, disposition, signal), ())
-        })
-        .collect();
-    let mut parts: Vec<String> = ordered
-        .keys()
-        .take(SUMMARY_GROUPS)
-        .map(|(count, name, disposition, signal)| {
-            format!("{} {name} {} {signal}", count.0, disposition.participle())
-        })
-        .collect();
-    if ordered.len() > SUMMARY_GROUPS {
-        parts.push("…".to_string());
-    }
-    Some(format!("and {} more: {}", rest.len(), parts.join(", ")))
+    let kinds = rest.iter().map(|entry| {
+        (
+            entry.process.name.as_str(),
+            entry.detail.disposition(),
+            entry.sent,
+        )
+    });
+    let groups = wording::counted_kinds(kinds, SUMMARY_GROUPS, |(name, disposition, signal)| {
+        format!("{name} {} {signal}", disposition.participle())
+    });
+    Some(format!("and {} more: {groups}", rest.len()))
 }
 
 #[cfg(test)]

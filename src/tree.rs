@@ -424,26 +424,12 @@ pub fn describe(processes: &[Process]) -> String {
     }
     let rest = processes.get(NAMED_IN_A_LINE..).unwrap_or_default();
     if !rest.is_empty() {
-        let mut by_name: std::collections::BTreeMap<&str, usize> = Default::default();
-        for process in rest {
-            *by_name.entry(process.name.as_str()).or_default() += 1;
-        }
-        let mut counted: Vec<(usize, &str)> = by_name
-            .into_iter()
-            .map(|(name, count)| (count, name))
-            .collect();
-        counted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-        let names: Vec<String> = counted
-            .iter()
-            .take(6)
-            .map(|(count, name)| format!("{count} {name}"))
-            .collect();
-        let more = if counted.len() > 6 { ", …" } else { "" };
-        text.push_str(&format!(
-            " and {} more: {}{more}",
-            rest.len(),
-            names.join(", ")
-        ));
+        let names = crate::wording::counted_kinds(
+            rest.iter().map(|process| process.name.as_str()),
+            6,
+            |name| name.to_string(),
+        );
+        text.push_str(&format!(" and {} more: {names}", rest.len()));
     }
     text
 }

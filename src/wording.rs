@@ -96,6 +96,31 @@ pub fn configured(duration: Duration) -> String {
     humantime::format_duration(duration).to_string()
 }
 
+/// `978 python3, 2 sh, …`: how many there are of each kind, the largest first (ties in the kinds' order, so
+/// that a line is the same from run to run), the first `shown` of them, then `…` if there are more.
+pub fn counted_kinds<K: Ord>(
+    kinds: impl IntoIterator<Item = K>,
+    shown: usize,
+    label: impl Fn(&K) -> String,
+) -> String {
+    let mut counts: std::collections::BTreeMap<K, usize> = Default::default();
+    for kind in kinds {
+        *counts.entry(kind).or_default() += 1;
+    }
+    let mut ordered: Vec<(K, usize)> = counts.into_iter().collect();
+    // A stable sort: kinds of the same count stay in the map's order.
+    ordered.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    let mut parts: Vec<String> = ordered
+        .iter()
+        .take(shown)
+        .map(|(kind, count)| format!("{count} {}", label(kind)))
+        .collect();
+    if ordered.len() > shown {
+        parts.push("…".to_string());
+    }
+    parts.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
