@@ -30,6 +30,8 @@ pub struct Generation {
     pub main_status: Option<u8>,
     /// The main child was sent SIGKILL (and may be dying of it, in uninterruptible sleep).
     pub main_killed: bool,
+    /// grace may not signal the main child: its SIGKILL was refused (EPERM).
+    pub main_refused: bool,
     pub shutdown: Shutdown,
     /// The first stop signal, kept to be forwarded when the pre-stop delay ends.
     pub first_stop: Option<Received>,
@@ -48,6 +50,7 @@ impl Generation {
             main,
             main_status: None,
             main_killed: false,
+            main_refused: false,
             shutdown: Shutdown::new(timings),
             first_stop: None,
             forwarded_stop: None,

@@ -68,6 +68,8 @@ pub struct Killed {
     pub survivors: Vec<Surveyed>,
     pub newly_not_permitted: Vec<Process>,
     pub unlisted: Option<Unlisted>,
+    /// The main child's SIGKILL was refused (EPERM), whether or not /proc could name it.
+    pub main_refused: bool,
 }
 
 /// The account of what was sent to whom.
@@ -276,6 +278,7 @@ impl Remains {
             survivors: survey.survivors(&present, sent),
             newly_not_permitted: signalled.newly_not_permitted,
             unlisted: signalled.unlisted,
+            main_refused,
         }
     }
 

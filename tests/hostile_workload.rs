@@ -404,14 +404,20 @@ fn setuid_root_python() -> PathBuf {
 /// grace runs as nobody and its main child becomes root (a setuid program): grace may not signal it. The
 /// log says so — never that a signal was delivered to it, or that it survived SIGKILL — and grace does not
 /// wait for it. As PID 1 it reports 137: the kernel SIGKILLs it as grace exits. As a subreaper it goes on
-/// running, and grace says so and exits with 1 rather than report a death that did not happen.
+/// running, and grace says so and exits with 1 rather than report a death that did not happen; also when
+/// /proc (a tmpfs over it) cannot name the main child in the account of the refused SIGKILL.
 #[test]
 fn a_main_child_grace_may_not_signal_is_named_and_not_waited_for() {
     let _one = one_at_a_time();
     let python = setuid_root_python();
     let script = accessible_to_nobody(&child_script().display().to_string(), false);
     let grace_binary = accessible_to_nobody(common::grace_binary(), true);
-    for mode in MODES {
+    let variants = [
+        (Mode::Pid1, false),
+        (Mode::Subreaper, false),
+        (Mode::Subreaper, true),
+    ];
+    for (mode, without_proc) in variants {
         let mut words: Vec<String> = [
             "setpriv",
             "--reuid=65534",
@@ -431,6 +437,21 @@ fn a_main_child_grace_may_not_signal_is_named_and_not_waited_for() {
                 let mut unshare = Command::new("unshare");
                 unshare
                     .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+                    .args(&words);
+                unshare
+            }
+            Mode::Subreaper if without_proc => {
+                // A private mount namespace (unshare execs, so grace keeps this pid) with a tmpfs over /proc.
+                let mut unshare = Command::new("unshare");
+                unshare
+                    .args([
+                        "--mount",
+                        "--",
+                        "sh",
+                        "-c",
+                        r#"mount -t tmpfs none /proc && exec "$@""#,
+                    ])
+                    .arg("sh")
                     .args(&words);
                 unshare
             }
@@ -479,7 +500,12 @@ fn a_main_child_grace_may_not_signal_is_named_and_not_waited_for() {
             !finished.has(Stream::Stderr, "forwarded SIGTERM to"),
             "{mode:?}\n{output}"
         );
-        finished.line(Stream::Stderr, "SIGKILL not permitted for 1 process");
+        let refused = if without_proc {
+            "SIGKILL not permitted for the main child"
+        } else {
+            "SIGKILL not permitted for 1 process"
+        };
+        finished.line(Stream::Stderr, refused);
         for untrue in ["survived SIGKILL", "SIGKILL to 1 process", "giving up"] {
             assert!(
                 !finished.has(Stream::Stderr, untrue),
@@ -493,8 +519,9 @@ fn a_main_child_grace_may_not_signal_is_named_and_not_waited_for() {
             "{mode:?}: {took:?}\n{output}"
         );
         eprintln!(
-            "hostile workload: a setuid-root main child of an unprivileged grace, -t 1s, {mode:?}: exit {} {:.3} s \
+            "hostile workload: a setuid-root main child of an unprivileged grace, -t 1s, {mode:?}{}: exit {} {:.3} s \
              after SIGTERM, 'not permitted', never 'survived'",
+            if without_proc { " without /proc" } else { "" },
             finished.code(),
             took.as_secs_f64()
         );

@@ -26,6 +26,20 @@ impl Supervisor {
             );
             return true;
         }
+        if self.run.main_refused
+            && self.run.main_status.is_none()
+            && !self.remains.tree().can_list()
+        {
+            // With /proc, the listing below says this of every process grace may not signal.
+            log::warn!(
+                event = "not_permitted", signal:% = Signal::KILL, count = 1, pids:% = self.run.main.pid,
+                names:% = self.main_name_only();
+                "SIGKILL not permitted for the main child {} (another user's); without /proc nothing else can \
+                 be listed: not waiting for it",
+                self.main_name(),
+            );
+            return true;
+        }
         if !self.remains.only_unsignallable_remain() {
             return false;
         }
@@ -165,10 +179,9 @@ impl Supervisor {
     pub(super) fn kill_all(&mut self, reason: KillReason) {
         let main = self.main_ref();
         let killed = self.remains.kill_all(main, self.sent_signals());
-        let main_refused = killed
-            .newly_not_permitted
-            .iter()
-            .any(|process| process.pid == main.pid);
+        // Not from newly_not_permitted: without /proc the refused main child is not listed there.
+        let main_refused = killed.main_refused;
+        self.run.main_refused |= main_refused;
         // How late the SIGKILL went out: from when it was due to when it had reached every process known.
         let delay = killed
             .sent_at
@@ -348,7 +361,8 @@ impl Supervisor {
             self.unsignallable_seen = true;
             let _ = self.nothing_to_wait_for();
         }
-        if self.run.main_status.is_none() && !self.remains.tree().can_list() {
+        if self.run.main_status.is_none() && self.run.main_killed && !self.remains.tree().can_list()
+        {
             log::error!(
                 event = "gave_up";
                 "giving up: the main child {} was sent SIGKILL and has not exited {} after it",
