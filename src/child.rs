@@ -37,14 +37,44 @@ pub struct MainChild {
     pub path: PathBuf,
 }
 
+/// What a service's process gets besides grace's own environment and standard descriptors.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Launch<'a> {
+    /// Variables set on top of grace's environment (a service's `env`, its name, `NOTIFY_SOCKET`).
+    pub environment: &'a [(OsString, OsString)],
+    /// Standard input from /dev/null: of several services, only the main one reads the container's.
+    pub null_stdin: bool,
+}
+
 /// Finds `command[0]`, then starts it in a new process group with `setup` applied before exec.
 pub fn spawn(command: &[OsString], setup: ChildSetup) -> Result<MainChild, SpawnError> {
+    spawn_with(command, setup, Launch::default())
+}
+
+/// [`spawn`], with `launch`'s additions.
+pub fn spawn_with(
+    command: &[OsString],
+    setup: ChildSetup,
+    launch: Launch<'_>,
+) -> Result<MainChild, SpawnError> {
     let (program, arguments) = command
         .split_first()
         .ok_or_else(|| not_found("no command given".to_string()))?;
-    let path = resolve(program, std::env::var_os("PATH").as_deref())?;
+    let search_path = launch
+        .environment
+        .iter()
+        .rev()
+        .find(|(name, _)| name == "PATH")
+        .map(|(_, value)| value.clone())
+        .or_else(|| std::env::var_os("PATH"));
+    let path = resolve(program, search_path.as_deref())?;
     let mut process = Command::new(&path);
     process.arg0(program).args(arguments).process_group(0);
+    process.envs(launch.environment.iter().map(|(name, value)| (name, value)));
+    // Without /dev/null (an empty /dev), the service shares grace's stdin rather than not starting at all.
+    if launch.null_stdin && Path::new("/dev/null").exists() {
+        process.stdin(std::process::Stdio::null());
+    }
     sys::apply_in_child(&mut process, setup);
     let child = process.spawn().map_err(|err| exec_failed(&path, &err))?;
     let pid = i32::try_from(child.id())

@@ -40,6 +40,8 @@ Options (each also read from the environment variable shown):
                                  thread dump; KILL means none [GRACE_FINAL_SIGNAL] (KILL)
       --final-timeout DURATION   how long before SIGKILL the final signal goes out [GRACE_FINAL_TIMEOUT] (1s)
       --log-format FORMAT        text or json (JSON Lines, one object per event) [GRACE_LOG_FORMAT] (text)
+      --services FILE            run several services from FILE, the command as the main one; see
+                                 docs/services.md [GRACE_SERVICES]
       --restart-signal SIGNAL    on this signal, end the command's tree as a shutdown would, then start the
                                  command again [GRACE_RESTART_SIGNAL] (none)
       --restart POLICY           when the main child exits on its own: never, on-failure or always start it
@@ -83,6 +85,8 @@ pub struct Cli {
     pub quiet: bool,
     /// Print the configuration and its timeline instead of running anything.
     pub explain: bool,
+    /// `--services FILE`: several services, the command as the main one.
+    pub services: Option<OsString>,
     /// The command and its arguments, byte-exact.
     pub command: Vec<OsString>,
 }
@@ -193,6 +197,9 @@ where
             Short('v') | Long("verbose") => cli.verbose = cli.verbose.saturating_add(1),
             Short('q') | Long("quiet") => cli.quiet = true,
             Long("explain") => cli.explain = true,
+            Long("services") => {
+                cli.services = Some(parser.value().map_err(|err| UsageError(err.to_string()))?)
+            }
             Short('h') | Long("help") => return Ok(Request::Help),
             Short('V') | Long("version") => return Ok(Request::Version),
             Value(program) => {
@@ -206,9 +213,6 @@ where
             }
             _ => return Err(UsageError(argument.unexpected().to_string())),
         }
-    }
-    if cli.command.is_empty() && !cli.explain {
-        return Err(UsageError(format!("no command given: {USAGE}")));
     }
     if cli.quiet && cli.verbose > 0 {
         return Err(UsageError(

@@ -42,6 +42,8 @@ pub struct Config {
     pub sources: Sources,
     /// KUBERNETES_SERVICE_HOST was set: grace runs in a Kubernetes pod.
     pub in_kubernetes: bool,
+    /// `--services FILE` (GRACE_SERVICES): several services, the command as the main one.
+    pub services: Option<std::path::PathBuf>,
 }
 
 /// Where a setting's value came from.
@@ -129,6 +131,20 @@ impl Config {
         let in_kubernetes = environment
             .var("KUBERNETES_SERVICE_HOST")
             .is_some_and(|host| !host.is_empty());
+        let services = cli
+            .services
+            .clone()
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                environment
+                    .var("GRACE_SERVICES")
+                    .filter(|path| !path.is_empty())
+                    .map(std::path::PathBuf::from)
+            });
+        // With a services file the command may come from it (a main service with its own `command`).
+        if cli.command.is_empty() && !cli.explain && services.is_none() {
+            return Err(UsageError(format!("no command given: {}", cli::USAGE)));
+        }
         let (grace_period, grace_period_source) = match setting(
             cli.grace_period,
             environment,
@@ -299,6 +315,7 @@ impl Config {
             ignored_stop_signals: 0,
             sources,
             in_kubernetes,
+            services,
         })
     }
 

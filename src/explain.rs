@@ -11,8 +11,8 @@ use crate::shutdown::{KILLING_LIMIT, SETTLE, SURVEY_LEAD, UNKILLABLE_WAIT};
 use crate::signals::Signal;
 use crate::wording::configured;
 
-/// The whole explanation, ready to print.
-pub fn explain(config: &Config) -> String {
+/// The whole explanation, ready to print; with several services, their order and the stop plan too.
+pub fn explain(config: &Config, services: Option<&crate::services::ServiceTable>) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
@@ -21,7 +21,10 @@ pub fn explain(config: &Config) -> String {
     );
     settings(config, &mut text);
     text.push('\n');
-    timeline(config, &mut text);
+    match services {
+        Some(table) => crate::services::explain::explain(config, table, &mut text),
+        None => timeline(config, &mut text),
+    }
     for warning in warnings(config) {
         let _ = writeln!(text, "\nwarning: {warning}");
     }

@@ -33,6 +33,7 @@ mod logging;
 mod reaper;
 mod remains;
 mod restart;
+mod services;
 mod shutdown;
 mod signals;
 mod supervisor;
@@ -79,11 +80,18 @@ fn start_and_supervise() -> ExitCode {
             config.ignored_stop_signals |= 1 << (signal.number() - 1);
         }
     }
+    let services = match &config.services {
+        Some(path) => match services::load(path, &config.command) {
+            Ok(table) => Some(table),
+            Err(err) => return usage_error(&UsageError(err)),
+        },
+        None => None,
+    };
     if explain {
-        return print_and_exit(&explain::explain(&config));
+        return print_and_exit(&explain::explain(&config, services.as_ref()));
     }
     logging::init(config.log_level, config.log_format);
-    match run(config) {
+    match run(config, services) {
         Ok(status) => ExitCode::from(status),
         Err(SpawnError { status, message }) => {
             log::error!(event = "failed", status = status; "{message}");
@@ -100,7 +108,7 @@ fn setup_failed(what: &str, err: std::io::Error) -> SpawnError {
     }
 }
 
-fn run(config: Config) -> Result<u8, SpawnError> {
+fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, SpawnError> {
     // First, so that a signal arriving from here on waits in the queue instead of being lost or killing us.
     let signals = SignalSource::block_all().map_err(|err| setup_failed("blocking signals", err))?;
     log_sink::reopen();
@@ -132,6 +140,26 @@ fn run(config: Config) -> Result<u8, SpawnError> {
         take_terminal: supervisor::owns_terminal_foreground(),
         descriptor_limit: sys::raise_descriptor_limit(),
     };
+    if let Some(table) = services {
+        let mode = if tree.scope() == Scope::Namespace {
+            "as PID 1"
+        } else {
+            "as a subreaper"
+        };
+        let names: Vec<&str> = table
+            .services
+            .iter()
+            .map(|service| service.name.as_str())
+            .collect();
+        log::info!(
+            event = "started", services = names.join(",").as_str(),
+            grace_period_ms = wording::millis(config.grace_period),
+            grace_period_source = config.sources.grace_period.kind();
+            "starting {} services in order: {} (grace period {}, {mode})",
+            names.len(), names.join(", "), wording::configured(config.grace_period),
+        );
+        return Ok(services::ServicesSupervisor::new(config, table, signals, tree, setup).run());
+    }
     let main = child::spawn(&config.command, setup)?;
     let command = supervisor::shown_command(&config.command);
     let mode = if tree.scope() == Scope::Namespace {

@@ -47,3 +47,22 @@ pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
         }
     }
 }
+
+/// Reaps until waitpid says nothing more has exited, calling `on_exit` with the pid and raw wait status of
+/// each child that exited (stops and continues are not exits, and are passed over); returns whether no child
+/// is left at all. For several services, where any of grace's children may be one that matters.
+pub fn reap_each(mut on_exit: impl FnMut(i32, i32)) -> bool {
+    loop {
+        match sys::reap_one() {
+            Ok(Some((_, status))) if libc::WIFSTOPPED(status) || libc::WIFCONTINUED(status) => {}
+            Ok(Some((pid, status))) => on_exit(pid, status),
+            Ok(None) => return false,
+            Err(err) if err.raw_os_error() == Some(libc::ECHILD) => return true,
+            Err(err) if err.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(err) => {
+                log::error!("waitpid failed: {err}; will retry on the next event");
+                return false;
+            }
+        }
+    }
+}

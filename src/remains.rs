@@ -144,6 +144,32 @@ impl Remains {
         result
     }
 
+    /// Sends `signal` (and SIGCONT after it when `and_continue`) to each of `processes`, members of the tree
+    /// as listed, and files the outcomes: with several services, the processes of one service.
+    pub fn signal_processes(
+        &mut self,
+        processes: &[Process],
+        signal: Signal,
+        and_continue: bool,
+    ) -> Signalled {
+        let mut result = Signalled::default();
+        for process in processes {
+            if self.deliver(process, signal, &mut result) && and_continue {
+                let _ = self.tree.signal(process, Signal::CONT);
+            }
+        }
+        result
+    }
+
+    /// SIGKILL to each of `processes`, members of the tree as listed; they count as killed for the report.
+    pub fn kill_processes(&mut self, processes: &[Process]) -> Signalled {
+        let mut result = Signalled::default();
+        for process in processes {
+            self.kill_one(process, &mut result);
+        }
+        result
+    }
+
     /// Reads what remains for the report of the SIGKILL due shortly; stops reading at `budget_end`.
     pub fn survey(
         &mut self,

@@ -323,6 +323,19 @@ impl Shutdown {
         }
     }
 
+    /// A stop that nothing outside asked for (with several services: the main service exited, or a service
+    /// ended for good) begins at `now`: as a first stop signal would, but without the pre-stop delay, which
+    /// only gives load balancers time to stop routing to a server that is still up.
+    pub fn on_stop_without_delay(&mut self, now: Instant) -> Action {
+        if self.phase != Phase::Running {
+            return self.on_stop_signal(now);
+        }
+        let pre_stop_delay = std::mem::take(&mut self.timings.pre_stop_delay);
+        let action = self.on_stop_signal(now);
+        self.timings.pre_stop_delay = pre_stop_delay;
+        action
+    }
+
     /// The main child exited (and was reaped) at `now`.
     pub fn on_main_exit(&mut self, now: Instant) -> Action {
         self.phase = match self.phase {
@@ -615,6 +628,31 @@ mod tests {
         assert_eq!(
             due(&mut shutdown, t0 + GRACE),
             Action::KillAll(KillReason::GracePeriodExpired)
+        );
+    }
+
+    #[test]
+    fn a_stop_without_delay_skips_the_pre_stop_delay_only() {
+        let t0 = Instant::now();
+        let timings = Timings {
+            pre_stop_delay: Duration::from_secs(3),
+            ..Timings::new(GRACE, CLEANUP)
+        };
+        let mut shutdown = Shutdown::new(timings);
+        assert_eq!(
+            shutdown.on_stop_without_delay(t0),
+            Action::ForwardStop { repeat: 1 }
+        );
+        assert_eq!(shutdown.deadline(), Some(t0 + GRACE));
+        assert_eq!(
+            shutdown.on_stop_signal(t0 + MS),
+            Action::ForwardStop { repeat: 2 }
+        );
+        let mut delayed = Shutdown::new(timings);
+        assert_eq!(delayed.on_stop_signal(t0), Action::DelayStop);
+        assert_eq!(
+            delayed.on_stop_without_delay(t0 + MS),
+            Action::RepeatDuringDelay { repeat: 2 }
         );
     }
 

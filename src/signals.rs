@@ -233,6 +233,57 @@ impl SignalSource {
                 return Ok(());
             }
         }
+        self.read_signals(into)
+    }
+
+    /// [`SignalSource::next_signals`], also waking when one of `watched` can be read: with several services,
+    /// their sd_notify sockets. The indexes of those that can be read (or failed) are put in `readable`.
+    pub fn next_events(
+        &mut self,
+        deadline: Option<Instant>,
+        writable: Option<BorrowedFd<'_>>,
+        watched: &[BorrowedFd<'_>],
+        readable: &mut Vec<usize>,
+        into: &mut Vec<Received>,
+    ) -> io::Result<()> {
+        readable.clear();
+        if watched.is_empty() {
+            return self.next_signals(deadline, writable, into);
+        }
+        into.clear();
+        let timeout = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        let mut fds = Vec::with_capacity(watched.len() + 2);
+        fds.push(PollFd::new(self.fd.as_fd(), PollFlags::POLLIN));
+        if let Some(writable) = writable {
+            fds.push(PollFd::new(writable, PollFlags::POLLOUT));
+        }
+        let first_watched = fds.len();
+        fds.extend(watched.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        let signalled = match nix::poll::ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None)
+        {
+            Ok(_) => fds
+                .first()
+                .and_then(|signals| signals.revents())
+                .is_some_and(|events| events.contains(PollFlags::POLLIN)),
+            Err(nix::errno::Errno::EINTR) => false,
+            Err(errno) => return Err(errno.into()),
+        };
+        let watched_events = fds.get(first_watched..).unwrap_or_default();
+        readable.extend(
+            watched_events
+                .iter()
+                .enumerate()
+                .filter(|(_, fd)| fd.revents().is_some_and(|events| !events.is_empty()))
+                .map(|(index, _)| index),
+        );
+        if !signalled {
+            return Ok(());
+        }
+        self.read_signals(into)
+    }
+
+    /// One read of whatever signals are pending (the descriptor is known to be readable, or may block).
+    fn read_signals(&mut self, into: &mut Vec<Received>) -> io::Result<()> {
         // One read per call, at most SIGINFOS_PER_READ signals: under a flood the caller acts on each batch,
         // so a stop signal among 100,000 others is handled at once rather than after the whole queue has
         // been drained (the kernel's dequeue of a long real-time queue takes seconds), and memory stays

@@ -371,6 +371,12 @@ impl Grace {
 
     /// Starts grace running `command` and waits for its start line.
     pub fn spawn(self, command: &[String]) -> Running {
+        self.spawn_waiting_for(command, "started pid")
+    }
+
+    /// Starts grace running `command` and waits for a line of its log containing `start_line`: with
+    /// several services, `starting`.
+    pub fn spawn_waiting_for(self, command: &[String], start_line: &str) -> Running {
         let mode = self.mode;
         let mut process = self.command(command);
         process.stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -397,7 +403,7 @@ impl Grace {
             matched: Vec::new(),
             started,
         };
-        running.wait_log("started pid");
+        running.wait_log(start_line);
         running.grace_pid = match mode {
             Mode::Subreaper => Some(running.outer.id() as i32),
             Mode::Pid1 => only_child(running.outer.id() as i32),

@@ -1,0 +1,531 @@
+//! Whether a starting service is ready, so that the next one may start: a TCP port that accepts, a file
+//! that exists, the service's own word over the sd_notify protocol (`READY=1`), or a check command that
+//! exits 0. Only while it starts: once ready, nothing is polled, so idle still costs nothing.
+//!
+//! Probes run from [`FIRST_PROBE_INTERVAL`], doubling to [`LAST_PROBE_INTERVAL`]; `notify` needs none (its
+//! socket is in the loop's poll set). No probe ever blocks the loop: a TCP connect is non-blocking and looked
+//! at again at the next probe, a check command is a child reaped like any other, and host names are taken from
+//! /etc/hosts only (a DNS lookup could hold PID 1 for seconds).
+
+use std::ffi::OsString;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr,
+};
+
+/// How a service says it is ready (the `ready` key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// `tcp:HOST:PORT`: a connection to it is accepted.
+    Tcp { host: String, port: u16 },
+    /// `file:PATH`: the file exists (a stale one is removed before the service starts).
+    File(PathBuf),
+    /// `notify`: the service sends `READY=1` to the socket named in `NOTIFY_SOCKET`.
+    Notify,
+    /// An argv: the check exits 0.
+    Command(Vec<OsString>),
+}
+
+impl Readiness {
+    /// How the log names it: `tcp:127.0.0.1:5432`, `file:/run/ready`, `notify`, `["/app/healthcheck"]`.
+    pub fn shown(&self) -> String {
+        match self {
+            Readiness::Tcp { host, port } => format!("tcp:{host}:{port}"),
+            Readiness::File(path) => format!("file:{}", path.display()),
+            Readiness::Notify => "notify".to_string(),
+            Readiness::Command(argv) => {
+                let words: Vec<String> = argv
+                    .iter()
+                    .map(|word| word.to_string_lossy().into_owned())
+                    .collect();
+                format!("`{}`", words.join(" "))
+            }
+        }
+    }
+}
+
+pub const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(100);
+pub const LAST_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// While a service is not ready, a line every this often says what grace waits for, and why it is not yet.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// How `--explain` words [`REPORT_INTERVAL`].
+pub const READY_REPORT_NOTE: &str = "with a line every 10s naming what it waits for";
+/// A check command that runs longer than this is SIGKILLed (with its process group) and counts as a failure.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The probe schedule: the interval after `interval`.
+pub fn next_interval(interval: Duration) -> Duration {
+    (interval * 2).min(LAST_PROBE_INTERVAL)
+}
+
+/// The address a `tcp:` check connects to: an IP address, `localhost`, or a name /etc/hosts gives.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|inner| inner.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(address) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(address, port));
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if let Some(address) = hosts_lookup(&hosts, bare) {
+        return Ok(SocketAddr::new(address, port));
+    }
+    if bare.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    Err(format!(
+        "'{host}' is neither an IP address nor a name in /etc/hosts (grace looks up no DNS names: a lookup \
+         can hold PID 1 for seconds; use an address, or a check command such as [\"nc\", \"-z\", \"{host}\", \"{port}\"])"
+    ))
+}
+
+/// The first address /etc/hosts gives `name`.
+fn hosts_lookup(hosts: &str, name: &str) -> Option<IpAddr> {
+    hosts.lines().find_map(|line| {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut fields = line.split_ascii_whitespace();
+        let address = fields.next()?.parse::<IpAddr>().ok()?;
+        fields
+            .any(|alias| alias.eq_ignore_ascii_case(name))
+            .then_some(address)
+    })
+}
+
+/// What a probe found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Ready: the next service may start.
+    Ready,
+    /// Not yet; the reason, for the waiting report.
+    NotYet(String),
+    /// A check command must be started (the supervisor spawns it and reports its pid and exit).
+    RunCheck(Vec<OsString>),
+    /// Nothing to do now.
+    Idle,
+}
+
+/// One service's wait for readiness.
+#[derive(Debug)]
+pub struct Waiter {
+    readiness: Readiness,
+    started_at: Instant,
+    interval: Duration,
+    next_probe: Instant,
+    next_report: Instant,
+    last_error: Option<String>,
+    /// A TCP connect still in progress.
+    connecting: Option<OwnedFd>,
+    /// The check command running, and when it started.
+    check: Option<(i32, Instant)>,
+    /// The sd_notify socket (notify only).
+    notify: Option<NotifySocket>,
+}
+
+impl Waiter {
+    /// Begins the wait for `service` at `now`, before the service starts: removes a stale readiness file,
+    /// and opens the notify socket (whose name the service gets in `NOTIFY_SOCKET`).
+    pub fn new(readiness: &Readiness, service: &str, now: Instant) -> io::Result<Waiter> {
+        let notify = match readiness {
+            Readiness::Notify => Some(NotifySocket::open(service)?),
+            Readiness::File(path) => {
+                match std::fs::remove_file(path) {
+                    Ok(()) => log::debug!(
+                        "removed the stale readiness file {} of {service}",
+                        path.display()
+                    ),
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
+                None
+            }
+            _ => None,
+        };
+        Ok(Waiter {
+            readiness: readiness.clone(),
+            started_at: now,
+            interval: FIRST_PROBE_INTERVAL,
+            next_probe: now + FIRST_PROBE_INTERVAL,
+            next_report: now + REPORT_INTERVAL,
+            last_error: None,
+            connecting: None,
+            check: None,
+            notify,
+        })
+    }
+
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// How long the service has been waited for.
+    pub fn waited(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started_at)
+    }
+
+    /// Why the last probe failed, if one did.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// The variables the service needs to take part: `NOTIFY_SOCKET` for `notify`.
+    pub fn environment(&self) -> Vec<(OsString, OsString)> {
+        self.notify
+            .iter()
+            .map(|socket| (OsString::from("NOTIFY_SOCKET"), socket.name.clone()))
+            .collect()
+    }
+
+    /// The descriptor the loop polls for input: the notify socket.
+    pub fn descriptor(&self) -> Option<BorrowedFd<'_>> {
+        self.notify.as_ref().map(|socket| socket.fd.as_fd())
+    }
+
+    /// The check command's pid, while one runs.
+    pub fn check_pid(&self) -> Option<i32> {
+        self.check.map(|(pid, _)| pid)
+    }
+
+    /// The next moment [`Waiter::on_time`] has something to do: a probe, a report, a check's timeout.
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = self.next_report;
+        if self.notify.is_none() && self.check.is_none() {
+            next = next.min(self.next_probe);
+        }
+        if let Some((_, started)) = self.check {
+            next = next.min(started + CHECK_TIMEOUT);
+        }
+        next
+    }
+
+    /// Whether a waiting report is due; resets its clock when it is.
+    pub fn report_due(&mut self, now: Instant) -> bool {
+        if now < self.next_report {
+            return false;
+        }
+        self.next_report = now + REPORT_INTERVAL;
+        true
+    }
+
+    /// A probe, if one is due. A check command that ran past [`CHECK_TIMEOUT`] is returned in `overdue` for
+    /// the supervisor to kill (its exit then counts as a failure).
+    pub fn on_time(&mut self, now: Instant) -> (Step, Option<i32>) {
+        if let Some((pid, started)) = self.check {
+            let overdue = (now >= started + CHECK_TIMEOUT).then_some(pid);
+            return (Step::Idle, overdue);
+        }
+        if self.notify.is_some() || now < self.next_probe {
+            return (Step::Idle, None);
+        }
+        self.interval = next_interval(self.interval);
+        self.next_probe = now + self.interval;
+        let step = match &self.readiness {
+            Readiness::File(path) => match std::fs::metadata(path) {
+                Ok(_) => Step::Ready,
+                Err(err) => Step::NotYet(format!("{}: {err}", path.display())),
+            },
+            Readiness::Tcp { host, port } => {
+                let (host, port) = (host.clone(), *port);
+                self.probe_tcp(&host, port)
+            }
+            Readiness::Command(argv) => Step::RunCheck(argv.clone()),
+            Readiness::Notify => Step::Idle,
+        };
+        (self.note(step), None)
+    }
+
+    /// The supervisor started the check command as `pid`.
+    pub fn check_started(&mut self, pid: i32, now: Instant) {
+        self.check = Some((pid, now));
+    }
+
+    /// The check command could not be started.
+    pub fn check_failed(&mut self, why: String) -> Step {
+        self.note(Step::NotYet(why))
+    }
+
+    /// The check command exited with `status` (an exit status as grace reports them).
+    pub fn on_check_exit(&mut self, status: u8, now: Instant) -> Step {
+        let ran = self
+            .check
+            .take()
+            .map(|(_, started)| now.saturating_duration_since(started))
+            .unwrap_or_default();
+        let step = match status {
+            0 => Step::Ready,
+            _ if ran >= CHECK_TIMEOUT => Step::NotYet(format!(
+                "the check ran for {} and was killed",
+                crate::wording::seconds(ran)
+            )),
+            status => Step::NotYet(format!("the check exited with status {status}")),
+        };
+        self.note(step)
+    }
+
+    /// The notify socket is readable: whether a message said `READY=1`.
+    pub fn on_readable(&mut self) -> Step {
+        let Some(socket) = &self.notify else {
+            return Step::Idle;
+        };
+        let step = if socket.read_ready() {
+            Step::Ready
+        } else {
+            Step::Idle
+        };
+        self.note(step)
+    }
+
+    fn note(&mut self, step: Step) -> Step {
+        if let Step::NotYet(why) = &step {
+            self.last_error = Some(why.clone());
+        }
+        step
+    }
+
+    /// One non-blocking step of a TCP probe: connect, or look at a connect already in progress.
+    fn probe_tcp(&mut self, host: &str, port: u16) -> Step {
+        if let Some(connecting) = self.connecting.take() {
+            match connect_result(&connecting) {
+                Ok(true) => return Step::Ready,
+                Ok(false) => {
+                    return Step::NotYet(format!(
+                        "connecting to {host}:{port}: no answer within {}",
+                        crate::wording::seconds(self.interval / 2)
+                    ))
+                }
+                Err(errno) => return Step::NotYet(format!("{host}:{port}: {}", errno.desc())),
+            }
+        }
+        let address = match resolve(host, port) {
+            Ok(address) => address,
+            Err(why) => return Step::NotYet(why),
+        };
+        match start_connect(address) {
+            Ok(Connect::Connected) => Step::Ready,
+            // A non-blocking connect says "in progress" even on loopback, where the answer is known at
+            // once: look before waiting for the next probe.
+            Ok(Connect::InProgress(fd)) => match connect_result(&fd) {
+                Ok(true) => Step::Ready,
+                Ok(false) => {
+                    self.connecting = Some(fd);
+                    Step::NotYet(format!("connecting to {host}:{port}"))
+                }
+                Err(errno) => Step::NotYet(format!("{host}:{port}: {}", errno.desc())),
+            },
+            Err(errno) => Step::NotYet(format!("{host}:{port}: {}", errno.desc())),
+        }
+    }
+}
+
+enum Connect {
+    Connected,
+    InProgress(OwnedFd),
+}
+
+/// A non-blocking connect to `address`.
+fn start_connect(address: SocketAddr) -> nix::Result<Connect> {
+    let family = match address {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let result = match address {
+        SocketAddr::V4(v4) => socket::connect(fd.as_raw_fd(), &SockaddrIn::from(v4)),
+        SocketAddr::V6(v6) => socket::connect(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
+    };
+    match result {
+        Ok(()) => Ok(Connect::Connected),
+        Err(Errno::EINPROGRESS) => Ok(Connect::InProgress(fd)),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// Whether a connect in progress has completed (`Ok(false)`: not yet), or how it failed.
+fn connect_result(fd: &OwnedFd) -> nix::Result<bool> {
+    let mut fds = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLOUT,
+    )];
+    if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO)? == 0 {
+        return Ok(false);
+    }
+    match socket::getsockopt(fd, socket::sockopt::SocketError)? {
+        0 => Ok(true),
+        error => Err(Errno::from_raw(error)),
+    }
+}
+
+/// The sd_notify socket of one service: a datagram socket in the abstract namespace (nothing on disk, so a
+/// read-only root filesystem is no obstacle), named `@grace-notify/PID/SERVICE`.
+#[derive(Debug)]
+struct NotifySocket {
+    fd: OwnedFd,
+    /// `NOTIFY_SOCKET`'s value.
+    name: OsString,
+}
+
+impl NotifySocket {
+    fn open(service: &str) -> io::Result<NotifySocket> {
+        let abstract_name = format!("grace-notify/{}/{service}", std::process::id());
+        let fd = socket::socket(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let address = UnixAddr::new_abstract(abstract_name.as_bytes())?;
+        socket::bind(fd.as_raw_fd(), &address)?;
+        Ok(NotifySocket {
+            fd,
+            name: OsString::from(format!("@{abstract_name}")),
+        })
+    }
+
+    /// Reads every message waiting; whether one of them has a `READY=1` line.
+    fn read_ready(&self) -> bool {
+        let mut buffer = [0u8; 4096];
+        let mut ready = false;
+        loop {
+            match socket::recv(self.fd.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT) {
+                Ok(length) => {
+                    let message = buffer.get(..length).unwrap_or_default();
+                    ready |= message
+                        .split(|&byte| byte == b'\n')
+                        .any(|line| line == b"READY=1");
+                }
+                Err(Errno::EINTR) => continue,
+                Err(_) => return ready,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_grow_from_a_tenth_of_a_second_to_a_second() {
+        let mut interval = FIRST_PROBE_INTERVAL;
+        let mut seen = vec![interval];
+        for _ in 0..6 {
+            interval = next_interval(interval);
+            seen.push(interval);
+        }
+        let millis: Vec<u128> = seen.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [100, 200, 400, 800, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn hosts_come_from_addresses_and_etc_hosts_only() {
+        assert_eq!(
+            resolve("127.0.0.1", 80).unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(resolve("[::1]", 80).unwrap(), "[::1]:80".parse().unwrap());
+        let hosts =
+            "127.0.0.1 localhost\n# 10.0.0.1 commented\n10.1.2.3  db  db.internal # the proxy\n";
+        assert_eq!(
+            hosts_lookup(hosts, "db.internal"),
+            Some("10.1.2.3".parse().unwrap())
+        );
+        assert_eq!(hosts_lookup(hosts, "DB"), Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(hosts_lookup(hosts, "commented"), None);
+        let refused = resolve("no-such-name.invalid", 80).unwrap_err();
+        assert!(refused.contains("no DNS names"), "{refused}");
+    }
+
+    #[test]
+    fn a_port_that_accepts_is_ready_and_a_closed_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let now = Instant::now();
+        let tcp = Readiness::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let mut waiter = Waiter::new(&tcp, "proxy", now).unwrap();
+        assert_eq!(waiter.on_time(now).0, Step::Idle); // not due yet
+        let (step, _) = waiter.on_time(now + FIRST_PROBE_INTERVAL);
+        assert_eq!(step, Step::Ready);
+        drop(listener);
+        let mut waiter = Waiter::new(&tcp, "proxy", now).unwrap();
+        let (step, _) = waiter.on_time(now + FIRST_PROBE_INTERVAL);
+        assert!(
+            matches!(step, Step::NotYet(ref why) if why.contains("refused")),
+            "{step:?}"
+        );
+        assert!(waiter.last_error().is_some());
+    }
+
+    #[test]
+    fn notify_reads_ready_from_the_socket_it_names() {
+        let now = Instant::now();
+        let mut waiter = Waiter::new(&Readiness::Notify, "notifier-test", now).unwrap();
+        let environment = waiter.environment();
+        let name = environment[0].1.to_str().unwrap().to_string();
+        assert!(name.starts_with("@grace-notify/"), "{name}");
+        let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let address = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            &name.as_bytes()[1..],
+        )
+        .unwrap();
+        client
+            .send_to_addr(b"STATUS=warming up\n", &address)
+            .unwrap();
+        assert_eq!(waiter.on_readable(), Step::Idle);
+        client
+            .send_to_addr(b"STATUS=up\nREADY=1\n", &address)
+            .unwrap();
+        assert_eq!(waiter.on_readable(), Step::Ready);
+    }
+
+    #[test]
+    fn a_stale_readiness_file_is_removed_before_the_start() {
+        let path = std::env::temp_dir().join(format!("grace-ready-{}", std::process::id()));
+        std::fs::write(&path, "stale").unwrap();
+        let now = Instant::now();
+        let mut waiter = Waiter::new(&Readiness::File(path.clone()), "app", now).unwrap();
+        assert!(!path.exists());
+        assert!(matches!(
+            waiter.on_time(now + FIRST_PROBE_INTERVAL).0,
+            Step::NotYet(_)
+        ));
+        std::fs::write(&path, "").unwrap();
+        let later = now + FIRST_PROBE_INTERVAL + LAST_PROBE_INTERVAL;
+        assert_eq!(waiter.on_time(later).0, Step::Ready);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_check_command_is_ready_on_status_zero_only() {
+        let now = Instant::now();
+        let check = Readiness::Command(vec!["/bin/true".into()]);
+        let mut waiter = Waiter::new(&check, "app", now).unwrap();
+        let (step, _) = waiter.on_time(now + FIRST_PROBE_INTERVAL);
+        assert_eq!(step, Step::RunCheck(vec!["/bin/true".into()]));
+        waiter.check_started(4242, now);
+        assert_eq!(waiter.check_pid(), Some(4242));
+        assert_eq!(waiter.next_deadline(), now + CHECK_TIMEOUT);
+        assert_eq!(
+            waiter.on_time(now + CHECK_TIMEOUT),
+            (Step::Idle, Some(4242))
+        );
+        assert!(matches!(waiter.on_check_exit(1, now + MS), Step::NotYet(_)));
+        waiter.check_started(4243, now);
+        assert_eq!(waiter.on_check_exit(0, now + MS), Step::Ready);
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+}
