@@ -33,6 +33,7 @@ mod logging;
 mod reaper;
 mod remains;
 mod restart;
+mod services;
 mod shutdown;
 mod signals;
 mod supervisor;
