@@ -7,10 +7,9 @@
 //! floats, dates, arrays of tables…) is refused with its line, so every file accepted here is valid TOML
 //! with the same values, and editors and linters read it as grace does.
 
+use std::borrow::Cow;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
-use std::str::Chars;
 
 /// One `[name]` table, its entries in file order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,480 +73,458 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
-/// A services file is a screenful; anything much larger is the wrong file (or /dev/zero).
-const LARGEST_FILE: u64 = 1 << 20;
-
 /// Reads and parses the file at `path`, shown in messages as `path.display()`.
 pub fn read(path: &Path) -> Result<Vec<Table>, FileError> {
     let shown = path.display().to_string();
-    let refuse = |line, message: String| FileError {
-        path: shown.clone(),
+    let (line, message) = match std::fs::read(path) {
+        Err(err) => (0, format!("cannot read it: {err}")),
+        Ok(bytes) => match std::str::from_utf8(&bytes) {
+            Ok(text) => return parse(&shown, text),
+            Err(err) => {
+                let lines = bytes
+                    .iter()
+                    .take(err.valid_up_to())
+                    .filter(|byte| **byte == b'\n');
+                let message = "not valid UTF-8 (a TOML file is UTF-8 text)".to_string();
+                (lines.count() + 1, message)
+            }
+        },
+    };
+    Err(FileError {
+        path: shown,
         line,
         message,
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(LARGEST_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|err| refuse(0, format!("cannot read it: {err}")))?;
-    if bytes.len() as u64 > LARGEST_FILE {
-        return Err(refuse(
-            0,
-            "too large for a services file (over 1 MiB)".into(),
-        ));
-    }
-    match String::from_utf8(bytes) {
-        Ok(text) => parse(&shown, &text),
-        Err(err) => {
-            let valid = err.utf8_error().valid_up_to();
-            let newlines = err
-                .as_bytes()
-                .iter()
-                .take(valid)
-                .filter(|byte| **byte == b'\n');
-            Err(refuse(
-                newlines.count() + 1,
-                "not valid UTF-8 (a TOML file is UTF-8 text)".into(),
-            ))
-        }
-    }
+    })
 }
 
 /// Parses `text`, naming it `path_shown` in messages.
 pub fn parse(path_shown: &str, text: &str) -> Result<Vec<Table>, FileError> {
     let mut reader = Reader {
-        path: path_shown,
         // TOML allows a byte order mark, which some editors write.
-        rest: text.strip_prefix('\u{feff}').unwrap_or(text).chars(),
+        text: text.strip_prefix('\u{feff}').unwrap_or(text),
+        position: 0,
         line: 1,
     };
-    let mut tables: Vec<Table> = Vec::new();
-    loop {
-        reader.skip_blanks();
-        let after = match reader.peek() {
-            None => return Ok(tables),
-            Some('#' | '\n' | '\r') => "",
-            Some('[') => {
-                let table = reader.header()?;
-                if let Some(first) = tables.iter().find(|first| first.name == table.name) {
-                    let message = format!(
-                        "duplicate service [{}] (first on line {})",
-                        table.name, first.line
-                    );
-                    return Err(reader.error(table.line, message));
-                }
-                tables.push(table);
-                "after the table's name"
-            }
-            Some(_) => {
-                let line = reader.line;
-                let Some(table) = tables.last_mut() else {
-                    return Err(reader.error(line, "key outside a [service] table".into()));
-                };
-                let entry = reader.entry()?;
-                if let Some(first) = table.entries.iter().find(|first| first.key == entry.key) {
-                    let message = format!(
-                        "duplicate key '{}' in [{}] (first on line {})",
-                        entry.key, table.name, first.line
-                    );
-                    return Err(reader.error(line, message));
-                }
-                table.entries.push(entry);
-                "after the value"
-            }
-        };
-        reader.end_of_line(after)?;
-    }
+    reader.tables().map_err(|(line, message)| FileError {
+        path: path_shown.to_string(),
+        line,
+        message: message.into_owned(),
+    })
 }
 
-/// A cursor over the text that knows its line.
+/// Why the text was refused: the line and the message.
+type Refusal = (usize, Cow<'static, str>);
+
+/// A cursor over the text that knows its line. It moves byte by byte: everything TOML gives a meaning to
+/// is ASCII, and it stops only on ASCII bytes, so every piece it takes out is whole UTF-8.
 struct Reader<'a> {
-    path: &'a str,
-    rest: Chars<'a>,
+    text: &'a str,
+    position: usize,
     line: usize,
 }
 
 impl Reader<'_> {
-    fn error(&self, line: usize, message: String) -> FileError {
-        FileError {
-            path: self.path.to_string(),
-            line,
-            message,
+    /// The whole text.
+    fn tables(&mut self) -> Result<Vec<Table>, Refusal> {
+        let reader = self;
+        let mut tables: Vec<Table> = Vec::new();
+        loop {
+            reader.skip_blanks();
+            let line = reader.line;
+            match reader.peek() {
+                None => return Ok(tables),
+                Some(b'#' | b'\n' | b'\r') => {}
+                Some(b'[') => {
+                    let table = reader.header()?;
+                    if let Some(first) = tables.iter().find(|first| first.name == table.name) {
+                        let message = format!(
+                            "duplicate service [{}] (first on line {})",
+                            table.name, first.line
+                        );
+                        return Err(reader.error(line, message));
+                    }
+                    tables.push(table);
+                }
+                Some(_) => {
+                    let Some(table) = tables.last_mut() else {
+                        return Err(reader.error(line, "key outside a [service] table"));
+                    };
+                    let entry = reader.entry()?;
+                    if let Some(first) = table.entries.iter().find(|first| first.key == entry.key) {
+                        let message = format!(
+                            "duplicate key '{}' in [{}] (first on line {})",
+                            entry.key, table.name, first.line
+                        );
+                        return Err(reader.error(line, message));
+                    }
+                    table.entries.push(entry);
+                }
+            }
+            reader.end_of_line()?;
         }
     }
 
-    fn peek(&self) -> Option<char> {
-        self.rest.clone().next()
+    fn error(&self, line: usize, message: impl Into<Cow<'static, str>>) -> Refusal {
+        (line, message.into())
     }
 
-    fn bump(&mut self) -> Option<char> {
-        let next = self.rest.next();
-        if next == Some('\n') {
-            self.line += 1;
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.position).copied()
+    }
+
+    fn at(&self, bytes: &[u8]) -> bool {
+        let rest = self.text.as_bytes().get(self.position..);
+        rest.is_some_and(|rest| rest.starts_with(bytes))
+    }
+
+    /// What is at the cursor, to name it in a message.
+    fn found(&self) -> String {
+        match self
+            .text
+            .get(self.position..)
+            .and_then(|rest| rest.chars().next())
+        {
+            None | Some('\n' | '\r') => "the end of the line".to_string(),
+            Some(next) if next.is_control() => "a control character".to_string(),
+            Some(next) => format!("'{next}'"),
         }
-        next
-    }
-
-    fn starts_with(&self, text: &str) -> bool {
-        self.rest.as_str().starts_with(text)
     }
 
     /// Spaces and tabs, TOML's only whitespace.
     fn skip_blanks(&mut self) {
-        while matches!(self.peek(), Some(' ' | '\t')) {
-            self.bump();
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.position += 1;
         }
+    }
+
+    /// A `#` comment, up to its line end; TOML refuses control characters in it.
+    fn skip_comment(&mut self) -> Result<(), Refusal> {
+        if self.peek() != Some(b'#') {
+            return Ok(());
+        }
+        while let Some(byte) = self.peek() {
+            if byte == b'\n' || self.at(b"\r\n") {
+                break;
+            }
+            if is_control(byte) {
+                let message = "a control character in a comment";
+                return Err(self.error(self.line, message));
+            }
+            self.position += 1;
+        }
+        Ok(())
+    }
+
+    /// Takes a line end, `\n` or `\r\n`, if there is one.
+    fn line_end(&mut self) -> bool {
+        let length = match self.peek() {
+            Some(b'\n') => 1,
+            Some(b'\r') if self.at(b"\r\n") => 2,
+            _ => return false,
+        };
+        self.position += length;
+        self.line += 1;
+        true
     }
 
     /// What may end a line: blanks, a comment, then a line end or the end of the file.
-    fn end_of_line(&mut self, after: &str) -> Result<(), FileError> {
+    fn end_of_line(&mut self) -> Result<(), Refusal> {
         self.skip_blanks();
         self.skip_comment()?;
-        match self.peek() {
-            None => Ok(()),
-            Some('\n' | '\r') => self.newline(),
-            Some(found) => {
-                let message = format!(
-                    "unexpected '{}' {after}: one item per line, and a comment starts with #",
-                    found.escape_debug()
-                );
-                Err(self.error(self.line, message))
-            }
-        }
-    }
-
-    /// A `#` comment up to (not including) the line end; TOML refuses control characters in it.
-    fn skip_comment(&mut self) -> Result<(), FileError> {
-        if self.peek() != Some('#') {
+        if self.peek().is_none() || self.line_end() {
             return Ok(());
         }
-        while let Some(next) = self.peek() {
-            match next {
-                '\n' | '\r' => break,
-                '\t' => {}
-                control if control.is_ascii_control() => {
-                    let message = format!(
-                        "a control character ({}) in a comment",
-                        control.escape_debug()
-                    );
-                    return Err(self.error(self.line, message));
-                }
-                _ => {}
-            }
-            self.bump();
-        }
-        Ok(())
-    }
-
-    /// `\n` or `\r\n`.
-    fn newline(&mut self) -> Result<(), FileError> {
-        if self.peek() == Some('\r') {
-            self.bump();
-            if self.peek() != Some('\n') {
-                let message = "a carriage return not followed by a line feed".to_string();
-                return Err(self.error(self.line, message));
-            }
-        }
-        self.bump();
-        Ok(())
+        let message = format!(
+            "{} where the line should end (a comment starts with #)",
+            self.found()
+        );
+        Err(self.error(self.line, message))
     }
 
     /// Letters, digits, `-` and `_`: a TOML bare key.
     fn bare_key(&mut self) -> String {
-        let mut key = String::new();
-        while let Some(next) = self.peek() {
-            if !(next.is_ascii_alphanumeric() || next == '-' || next == '_') {
-                break;
-            }
-            key.push(next);
-            self.bump();
+        let start = self.position;
+        while self
+            .peek()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+        {
+            self.position += 1;
         }
-        key
+        self.text
+            .get(start..self.position)
+            .unwrap_or_default()
+            .to_string()
     }
 
-    /// `[name]`, the reader at its `[`.
-    fn header(&mut self) -> Result<Table, FileError> {
+    /// `[name]`, the cursor at its `[`.
+    fn header(&mut self) -> Result<Table, Refusal> {
         let line = self.line;
-        self.bump();
-        if self.peek() == Some('[') {
-            let message = "arrays of tables ([[name]]) are not supported: a service is one [name]";
-            return Err(self.error(line, message.into()));
-        }
+        self.position += 1;
         self.skip_blanks();
         let name = self.bare_key();
         self.skip_blanks();
-        let problem = match self.peek() {
-            Some(']') if !name.is_empty() => None,
-            Some(']') => Some("an empty service name".to_string()),
-            Some('"' | '\'') => Some("quoted service names are not supported".to_string()),
-            Some('.') => {
-                Some("dotted table names are not supported: a service is one [name]".into())
+        let message = match self.peek() {
+            Some(b']') if !name.is_empty() => {
+                self.position += 1;
+                return Ok(Table {
+                    name,
+                    line,
+                    entries: Vec::new(),
+                });
             }
-            None | Some('\n' | '\r' | '#') => Some("a table header without its ]".to_string()),
-            Some(found) => Some(format!(
-                "'{}' in a service name: a name has letters, digits, - and _",
-                found.escape_debug()
-            )),
+            Some(b'[') => "arrays of tables ([[name]]) are not supported: a service is one [name]",
+            Some(b'"' | b'\'') => "quoted service names are not supported",
+            Some(b'.') => "dotted table names are not supported: a service is one [name]",
+            _ => "a service is a [name] of letters, digits, - and _",
         };
-        if let Some(message) = problem {
-            return Err(self.error(line, message));
-        }
-        self.bump();
-        Ok(Table {
-            name,
-            line,
-            entries: Vec::new(),
-        })
+        Err(self.error(line, message))
     }
 
-    /// `key = value`, the reader at the key.
-    fn entry(&mut self) -> Result<Entry, FileError> {
+    /// `key = value`, the cursor at the key.
+    fn entry(&mut self) -> Result<Entry, Refusal> {
         let line = self.line;
         let key = self.bare_key();
         self.skip_blanks();
-        let problem = match self.peek() {
-            Some('=') if !key.is_empty() => None,
-            Some('=') => Some("a value without its key".to_string()),
-            Some('"' | '\'') if key.is_empty() => Some("quoted keys are not supported".to_string()),
-            Some('.') => Some("dotted keys are not supported".to_string()),
-            _ if key.is_empty() => Some(match self.peek() {
-                Some(found) => format!(
-                    "expected a [service] or a key = value, not '{}'",
-                    found.escape_debug()
-                ),
-                None => "expected a [service] or a key = value".to_string(),
-            }),
-            _ => Some(format!("expected '=' after the key '{key}'")),
-        };
-        if let Some(message) = problem {
+        if key.is_empty() || self.peek() != Some(b'=') {
+            let message = match self.peek() {
+                Some(b'.') => "dotted keys are not supported".to_string(),
+                Some(b'"' | b'\'') if key.is_empty() => "quoted keys are not supported".to_string(),
+                _ if key.is_empty() => {
+                    format!(
+                        "expected a [service] or a key = value, found {}",
+                        self.found()
+                    )
+                }
+                _ => format!("expected '=' after the key '{key}', found {}", self.found()),
+            };
             return Err(self.error(line, message));
         }
-        self.bump();
+        self.position += 1;
         self.skip_blanks();
         let value = match self.peek() {
-            Some('[') => Value::Strings(self.array()?),
-            None | Some('\n' | '\r' | '#') => {
-                return Err(self.error(line, format!("'{key} =' without a value")))
-            }
-            Some(_) => self.scalar()?,
+            Some(b'[') => Value::Strings(self.array()?),
+            _ => self.scalar()?,
         };
         Ok(Entry { key, line, value })
     }
 
     /// A value other than an array.
-    fn scalar(&mut self) -> Result<Value, FileError> {
+    fn scalar(&mut self) -> Result<Value, Refusal> {
         match self.peek() {
-            Some('"' | '\'') => return self.string().map(Value::String),
-            Some('{') => {
-                let message = "inline tables ({…}) are not supported".to_string();
+            Some(quote @ (b'"' | b'\'')) => return self.string(quote).map(Value::String),
+            Some(b'{') => {
+                let message = "inline tables ({…}) are not supported";
                 return Err(self.error(self.line, message));
             }
             _ => {}
         }
-        let mut token = String::new();
-        while let Some(next) = self.peek() {
-            if !(next.is_ascii_alphanumeric() || "_+-.:".contains(next)) {
-                break;
-            }
-            token.push(next);
-            self.bump();
+        let start = self.position;
+        while self
+            .peek()
+            .is_some_and(|byte| byte.is_ascii_alphanumeric() || b"_+-.:".contains(&byte))
+        {
+            self.position += 1;
         }
-        match token.as_str() {
-            "true" => return Ok(Value::Boolean(true)),
-            "false" => return Ok(Value::Boolean(false)),
-            _ => {}
-        }
-        integer(&token)
-            .map(Value::Integer)
-            .map_err(|message| self.error(self.line, message))
+        let value = match self.text.get(start..self.position).unwrap_or_default() {
+            "true" => Ok(Value::Boolean(true)),
+            "false" => Ok(Value::Boolean(false)),
+            "" => Err(format!(
+                "expected a value (a \"string\", an integer, true, false or an array of strings), \
+                 found {}",
+                self.found()
+            )),
+            token => integer(token).map(Value::Integer),
+        };
+        value.map_err(|message| self.error(self.line, message))
     }
 
-    /// A basic or literal string, the reader at its opening quote.
-    fn string(&mut self) -> Result<String, FileError> {
+    /// A basic (`"`) or literal (`'`) string, the cursor at its opening `quote`.
+    fn string(&mut self, quote: u8) -> Result<String, Refusal> {
         let line = self.line;
-        let Some(quote) = self.bump() else {
-            return Err(self.error(line, "expected a string".into()));
-        };
-        if self.starts_with(if quote == '"' { "\"\"" } else { "''" }) {
-            let message = format!("multi-line strings ({quote}{quote}{quote}) are not supported");
+        if self.at(&[quote; 3]) {
+            let message = "multi-line strings are not supported: write it on one line";
             return Err(self.error(line, message));
         }
-        let unterminated = || format!("a string without its closing {quote} on its line");
-        let mut text = String::new();
-        loop {
-            match self.bump() {
-                None | Some('\n' | '\r') => return Err(self.error(line, unterminated())),
-                Some(end) if end == quote => return Ok(text),
-                Some('\\') if quote == '"' => text.push(self.escape(line)?),
-                Some('\t') => text.push('\t'),
-                Some(control) if control.is_ascii_control() => {
-                    let message = format!(
-                        "a control character ({}) in a string: write it as an escape in a \"…\" string",
-                        control.escape_debug()
-                    );
+        self.position += 1;
+        let mut bytes = Vec::new();
+        while let Some(byte) = self.peek() {
+            self.position += 1;
+            match byte {
+                b'\n' | b'\r' => break,
+                _ if byte == quote => {
+                    // Whole UTF-8: the text is, and the string ends on an ASCII quote.
+                    let text = String::from_utf8(bytes);
+                    return text.map_err(|_| self.error(line, "not valid UTF-8"));
+                }
+                b'\\' if quote == b'"' => self.escape(line, &mut bytes)?,
+                _ if is_control(byte) => {
+                    let message = "a control character in a string: write it as an escape in \
+                                   a \"…\" string"
+                        .to_string();
                     return Err(self.error(line, message));
                 }
-                Some(other) => text.push(other),
+                _ => bytes.push(byte),
             }
         }
+        let message = format!(
+            "a string without its closing {} on its line",
+            char::from(quote)
+        );
+        Err(self.error(line, message))
     }
 
     /// What follows a backslash in a basic string: TOML's escapes and no others.
-    fn escape(&mut self, line: usize) -> Result<char, FileError> {
-        let digits = match self.bump() {
-            Some('b') => return Ok('\u{8}'),
-            Some('t') => return Ok('\t'),
-            Some('n') => return Ok('\n'),
-            Some('f') => return Ok('\u{c}'),
-            Some('r') => return Ok('\r'),
-            Some('"') => return Ok('"'),
-            Some('\\') => return Ok('\\'),
-            Some('u') => 4,
-            Some('U') => 8,
-            None | Some('\n' | '\r') => {
-                let message = "a string without its closing \" on its line".to_string();
-                return Err(self.error(line, message));
+    fn escape(&mut self, line: usize, bytes: &mut Vec<u8>) -> Result<(), Refusal> {
+        let letter = self.peek();
+        self.position += 1;
+        let escaped = match letter {
+            Some(b'b') => '\u{8}',
+            Some(b't') => '\t',
+            Some(b'n') => '\n',
+            Some(b'f') => '\u{c}',
+            Some(b'r') => '\r',
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(letter @ (b'u' | b'U')) => {
+                let digits = if letter == b'u' { 4 } else { 8 };
+                let mut code: u32 = 0;
+                for _ in 0..digits {
+                    let digit = self.peek().and_then(|byte| char::from(byte).to_digit(16));
+                    let Some(digit) = digit else {
+                        code = u32::MAX; // not a character
+                        break;
+                    };
+                    self.position += 1;
+                    code = code << 4 | digit;
+                }
+                let Some(escaped) = char::from_u32(code) else {
+                    let message =
+                        "\\u takes 4 hexadecimal digits and \\U 8, of a Unicode scalar value"
+                            .to_string();
+                    return Err(self.error(line, message));
+                };
+                escaped
             }
-            Some(other) => {
-                let message = format!(
-                    "'\\{}' is not an escape (TOML's are \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \\UXXXXXXXX)",
-                    other.escape_debug()
-                );
+            _ => {
+                let message = "not one of TOML's escapes: \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \
+                               \\UXXXXXXXX"
+                    .to_string();
                 return Err(self.error(line, message));
             }
         };
-        let mut code: u32 = 0;
-        for _ in 0..digits {
-            let digit = self.peek().and_then(|next| next.to_digit(16));
-            let Some(digit) = digit else {
-                let letter = if digits == 4 { 'u' } else { 'U' };
-                let message = format!("a \\{letter} escape needs {digits} hexadecimal digits");
-                return Err(self.error(line, message));
-            };
-            self.bump();
-            code = code.saturating_mul(16).saturating_add(digit);
-        }
-        char::from_u32(code)
-            .ok_or_else(|| self.error(line, format!("\\u{code:X} is not a Unicode scalar value")))
+        bytes.extend_from_slice(escaped.encode_utf8(&mut [0; 4]).as_bytes());
+        Ok(())
     }
 
-    /// An array of strings, the reader at its `[`: over lines, with comments, and a trailing comma.
-    fn array(&mut self) -> Result<Vec<String>, FileError> {
+    /// An array of strings, the cursor at its `[`: over lines, with comments and a trailing comma.
+    fn array(&mut self) -> Result<Vec<String>, Refusal> {
         let opened = self.line;
-        self.bump();
+        self.position += 1;
         let mut strings = Vec::new();
         loop {
             self.skip_array_space()?;
-            if self.peek() == Some(']') {
-                self.bump();
-                return Ok(strings);
-            }
-            strings.push(self.array_item(opened)?);
-            self.skip_array_space()?;
-            match self.peek() {
-                Some(',') => {
-                    self.bump();
-                }
-                Some(']') => {
-                    self.bump();
+            let problem = match self.peek() {
+                None => break,
+                Some(b']') => {
+                    self.position += 1;
                     return Ok(strings);
                 }
-                None => return Err(self.unterminated_array(opened)),
-                Some(found) => {
-                    let message = format!("expected ',' or ']', not '{}'", found.escape_debug());
-                    return Err(self.array_error(opened, message));
+                Some(quote @ (b'"' | b'\'')) => {
+                    strings.push(self.string(quote)?);
+                    self.skip_array_space()?;
+                    match self.peek() {
+                        None => break,
+                        Some(b',') => {
+                            self.position += 1;
+                            continue;
+                        }
+                        Some(b']') => continue,
+                        Some(_) => format!("expected ',' or ']', found {}", self.found()),
+                    }
                 }
-            }
+                Some(b'[') => "nested arrays are not supported".to_string(),
+                Some(_) => match self.scalar() {
+                    Ok(value) => format!("an array holds strings only, not {}", value.kind()),
+                    Err((_, message)) => message.into_owned(),
+                },
+            };
+            let message = match self.line == opened {
+                true => problem,
+                false => format!("{problem} (in the array opened on line {opened})"),
+            };
+            return Err(self.error(self.line, message));
         }
-    }
-
-    fn array_item(&mut self, opened: usize) -> Result<String, FileError> {
-        let problem = match self.peek() {
-            None => return Err(self.unterminated_array(opened)),
-            Some('"' | '\'') => return self.string(),
-            Some('[') => "nested arrays are not supported".to_string(),
-            Some('{') => "inline tables ({…}) are not supported".to_string(),
-            Some(_) => match self.scalar() {
-                Ok(value) => format!("an array holds strings only, not {}", value.kind()),
-                Err(err) => err.message,
-            },
-        };
-        Err(self.array_error(opened, problem))
+        Err(self.error(opened, "an array without its closing ]"))
     }
 
     /// Blanks, line ends and comments between an array's items.
-    fn skip_array_space(&mut self) -> Result<(), FileError> {
+    fn skip_array_space(&mut self) -> Result<(), Refusal> {
         loop {
             self.skip_blanks();
             self.skip_comment()?;
-            match self.peek() {
-                Some('\n' | '\r') => self.newline()?,
-                _ => return Ok(()),
+            if !self.line_end() {
+                return Ok(());
             }
         }
     }
+}
 
-    /// A message about an array, which says where it began when that was on another line.
-    fn array_error(&self, opened: usize, message: String) -> FileError {
-        if self.line == opened {
-            return self.error(self.line, message);
-        }
-        self.error(
-            self.line,
-            format!("{message} (in the array opened on line {opened})"),
-        )
-    }
-
-    fn unterminated_array(&self, opened: usize) -> FileError {
-        self.error(opened, "an array without its closing ]".into())
-    }
+/// A control character, which TOML allows (but for tab) neither in strings nor in comments.
+fn is_control(byte: u8) -> bool {
+    (byte < b' ' && byte != b'\t') || byte == 0x7f
 }
 
 /// A decimal integer as TOML writes it: an optional sign, `_` only between digits, no leading zero.
 fn integer(token: &str) -> Result<i64, String> {
     let negative = token.starts_with('-');
     let unsigned = token.strip_prefix(['+', '-']).unwrap_or(token);
-    if matches!(unsigned, "inf" | "nan") {
-        return Err(format!("floats are not supported ({token})"));
-    }
-    if !unsigned.starts_with(|first: char| first.is_ascii_digit()) {
-        return Err(if token.is_empty() {
-            "expected a value: a \"string\", an integer, true, false or an array of strings".into()
-        } else {
-            format!("'{token}' is not a value: a string needs quotes")
-        });
-    }
-    if ["0x", "0o", "0b"]
-        .iter()
-        .any(|prefix| unsigned.starts_with(prefix))
-    {
-        return Err(format!("write {token} in decimal"));
-    }
-    if unsigned.contains([':', '-']) {
-        return Err(format!("dates and times are not supported ({token})"));
-    }
-    if unsigned.contains(['.', 'e', 'E']) {
-        return Err(format!(
-            "floats are not supported ({token}); a duration is a string such as \"500ms\""
-        ));
-    }
-    let invalid = || format!("'{token}' is not an integer");
-    if unsigned.len() > 1 && unsigned.starts_with('0') {
-        return Err(format!("leading zeros are not allowed ({token})"));
-    }
-    if unsigned.ends_with('_') || unsigned.contains("__") {
-        return Err(invalid());
-    }
     let mut value: i64 = 0;
-    for character in unsigned.chars().filter(|character| *character != '_') {
-        let digit = character.to_digit(10).ok_or_else(invalid)?;
-        // Accumulate towards the sign, so that i64::MIN fits.
-        value = value
-            .checked_mul(10)
-            .and_then(|value| match negative {
-                true => value.checked_sub(i64::from(digit)),
-                false => value.checked_add(i64::from(digit)),
-            })
-            .ok_or_else(|| format!("{token} is out of range for an integer"))?;
+    let mut previous = b'_'; // so that a leading `_` is refused as a doubled one is
+    for byte in unsigned.bytes() {
+        let digit = i64::from(byte.wrapping_sub(b'0'));
+        value = match byte {
+            // Towards the sign, so that i64::MIN fits.
+            b'0'..=b'9' if negative => value
+                .checked_mul(10)
+                .and_then(|value| value.checked_sub(digit)),
+            b'0'..=b'9' => value
+                .checked_mul(10)
+                .and_then(|value| value.checked_add(digit)),
+            b'_' if previous != b'_' => Some(value),
+            _ => return Err(not_an_integer(token, unsigned)),
+        }
+        .ok_or("an integer out of range")?;
+        previous = byte;
+    }
+    if previous == b'_' {
+        return Err(not_an_integer(token, unsigned));
+    }
+    if unsigned.len() > 1 && unsigned.starts_with('0') {
+        return Err("an integer with a leading zero".into());
     }
     Ok(value)
+}
+
+/// Why `token` is not a decimal integer, in the words of what it looks like.
+fn not_an_integer(token: &str, unsigned: &str) -> String {
+    let floats = "floats are not supported (a duration is a string such as \"500ms\")";
+    let message = if matches!(unsigned, "inf" | "nan") {
+        floats
+    } else if !unsigned.starts_with(|first: char| first.is_ascii_digit()) {
+        return format!("'{token}' is not a value: a string needs quotes");
+    } else if ["0x", "0o", "0b"]
+        .iter()
+        .any(|base| unsigned.starts_with(base))
+    {
+        "write integers in decimal"
+    } else if unsigned.contains(':') {
+        "dates and times are not supported"
+    } else if unsigned.contains(['.', 'e', 'E']) {
+        floats
+    } else if unsigned.contains('-') {
+        "dates and times are not supported"
+    } else {
+        return format!("'{token}' is not an integer");
+    };
+    message.to_string()
 }

@@ -82,19 +82,25 @@ impl fmt::Display for Readiness {
     }
 }
 
-/// The keys a service table may have.
-const KEYS: [&str; 11] = [
-    "command",
-    "main",
-    "once",
-    "ready",
-    "ready-timeout",
-    "restart",
-    "max-restarts",
-    "optional",
-    "stop-signal",
-    "stop-timeout",
-    "env",
+/// The keys a service table may have, and what each takes, in the words of a message.
+const KEYS: [(&str, &str); 11] = [
+    (
+        "command",
+        "an array of strings: the program and its arguments",
+    ),
+    ("main", "true or false"),
+    ("once", "true or false"),
+    (
+        "ready",
+        "\"tcp:HOST:PORT\", \"file:/PATH\", \"notify\" or a command's argv",
+    ),
+    ("ready-timeout", "a duration such as \"30s\""),
+    ("restart", "\"always\", \"on-failure\" or \"never\""),
+    ("max-restarts", "an integer"),
+    ("optional", "true or false"),
+    ("stop-signal", "a signal's name, such as \"TERM\""),
+    ("stop-timeout", "a duration such as \"10s\""),
+    ("env", "an array of \"NAME=VALUE\" strings"),
 ];
 
 /// Validates the file's `tables` (read from `path_shown`) into the service table; `cmd` is the command
@@ -250,122 +256,89 @@ fn service(table: &Table) -> Result<Service, Refusal> {
 
 /// Checks one entry and sets what it says.
 fn set(service: &mut Service, table: &Table, entry: &Entry) -> Result<(), Refusal> {
-    let wrong_type = |expected: &str| {
-        let message = format!(
-            "{} in [{}] must be {expected}, not {}",
-            entry.key,
-            table.name,
-            entry.value.kind()
-        );
-        (entry.line, message)
-    };
-    let invalid = |text: &str, reason: &str| {
-        let message = format!(
-            "invalid value '{text}' for {} in [{}]: {reason}",
-            entry.key, table.name
-        );
-        (entry.line, message)
-    };
-    let duration = |expected| match &entry.value {
-        Value::String(text) => crate::cli::parse_duration(text)
-            .map(Some)
-            .map_err(|reason| invalid(text, &reason)),
-        _ => Err(wrong_type(expected)),
-    };
-    let boolean = || match entry.value {
-        Value::Boolean(value) => Ok(value),
-        _ => Err(wrong_type("true or false")),
-    };
-    match entry.key.as_str() {
-        "command" => {
-            let Value::Strings(argv) = &entry.value else {
-                return Err(wrong_type(
-                    "an array of strings: the program and its arguments",
-                ));
-            };
-            service.command = command(argv).map_err(|reason| invalid(&argv.join(" "), &reason))?;
+    let invalid = |reason: &str| invalid(table, entry, reason);
+    let duration = |text: &str| crate::cli::parse_duration(text).map_err(|reason| invalid(&reason));
+    match (entry.key.as_str(), &entry.value) {
+        ("command", Value::Strings(argv)) => service.command = command(argv).map_err(invalid)?,
+        ("main", Value::Boolean(value)) => service.main = *value,
+        ("once", Value::Boolean(value)) => service.once = *value,
+        ("optional", Value::Boolean(value)) => service.optional = *value,
+        ("ready", Value::String(text)) => {
+            service.ready = Some(readiness(text).map_err(invalid)?);
         }
-        "main" => service.main = boolean()?,
-        "once" => service.once = boolean()?,
-        "optional" => service.optional = boolean()?,
-        "ready" => {
-            let ready = match &entry.value {
-                Value::String(text) => readiness(text).map_err(|reason| invalid(text, &reason)),
-                Value::Strings(argv) => command(argv)
-                    .map(Readiness::Command)
-                    .map_err(|reason| invalid(&argv.join(" "), &reason)),
-                _ => Err(wrong_type(
-                    "\"tcp:HOST:PORT\", \"file:/PATH\", \"notify\" or a command's argv",
-                )),
-            };
-            service.ready = Some(ready?);
+        ("ready", Value::Strings(argv)) => {
+            service.ready = Some(Readiness::Command(command(argv).map_err(invalid)?));
         }
-        "ready-timeout" => service.ready_timeout = duration("a duration such as \"30s\"")?,
-        "stop-timeout" => service.stop_timeout = duration("a duration such as \"10s\"")?,
-        "restart" => {
-            let Value::String(text) = &entry.value else {
-                return Err(wrong_type("\"always\", \"on-failure\" or \"never\""));
-            };
-            service.restart = Some(Policy::parse(text).map_err(|reason| invalid(text, &reason))?);
+        ("ready-timeout", Value::String(text)) => service.ready_timeout = Some(duration(text)?),
+        ("stop-timeout", Value::String(text)) => service.stop_timeout = Some(duration(text)?),
+        ("restart", Value::String(text)) => {
+            service.restart = Some(Policy::parse(text).map_err(|reason| invalid(&reason))?);
         }
-        "max-restarts" => {
-            let Value::Integer(count) = entry.value else {
-                return Err(wrong_type("an integer"));
-            };
-            let count = u32::try_from(count)
-                .map_err(|_| invalid(&count.to_string(), "from 0 to 4294967295"))?;
+        ("max-restarts", Value::Integer(count)) => {
+            let count = u32::try_from(*count).map_err(|_| invalid("from 0 to 4294967295"))?;
             service.max_restarts = Some(count);
         }
-        "stop-signal" => {
-            let Value::String(text) = &entry.value else {
-                return Err(wrong_type("a signal's name, such as \"TERM\""));
-            };
+        ("stop-signal", Value::String(text)) => {
             let signal = text
                 .parse::<Signal>()
-                .map_err(|err| invalid(text, &err.to_string()))?;
+                .map_err(|err| invalid(&err.to_string()))?;
             if signal == Signal::STOP {
-                return Err(invalid(
-                    text,
-                    "SIGSTOP pauses a process, it does not stop it",
-                ));
+                return Err(invalid("SIGSTOP pauses a process, it does not stop it"));
             }
             service.stop_signal = Some(signal);
         }
-        "env" => {
-            let Value::Strings(pairs) = &entry.value else {
-                return Err(wrong_type("an array of \"NAME=VALUE\" strings"));
-            };
+        ("env", Value::Strings(pairs)) => {
             for pair in pairs {
-                let (name, value) =
-                    environment_variable(pair).map_err(|reason| invalid(pair, reason))?;
+                let (name, value) = environment_variable(pair).map_err(invalid)?;
                 if service.env.iter().any(|(first, _)| *first == name) {
-                    return Err(invalid(pair, "the variable is set twice"));
+                    return Err(invalid(&format!("{pair}: the variable is set twice")));
                 }
                 service.env.push((name, value));
             }
         }
-        unknown => {
-            let mut message = format!("unknown key '{unknown}' in [{}]", table.name);
-            if let Some(known) = closest_key(unknown) {
-                message.push_str(&format!("; did you mean '{known}'?"));
-            }
+        (key, value) => {
+            let message = match KEYS.iter().find(|(known, _)| *known == key) {
+                Some((_, expected)) => format!(
+                    "{key} in [{}] must be {expected}, not {}",
+                    table.name,
+                    value.kind()
+                ),
+                None => match closest_key(key) {
+                    Some(known) => format!(
+                        "unknown key '{key}' in [{}]; did you mean '{known}'?",
+                        table.name
+                    ),
+                    None => format!("unknown key '{key}' in [{}]", table.name),
+                },
+            };
             return Err((entry.line, message));
         }
     }
     Ok(())
 }
 
+/// A value `entry` has the right type for, but not one its key takes, and why.
+fn invalid(table: &Table, entry: &Entry, reason: &str) -> Refusal {
+    let message = match &entry.value {
+        Value::String(text) => format!(
+            "invalid value '{text}' for {} in [{}]: {reason}",
+            entry.key, table.name
+        ),
+        _ => format!("invalid {} in [{}]: {reason}", entry.key, table.name),
+    };
+    (entry.line, message)
+}
+
 /// A program and its arguments, as exec takes them.
-fn command(argv: &[String]) -> Result<Vec<OsString>, String> {
+fn command(argv: &[String]) -> Result<Vec<OsString>, &'static str> {
     match argv.first() {
-        None => return Err("an empty command: give the program and its arguments".into()),
-        Some(program) if program.is_empty() => return Err("the program's name is empty".into()),
-        _ => {}
+        None => Err("an empty command: give the program and its arguments"),
+        Some(program) if program.is_empty() => Err("the program's name is empty"),
+        _ if argv.iter().any(|word| word.contains('\0')) => {
+            Err("an argument cannot hold a NUL character")
+        }
+        _ => Ok(argv.iter().map(OsString::from).collect()),
     }
-    if argv.iter().any(|word| word.contains('\0')) {
-        return Err("an argument cannot hold a NUL character".into());
-    }
-    Ok(argv.iter().map(OsString::from).collect())
 }
 
 /// `NAME=VALUE`: a NAME without `=`, not empty; a VALUE of anything but NUL.
@@ -378,60 +351,47 @@ fn environment_variable(pair: &str) -> Result<(OsString, OsString), &'static str
 }
 
 /// `tcp:HOST:PORT`, `file:PATH` or `notify`.
-fn readiness(text: &str) -> Result<Readiness, String> {
+fn readiness(text: &str) -> Result<Readiness, &'static str> {
     if text == "notify" {
         return Ok(Readiness::Notify);
     }
     if let Some(path) = text.strip_prefix("file:") {
         if !path.starts_with('/') || path.contains('\0') {
-            return Err("file: takes an absolute path, such as file:/run/app.ready".into());
+            return Err("file: takes an absolute path, such as file:/run/app.ready");
         }
         return Ok(Readiness::File(PathBuf::from(path)));
     }
     let Some(address) = text.strip_prefix("tcp:") else {
         return Err(
-            "expected \"tcp:HOST:PORT\", \"file:/PATH\", \"notify\", or an array: a \
-                    command's argv"
-                .into(),
+            "expected \"tcp:HOST:PORT\", \"file:/PATH\", \"notify\", or an array: a command's argv",
         );
     };
-    let Some((host, port)) = address.rsplit_once(':') else {
-        return Err("expected tcp:HOST:PORT".into());
-    };
-    let number = port.parse::<u16>().ok().filter(|number| *number > 0);
-    let port = match number {
-        Some(number) if port.bytes().all(|byte| byte.is_ascii_digit()) => number,
-        _ => return Err(format!("the port '{port}' is not a number from 1 to 65535")),
-    };
-    let host = match host.strip_prefix('[') {
-        Some(bracketed) => {
-            let address = bracketed.strip_suffix(']').unwrap_or_default();
-            address
-                .parse::<Ipv6Addr>()
-                .map_err(|_| format!("'{host}' is not an IPv6 address in brackets"))?;
-            address
-        }
-        None if host.contains(':') => {
-            return Err("an IPv6 address goes in brackets, such as tcp:[::1]:5432".into())
-        }
+    let (host, port) = address.rsplit_once(':').unwrap_or_default();
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|number| *number > 0 && !port.starts_with('+'));
+    let host = match host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+    {
+        Some(ipv6) => ipv6.parse::<Ipv6Addr>().is_ok().then_some(ipv6),
         None => {
             let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
             let dotted_digits = host.chars().all(|c| c.is_ascii_digit() || c == '.');
-            if host.is_empty()
-                || !host.chars().all(name)
-                || (dotted_digits && host.parse::<Ipv4Addr>().is_err())
-            {
-                return Err(format!(
-                    "'{host}' is not a host name, an IPv4 address or an IPv6 address in brackets"
-                ));
-            }
-            host
+            let valid = !host.is_empty()
+                && host.chars().all(name)
+                && (!dotted_digits || host.parse::<Ipv4Addr>().is_ok());
+            valid.then_some(host)
         }
     };
-    Ok(Readiness::Tcp {
-        host: host.to_string(),
-        port,
-    })
+    match (host, port) {
+        (Some(host), Some(port)) => Ok(Readiness::Tcp {
+            host: host.to_string(),
+            port,
+        }),
+        _ => Err("expected tcp:HOST:PORT: a port from 1 to 65535, and a host name, an IPv4 address or an IPv6 address in brackets ([::1])"),
+    }
 }
 
 /// The name of the main service when no table declares it: its program's file name.
@@ -456,33 +416,28 @@ fn line_of(table: &Table, key: &str) -> usize {
 fn closest_key(unknown: &str) -> Option<&'static str> {
     let (distance, known) = KEYS
         .iter()
-        .map(|known| (edit_distance(unknown, known), *known))
+        .map(|(known, _)| (edit_distance(unknown, known), *known))
         .min_by_key(|(distance, _)| *distance)?;
     (distance <= 1 + unknown.chars().count() / 4).then_some(known)
 }
 
-/// Edits (insert, delete, replace, swap two neighbours) from `a` to `b`: the optimal string alignment
-/// distance, over three rolling rows.
+/// Edits (insert, delete or replace a byte) from `a` to `b`: the Levenshtein distance, over one row.
 fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut before: Vec<usize> = Vec::new();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut previous_char: Option<char> = None;
-    for (i, a_char) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, b_char) in b.iter().enumerate() {
-            let at = |row: &Vec<usize>, index: usize| row.get(index).copied().unwrap_or(usize::MAX);
-            let mut best = (at(&previous, j).saturating_add(usize::from(a_char != *b_char)))
-                .min(at(&previous, j + 1).saturating_add(1))
-                .min(at(&current, j).saturating_add(1));
-            let swapped = j > 0 && previous_char == Some(*b_char) && b.get(j - 1) == Some(&a_char);
-            if swapped {
-                best = best.min(at(&before, j - 1).saturating_add(1));
-            }
-            current.push(best);
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, a_byte) in a.bytes().enumerate() {
+        let mut diagonal = i; // the previous row's cell before this one
+        let mut left = i + 1; // this row's cell before this one
+        for (cell, b_byte) in row.iter_mut().skip(1).zip(b.bytes()) {
+            let up = *cell;
+            left = (diagonal + usize::from(a_byte != b_byte))
+                .min(up + 1)
+                .min(left + 1);
+            diagonal = up;
+            *cell = left;
         }
-        previous_char = Some(a_char);
-        before = std::mem::replace(&mut previous, current);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
     }
-    previous.last().copied().unwrap_or(0)
+    row.last().copied().unwrap_or(0)
 }
