@@ -289,11 +289,15 @@ fn set(service: &mut Service, table: &Table, entry: &Entry) -> Result<(), Refusa
         }
         ("env", Value::Strings(pairs)) => {
             for pair in pairs {
-                let (name, value) = environment_variable(pair).map_err(invalid)?;
-                if service.env.iter().any(|(first, _)| *first == name) {
-                    return Err(invalid(&format!("{pair}: the variable is set twice")));
-                }
-                service.env.push((name, value));
+                let variable = environment_variable(pair).and_then(|(name, value)| {
+                    match service.env.iter().any(|(first, _)| *first == name) {
+                        true => Err("the variable is set twice"),
+                        false => Ok((name, value)),
+                    }
+                });
+                let variable =
+                    variable.map_err(|reason| invalid(&format!("'{pair}': {reason}")))?;
+                service.env.push(variable);
             }
         }
         (key, value) => {
@@ -440,4 +444,538 @@ fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row.last().copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::file::parse;
+    use std::os::unix::ffi::OsStrExt;
+
+    const PATH: &str = "/etc/grace/services.toml";
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn built(text: &str, cmd: &[&str]) -> Result<ServiceTable, FileError> {
+        build(parse(PATH, text)?, PATH, &argv(cmd))
+    }
+
+    /// The one service of `[a]` followed by `lines`, with a command after `--` for a main.
+    fn one(lines: &str) -> Result<Service, FileError> {
+        let text = format!("[a]\n{lines}\n");
+        let table = built(&text, &["/bin/cmd"])?;
+        Ok(table.services[0].clone())
+    }
+
+    fn refused(text: &str, cmd: &[&str]) -> String {
+        match built(text, cmd) {
+            Ok(table) => panic!("accepted {text:?}: {table:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    const EXAMPLE: &str = r#"[migrate]
+command = ["/app/manage.py", "migrate", "--noinput"]
+once = true
+
+[logs]
+command = ["/fluent-bit/bin/fluent-bit", "-c", "/fluent-bit/etc/fluent-bit.conf"]
+
+[db-proxy]
+command = ["/cloud-sql-proxy", "--port", "5432", "proj:region:inst"]
+ready = "tcp:127.0.0.1:5432"
+
+[app]
+main = true
+ready = ["/app/healthcheck"]
+
+[nginx]
+command = ["nginx", "-g", "daemon off;"]
+stop-signal = "QUIT"
+"#;
+
+    #[test]
+    fn the_example_runs_the_cmd_as_the_main_service_in_its_place() {
+        let cmd = ["gunicorn", "--bind", "127.0.0.1:8000", "app:app"];
+        let table = built(EXAMPLE, &cmd).unwrap();
+        let names: Vec<&str> = table
+            .services
+            .iter()
+            .map(|service| service.name.as_str())
+            .collect();
+        assert_eq!(names, ["migrate", "logs", "db-proxy", "app", "nginx"]);
+        assert_eq!(table.main_index(), 3);
+        let app = &table.services[3];
+        assert_eq!((app.main, app.line, &app.command), (true, 12, &argv(&cmd)));
+        assert_eq!(
+            app.ready,
+            Some(Readiness::Command(argv(&["/app/healthcheck"])))
+        );
+        let migrate = &table.services[0];
+        assert_eq!(
+            (migrate.once, migrate.main, migrate.ready.as_ref()),
+            (true, false, None)
+        );
+        assert_eq!(
+            table.services[2].ready,
+            Some(Readiness::Tcp {
+                host: "127.0.0.1".to_string(),
+                port: 5432
+            })
+        );
+        assert_eq!(table.services[4].stop_signal, Some("QUIT".parse().unwrap()));
+        assert_eq!(
+            table.services.iter().filter(|service| service.main).count(),
+            1
+        );
+        // Without a CMD, the main table has nothing to run.
+        assert_eq!(
+            refused(EXAMPLE, &[]),
+            format!("{PATH}:12: [app] is the main service but has no command, and none was given after --")
+        );
+    }
+
+    #[test]
+    fn every_key_is_read_into_the_service() {
+        let text = r#"
+[worker]
+command = ["/bin/worker", "--queue", "default"]
+once = true
+restart = "on-failure"
+max-restarts = 5
+optional = true
+stop-signal = "KILL"
+stop-timeout = "500ms"
+env = ["A=1", "EMPTY=", "EQUALS=x=y"]
+"#;
+        let table = built(text, &["/bin/app"]).unwrap();
+        let expected = Service {
+            name: "worker".to_string(),
+            line: 2,
+            command: argv(&["/bin/worker", "--queue", "default"]),
+            main: false,
+            once: true,
+            ready: None,
+            ready_timeout: None,
+            restart: Some(Policy::OnFailure),
+            max_restarts: Some(5),
+            optional: true,
+            stop_signal: Some(Signal::KILL),
+            stop_timeout: Some(Duration::from_millis(500)),
+            env: vec![
+                ("A".into(), "1".into()),
+                ("EMPTY".into(), "".into()),
+                ("EQUALS".into(), "x=y".into()),
+            ],
+        };
+        assert_eq!(table.services[0], expected);
+        let ready =
+            one("command = [\"x\"]\nready = \"notify\"\nready-timeout = \"1m30s\"").unwrap();
+        assert_eq!(ready.ready, Some(Readiness::Notify));
+        assert_eq!(ready.ready_timeout, Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn the_cmd_is_the_last_service_without_a_main_table() {
+        let table = built(
+            "[logs]\ncommand = [\"logger\"]\n",
+            &["/usr/bin/gunicorn", "app:app"],
+        );
+        let table = table.unwrap();
+        assert_eq!(table.main_index(), 1);
+        let main = &table.services[1];
+        assert_eq!(
+            (main.name.as_str(), main.line, main.main),
+            ("gunicorn", 0, true)
+        );
+        assert_eq!(main.command, argv(&["/usr/bin/gunicorn", "app:app"]));
+        assert_eq!((main.restart, main.ready.as_ref()), (None, None));
+
+        // An empty file, or one of comments only, is the CMD alone.
+        for text in ["", "# nothing yet\n"] {
+            let table = built(text, &["nginx", "-g", "daemon off;"]).unwrap();
+            assert_eq!(table.services.len(), 1);
+            assert_eq!(
+                (table.services[0].name.as_str(), table.main_index()),
+                ("nginx", 0)
+            );
+        }
+        // A program's name that is not UTF-8, or not a file name, still names the service.
+        let odd = [OsString::from(std::ffi::OsStr::from_bytes(b"/bin/caf\xe9"))];
+        let table = build(vec![], PATH, &odd).unwrap();
+        assert_eq!(table.services[0].name, "caf\u{fffd}");
+        assert_eq!(table.services[0].command, odd);
+        let table = build(vec![], PATH, &[OsString::new()]).unwrap();
+        assert_eq!(table.services[0].name, "main");
+    }
+
+    #[test]
+    fn a_main_table_runs_its_own_command_only_without_a_cmd() {
+        let text = "[app]\nmain = true\ncommand = [\"/bin/app\"]\n[after]\ncommand = [\"x\"]";
+        let table = built(text, &[]).unwrap();
+        assert_eq!(
+            (table.main_index(), &table.services[0].command),
+            (0, &argv(&["/bin/app"]))
+        );
+        assert_eq!(
+            refused(text, &["/bin/other"]),
+            format!(
+                "{PATH}:3: [app] is the main service and has a command, and a command was given \
+                 after -- (the image's CMD): drop one of them"
+            )
+        );
+    }
+
+    #[test]
+    fn readiness_takes_a_port_a_file_notify_or_a_command() {
+        let tcp = |host: &str, port| {
+            Some(Readiness::Tcp {
+                host: host.to_string(),
+                port,
+            })
+        };
+        let cases = [
+            ("\"tcp:localhost:80\"", tcp("localhost", 80)),
+            (
+                "\"tcp:db_proxy.internal-1:1\"",
+                tcp("db_proxy.internal-1", 1),
+            ),
+            ("\"tcp:10.0.0.1:65535\"", tcp("10.0.0.1", 65535)),
+            ("\"tcp:[::1]:5432\"", tcp("::1", 5432)),
+            ("\"tcp:[fe80::1:2]:8080\"", tcp("fe80::1:2", 8080)),
+            (
+                "\"file:/run/app.ready\"",
+                Some(Readiness::File("/run/app.ready".into())),
+            ),
+            ("\"notify\"", Some(Readiness::Notify)),
+            (
+                "[\"check\", \"--quick\"]",
+                Some(Readiness::Command(argv(&["check", "--quick"]))),
+            ),
+        ];
+        for (value, expected) in cases {
+            let service = one(&format!("command = [\"x\"]\nready = {value}")).unwrap();
+            assert_eq!(service.ready, expected, "{value}");
+            let written = value.trim_matches('"');
+            if !written.starts_with('[') {
+                assert_eq!(service.ready.unwrap().to_string(), written);
+            }
+        }
+        assert_eq!(
+            Readiness::Command(argv(&["check", "--quick"])).to_string(),
+            "check --quick"
+        );
+    }
+
+    #[test]
+    fn signals_policies_and_counts_are_read_as_on_the_command_line() {
+        for (written, number) in [
+            ("TERM", 15),
+            ("SIGQUIT", 3),
+            ("15", 15),
+            ("RTMIN+3", 37),
+            ("kill", 9),
+        ] {
+            let service = one(&format!("command = [\"x\"]\nstop-signal = \"{written}\"")).unwrap();
+            assert_eq!(
+                service.stop_signal.map(Signal::number),
+                Some(number),
+                "{written}"
+            );
+        }
+        for (written, policy) in [
+            ("always", Policy::Always),
+            ("on-failure", Policy::OnFailure),
+            ("never", Policy::Never),
+            ("no", Policy::Never),
+        ] {
+            let service = one(&format!("command = [\"x\"]\nrestart = \"{written}\"")).unwrap();
+            assert_eq!(service.restart, Some(policy));
+        }
+        for count in [0, 7, u32::MAX] {
+            let service = one(&format!("command = [\"x\"]\nmax-restarts = {count}")).unwrap();
+            assert_eq!(service.max_restarts, Some(count));
+        }
+        // What does not contradict: a once step retried until it succeeds, an optional once step.
+        let service =
+            one("command = [\"x\"]\nonce = true\nrestart = \"on-failure\"\noptional = true");
+        assert!(service.is_ok());
+        let service = one("command = [\"x\"]\nmain = false\nonce = false\nready = \"notify\"");
+        assert!(service.is_ok());
+    }
+
+    /// Each refusal of a table `[a]` (line 1) with `lines` from line 2, and a CMD: the line and message.
+    #[test]
+    fn refuses_each_mistake_at_its_line() {
+        let tcp = "expected tcp:HOST:PORT: a port from 1 to 65535, and a host name, an IPv4 address or an \
+                   IPv6 address in brackets ([::1])";
+        let cases: &[(&str, usize, &str)] = &[
+            // Keys.
+            ("command = [\"x\"]\ncomand = [\"x\"]", 3, "unknown key 'comand' in [a]; did you mean 'command'?"),
+            ("command = [\"x\"]\nready_timeout = \"1s\"", 3, "unknown key 'ready_timeout' in [a]; did you mean 'ready-timeout'?"),
+            ("command = [\"x\"]\nrestarts = \"always\"", 3, "unknown key 'restarts' in [a]; did you mean 'restart'?"),
+            ("command = [\"x\"]\nstopsignal = \"TERM\"", 3, "unknown key 'stopsignal' in [a]; did you mean 'stop-signal'?"),
+            ("command = [\"x\"]\nmax-restart = 3", 3, "unknown key 'max-restart' in [a]; did you mean 'max-restarts'?"),
+            ("command = [\"x\"]\nuser = \"nobody\"", 3, "unknown key 'user' in [a]"),
+            ("command = [\"x\"]\nenvironment = []", 3, "unknown key 'environment' in [a]"),
+            // Types.
+            ("command = \"x\"", 2, "command in [a] must be an array of strings: the program and its arguments, not a string"),
+            ("command = [\"x\"]\nmain = \"true\"", 3, "main in [a] must be true or false, not a string"),
+            ("command = [\"x\"]\nonce = 1", 3, "once in [a] must be true or false, not an integer"),
+            ("command = [\"x\"]\noptional = []", 3, "optional in [a] must be true or false, not an array"),
+            ("command = [\"x\"]\nready = 8080", 3, "ready in [a] must be \"tcp:HOST:PORT\", \"file:/PATH\", \"notify\" or a command's argv, not an integer"),
+            ("command = [\"x\"]\nready = \"notify\"\nready-timeout = 10", 4, "ready-timeout in [a] must be a duration such as \"30s\", not an integer"),
+            ("command = [\"x\"]\nstop-timeout = true", 3, "stop-timeout in [a] must be a duration such as \"10s\", not a boolean"),
+            ("command = [\"x\"]\nrestart = true", 3, "restart in [a] must be \"always\", \"on-failure\" or \"never\", not a boolean"),
+            ("command = [\"x\"]\nmax-restarts = \"3\"", 3, "max-restarts in [a] must be an integer, not a string"),
+            ("command = [\"x\"]\nstop-signal = 15", 3, "stop-signal in [a] must be a signal's name, such as \"TERM\", not an integer"),
+            ("command = [\"x\"]\nenv = \"A=1\"", 3, "env in [a] must be an array of \"NAME=VALUE\" strings, not a string"),
+            // Values.
+            ("command = []", 2, "invalid command in [a]: an empty command: give the program and its arguments"),
+            ("command = [\"\", \"x\"]", 2, "invalid command in [a]: the program's name is empty"),
+            ("command = [\"x\", \"a\\u0000b\"]", 2, "invalid command in [a]: an argument cannot hold a NUL character"),
+            ("command = [\"x\"]\nready = []", 3, "invalid ready in [a]: an empty command: give the program and its arguments"),
+            ("command = [\"x\"]\nready = \"http://localhost/health\"", 3, "invalid value 'http://localhost/health' for ready in [a]: expected \"tcp:HOST:PORT\", \"file:/PATH\", \"notify\", or an array: a command's argv"),
+            ("command = [\"x\"]\nready = \"file:run/ready\"", 3, "invalid value 'file:run/ready' for ready in [a]: file: takes an absolute path, such as file:/run/app.ready"),
+            ("command = [\"x\"]\nready = \"file:\"", 3, "invalid value 'file:' for ready in [a]: file: takes an absolute path, such as file:/run/app.ready"),
+            ("command = [\"x\"]\nready = \"NOTIFY\"", 3, "invalid value 'NOTIFY' for ready in [a]: expected \"tcp:HOST:PORT\", \"file:/PATH\", \"notify\", or an array: a command's argv"),
+            ("command = [\"x\"]\nready-timeout = \"soon\"\nready = \"notify\"", 3, "invalid value 'soon' for ready-timeout in [a]: not a duration (use e.g. 500ms, 10s, 2m, 1m30s, or a number of seconds)"),
+            ("command = [\"x\"]\nstop-timeout = \"400days\"", 3, "invalid value '400days' for stop-timeout in [a]: too large (at most 366 days)"),
+            ("command = [\"x\"]\nrestart = \"sometimes\"", 3, "invalid value 'sometimes' for restart in [a]: not a restart policy (never, on-failure or always)"),
+            ("command = [\"x\"]\nmax-restarts = -1", 3, "invalid max-restarts in [a]: from 0 to 4294967295"),
+            ("command = [\"x\"]\nmax-restarts = 4294967296", 3, "invalid max-restarts in [a]: from 0 to 4294967295"),
+            ("command = [\"x\"]\nstop-signal = \"STOP\"", 3, "invalid value 'STOP' for stop-signal in [a]: SIGSTOP pauses a process, it does not stop it"),
+            ("command = [\"x\"]\nstop-signal = \"19\"", 3, "invalid value '19' for stop-signal in [a]: SIGSTOP pauses a process, it does not stop it"),
+            ("command = [\"x\"]\nstop-signal = \"TERMINATE\"", 3, "invalid value 'TERMINATE' for stop-signal in [a]: unknown signal 'TERMINATE' (use a name such as TERM or a number 1-64)"),
+            ("command = [\"x\"]\nenv = [\"A\"]", 3, "invalid env in [a]: 'A': expected NAME=VALUE"),
+            ("command = [\"x\"]\nenv = [\"=1\"]", 3, "invalid env in [a]: '=1': expected NAME=VALUE"),
+            ("command = [\"x\"]\nenv = [\"A=1\", \"B=2\", \"A=3\"]", 3, "invalid env in [a]: 'A=3': the variable is set twice"),
+            ("command = [\"x\"]\nenv = [\"A=\\u0000\"]", 3, "invalid env in [a]: 'A=\0': a variable cannot hold a NUL character"),
+            // Contradictions, at the later of the two keys.
+            ("command = [\"x\"]\nonce = true\nready = \"notify\"", 4, "once and ready contradict each other in [a]: a once service is ready when it has exited 0"),
+            ("ready = \"notify\"\nonce = true\ncommand = [\"x\"]", 3, "once and ready contradict each other in [a]: a once service is ready when it has exited 0"),
+            ("main = true\nonce = true", 3, "once and main contradict each other in [a]: the main service is what the container runs; once is for a step before it"),
+            ("optional = true\nmain = true", 3, "optional and main contradict each other in [a]: the container stops when its main service does"),
+            ("command = [\"x\"]\nonce = true\nrestart = \"always\"", 4, "once and restart contradict each other in [a]: a once service must end, and always starts it again (on-failure retries it until it succeeds)"),
+            ("command = [\"x\"]\nready-timeout = \"5s\"", 3, "ready-timeout without ready in [a]: there is nothing to wait for"),
+            ("once = true", 1, "[a] has no command = [\"program\", \"argument\", …] (only the main service may take the command after --)"),
+            ("main = false", 1, "[a] has no command = [\"program\", \"argument\", …] (only the main service may take the command after --)"),
+        ];
+        for (lines, line, message) in cases {
+            let expected = format!("{PATH}:{line}: {message}");
+            assert_eq!(
+                refused(&format!("[a]\n{lines}\n"), &["/bin/cmd"]),
+                expected,
+                "{lines}"
+            );
+        }
+        let tcp_cases = [
+            "tcp:localhost",
+            "tcp:localhost:",
+            "tcp::80",
+            "tcp:localhost:0",
+            "tcp:localhost:65536",
+            "tcp:localhost:+80",
+            "tcp:localhost:http",
+            "tcp:::1:5432",
+            "tcp:[::1]5432",
+            "tcp:[::g]:80",
+            "tcp:[]:80",
+            "tcp:[127.0.0.1]:80",
+            "tcp:999.1.1.1:80",
+            "tcp:10.0.0:80",
+            "tcp:a b:80",
+            "tcp:host/x:80",
+        ];
+        for written in tcp_cases {
+            let lines = format!("command = [\"x\"]\nready = \"{written}\"");
+            let expected = format!("{PATH}:3: invalid value '{written}' for ready in [a]: {tcp}");
+            assert_eq!(
+                refused(&format!("[a]\n{lines}\n"), &["/bin/cmd"]),
+                expected,
+                "{written}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_a_main_service_that_is_missing_or_not_alone() {
+        let two = "[a]\nmain = true\n[b]\ncommand = [\"x\"]\n\nmain = true\n";
+        assert_eq!(
+            refused(two, &["/bin/app"]),
+            format!("{PATH}:6: [b] says main = true, but [a] (line 1) is already the main service")
+        );
+        let none = "[a]\ncommand = [\"x\"]\n";
+        let message =
+            "no main service: no table says main = true, and no command was given after -- \
+                       (the image's CMD)";
+        assert_eq!(refused(none, &[]), format!("{PATH}: {message}"));
+        assert_eq!(refused("", &[]), format!("{PATH}: {message}"));
+        let clash =
+            "[logs]\ncommand = [\"x\"]\n\n[gunicorn]\ncommand = [\"gunicorn\", \"--check\"]\n";
+        assert_eq!(
+            refused(clash, &["/usr/local/bin/gunicorn", "app:app"]),
+            format!(
+                "{PATH}:4: the command after -- is the main service, named 'gunicorn' after its \
+                 program, as is [gunicorn]: rename [gunicorn], or declare the main service in a \
+                 table with main = true"
+            )
+        );
+    }
+
+    #[test]
+    fn a_typo_is_named_only_when_close() {
+        let cases = [
+            ("comand", Some("command")),
+            ("commnad", Some("command")),
+            ("ready-timout", Some("ready-timeout")),
+            ("stop_timeout", Some("stop-timeout")),
+            ("optinal", Some("optional")),
+            ("mian", Some("main")),
+            ("ones", Some("once")),
+            ("x", None),
+            ("user", None),
+            ("timeout", None),
+            ("dependencies", None),
+        ];
+        for (unknown, expected) in cases {
+            assert_eq!(closest_key(unknown), expected, "{unknown}");
+        }
+        assert_eq!(edit_distance("", "env"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+    }
+}
+
+/// Properties over arbitrary tables of known and unknown keys and values of every type, and arbitrary
+/// commands after `--`: building never panics, and a table it accepts has exactly one main service, a
+/// command for every service, and the file's order.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let meaningful = vec![
+            "notify",
+            "tcp:localhost:80",
+            "tcp:[::1]:0",
+            "file:/x",
+            "file:x",
+            "1s",
+            "1m30s",
+            "bogus",
+            "always",
+            "on-failure",
+            "never",
+            "TERM",
+            "STOP",
+            "KILL",
+            "A=1",
+            "",
+        ];
+        let word = "[a-z/=]{0,4}";
+        prop_oneof![
+            prop::sample::select(meaningful).prop_map(|text| Value::String(text.to_string())),
+            any::<String>().prop_map(Value::String),
+            any::<i64>().prop_map(Value::Integer),
+            (-1i64..5).prop_map(Value::Integer),
+            any::<bool>().prop_map(Value::Boolean),
+            prop::collection::vec(word, 0..3).prop_map(Value::Strings),
+        ]
+    }
+
+    /// A value `key` takes, most of the time.
+    fn value_for(key: &'static str) -> BoxedStrategy<Value> {
+        let string = |choices: Vec<&'static str>| {
+            prop::sample::select(choices).prop_map(|text| Value::String(text.to_string()))
+        };
+        let valid = match key {
+            "command" => prop::collection::vec("[a-z/]{1,4}", 1..3)
+                .prop_map(Value::Strings)
+                .boxed(),
+            "main" | "once" | "optional" => any::<bool>().prop_map(Value::Boolean).boxed(),
+            "ready" => string(vec!["notify", "tcp:localhost:80", "file:/run/ready"]).boxed(),
+            "ready-timeout" | "stop-timeout" => string(vec!["1s", "500ms"]).boxed(),
+            "restart" => string(vec!["always", "on-failure", "never"]).boxed(),
+            "max-restarts" => (0i64..5).prop_map(Value::Integer).boxed(),
+            "stop-signal" => string(vec!["TERM", "KILL", "STOP"]).boxed(),
+            "env" => prop::collection::vec("[A-Z]{1,2}=[a-z]{0,2}", 0..3)
+                .prop_map(Value::Strings)
+                .boxed(),
+            _ => value().boxed(),
+        };
+        prop_oneof![6 => valid, 1 => value()].boxed()
+    }
+
+    fn entry() -> impl Strategy<Value = (&'static str, Value)> {
+        let mut keys: Vec<&'static str> = KEYS.iter().map(|(key, _)| *key).collect();
+        keys.extend(["comand", "x"]);
+        prop::sample::select(keys).prop_flat_map(|key| (Just(key), value_for(key)))
+    }
+
+    /// Tables of a few entries, most with a command first.
+    fn tables() -> impl Strategy<Value = Vec<Table>> {
+        let command = prop::option::weighted(0.8, value_for("command"));
+        let table = (
+            prop::sample::select(vec!["a", "b", "c", "app", "sh"]),
+            command,
+            prop::collection::vec(entry(), 0..4),
+        );
+        prop::collection::vec(table, 0..4).prop_map(|tables| {
+            let tables = tables.into_iter().enumerate();
+            tables
+                .map(|(index, (name, command, entries))| {
+                    let entries = command
+                        .map(|command| ("command", command))
+                        .into_iter()
+                        .chain(entries);
+                    Table {
+                        name: format!("{name}{index}"),
+                        line: index * 10 + 1,
+                        entries: entries
+                            .enumerate()
+                            .map(|(number, (key, value))| Entry {
+                                key: key.to_string(),
+                                line: index * 10 + number + 2,
+                                value,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 5_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn an_accepted_table_has_one_main_and_every_command(
+            tables in tables(),
+            cmd in prop::collection::vec("[a-z/]{0,6}", 0..3),
+        ) {
+            let cmd: Vec<OsString> = cmd.iter().map(OsString::from).collect();
+            let names: Vec<String> = tables.iter().map(|table| table.name.clone()).collect();
+            let Ok(table) = build(tables, "f", &cmd) else { return Ok(()) };
+            let mains: Vec<usize> = (0..table.services.len()).filter(|index| table.services[*index].main).collect();
+            prop_assert_eq!(mains, vec![table.main_index()]);
+            let main = &table.services[table.main_index()];
+            prop_assert!(cmd.is_empty() || main.command == cmd);
+            for service in &table.services {
+                prop_assert!(!service.command.is_empty());
+                // The CMD is run as given, as without a file; a table's program is never empty.
+                prop_assert!(service.command == cmd || !service.command[0].is_empty());
+                prop_assert!(!(service.once && service.ready.is_some()));
+                prop_assert!(!(service.main && (service.once || service.optional)));
+                prop_assert!(service.ready_timeout.is_none() || service.ready.is_some());
+                prop_assert!(service.stop_signal != Some(Signal::STOP));
+            }
+            let built: Vec<String> = table.services.iter().map(|service| service.name.clone()).collect();
+            prop_assert_eq!(&built[..names.len()], &names[..]);
+            prop_assert!(built.len() == names.len() || (built.len() == names.len() + 1 && main.line == 0));
+        }
+    }
 }
