@@ -374,20 +374,21 @@ fn readiness(text: &str) -> Result<Readiness, &'static str> {
         );
     };
     let (host, port) = address.rsplit_once(':').unwrap_or_default();
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|number| *number > 0 && !port.starts_with('+'));
+    let port = port.bytes().try_fold(0u16, |number, digit| match digit {
+        b'0'..=b'9' => number.checked_mul(10)?.checked_add(u16::from(digit - b'0')),
+        _ => None,
+    });
+    let port = port.filter(|number| *number > 0);
     let host = match host
         .strip_prefix('[')
         .and_then(|host| host.strip_suffix(']'))
     {
         Some(ipv6) => ipv6.parse::<Ipv6Addr>().is_ok().then_some(ipv6),
         None => {
-            let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
-            let dotted_digits = host.chars().all(|c| c.is_ascii_digit() || c == '.');
+            let name = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_';
+            let dotted_digits = host.bytes().all(|c| c.is_ascii_digit() || c == b'.');
             let valid = !host.is_empty()
-                && host.chars().all(name)
+                && host.bytes().all(name)
                 && (!dotted_digits || host.parse::<Ipv4Addr>().is_ok());
             valid.then_some(host)
         }
