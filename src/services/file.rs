@@ -129,41 +129,40 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// The whole text.
     fn tables(&mut self) -> Result<Vec<Table>, Refusal> {
-        let reader = self;
         let mut tables: Vec<Table> = Vec::new();
         loop {
-            reader.skip_blanks();
-            let line = reader.line;
-            match reader.peek() {
+            self.skip_blanks();
+            let line = self.line;
+            match self.peek() {
                 None => return Ok(tables),
                 Some(b'#' | b'\n' | b'\r') => {}
                 Some(b'[') => {
-                    let table = reader.header()?;
+                    let table = self.header()?;
                     if let Some(first) = tables.iter().find(|first| first.name == table.name) {
                         let message = format!(
                             "duplicate service [{}] (first on line {})",
                             table.name, first.line
                         );
-                        return Err(reader.error(line, message));
+                        return Err(self.error(line, message));
                     }
                     tables.push(table);
                 }
                 Some(_) => {
                     let Some(table) = tables.last_mut() else {
-                        return Err(reader.error(line, "key outside a [service] table"));
+                        return Err(self.error(line, "key outside a [service] table"));
                     };
-                    let entry = reader.entry()?;
+                    let entry = self.entry()?;
                     if let Some(first) = table.entries.iter().find(|first| first.key == entry.key) {
                         let message = format!(
                             "duplicate key '{}' in [{}] (first on line {})",
                             entry.key, table.name, first.line
                         );
-                        return Err(reader.error(line, message));
+                        return Err(self.error(line, message));
                     }
                     table.entries.push(entry);
                 }
             }
-            reader.end_of_line()?;
+            self.end_of_line()?;
         }
     }
 
@@ -363,8 +362,7 @@ impl Reader<'_> {
                 b'\\' if quote == b'"' => self.escape(line, &mut bytes)?,
                 _ if is_control(byte) => {
                     let message = "a control character in a string: write it as an escape in \
-                                   a \"…\" string"
-                        .to_string();
+                                   a \"…\" string";
                     return Err(self.error(line, message));
                 }
                 _ => bytes.push(byte),
@@ -403,16 +401,14 @@ impl Reader<'_> {
                 }
                 let Some(escaped) = char::from_u32(code) else {
                     let message =
-                        "\\u takes 4 hexadecimal digits and \\U 8, of a Unicode scalar value"
-                            .to_string();
+                        "\\u takes 4 hexadecimal digits and \\U 8, of a Unicode scalar value";
                     return Err(self.error(line, message));
                 };
                 escaped
             }
             _ => {
                 let message = "not one of TOML's escapes: \\b \\t \\n \\f \\r \\\" \\\\ \\uXXXX \
-                               \\UXXXXXXXX"
-                    .to_string();
+                               \\UXXXXXXXX";
                 return Err(self.error(line, message));
             }
         };

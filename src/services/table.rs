@@ -36,18 +36,23 @@ pub struct Service {
     pub line: usize,
     /// The argv, never empty: exec'd directly, PATH searched, no shell.
     pub command: Vec<OsString>,
+    /// The service the container is about: its status is grace's, and the container stops with it.
     pub main: bool,
     /// Runs to completion (status 0) before the next service starts.
     pub once: bool,
     /// When the next service may start; without it, as soon as this one has started.
     pub ready: Option<Readiness>,
+    /// How long `ready` may take.
     pub ready_timeout: Option<Duration>,
     /// Helpers default to always, the main to `--restart`.
     pub restart: Option<Policy>,
+    /// How many restarts before its failure counts.
     pub max_restarts: Option<u32>,
     /// Its failing does not stop the container.
     pub optional: bool,
+    /// The signal that asks it to stop (SIGKILL possible, never SIGSTOP).
     pub stop_signal: Option<Signal>,
+    /// How long it has to stop, once its turn comes.
     pub stop_timeout: Option<Duration>,
     /// Added to grace's environment for this service.
     pub env: Vec<(OsString, OsString)>,
@@ -235,8 +240,8 @@ fn service(table: &Table) -> Result<Service, Refusal> {
     }
     if service.once && service.restart == Some(Policy::Always) {
         let why =
-            "a once service must end, and always starts it again (on-failure retries it until \
-                   it succeeds)";
+            "a once service must end, and always starts it again (on-failure retries it until it \
+                   succeeds)";
         return contradiction("once", "restart", why);
     }
     if service.ready_timeout.is_some() && service.ready.is_none() {
