@@ -69,7 +69,7 @@ fn describe(config: &Config, service: &Service, is_main: bool) -> String {
             || format!("no ready-timeout: waits for ever, {READY_REPORT_NOTE}"),
             |timeout| format!("ready-timeout {}", configured(timeout)),
         );
-        parts.push(format!("ready when {} ({limit})", readiness.shown()));
+        parts.push(format!("ready when {} ({limit})", readiness));
     }
     let policy = service.restart.unwrap_or(if is_main {
         config.restart

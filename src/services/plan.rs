@@ -30,6 +30,7 @@ pub struct Facts {
 }
 
 impl Facts {
+    #[cfg(test)]
     pub fn empty(self) -> bool {
         !self.own_alive && !self.rest_alive
     }
@@ -208,11 +209,13 @@ impl StopPlan {
     }
 
     /// The service whose turn it is, if the stop has not gone through every service.
+    #[cfg(test)]
     pub fn current_service(&self) -> Option<ServiceId> {
         self.current().map(|entry| entry.service)
     }
 
     /// Whether every service's turn is over.
+    #[cfg(test)]
     pub fn finished(&self) -> bool {
         self.entries.iter().all(|entry| entry.turn == Turn::Done)
     }

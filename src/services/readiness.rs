@@ -11,7 +11,6 @@ use std::ffi::OsString;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,36 +18,7 @@ use nix::sys::socket::{
     self, AddressFamily, MsgFlags, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr,
 };
 
-/// How a service says it is ready (the `ready` key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Readiness {
-    /// `tcp:HOST:PORT`: a connection to it is accepted.
-    Tcp { host: String, port: u16 },
-    /// `file:PATH`: the file exists (a stale one is removed before the service starts).
-    File(PathBuf),
-    /// `notify`: the service sends `READY=1` to the socket named in `NOTIFY_SOCKET`.
-    Notify,
-    /// An argv: the check exits 0.
-    Command(Vec<OsString>),
-}
-
-impl Readiness {
-    /// How the log names it: `tcp:127.0.0.1:5432`, `file:/run/ready`, `notify`, `["/app/healthcheck"]`.
-    pub fn shown(&self) -> String {
-        match self {
-            Readiness::Tcp { host, port } => format!("tcp:{host}:{port}"),
-            Readiness::File(path) => format!("file:{}", path.display()),
-            Readiness::Notify => "notify".to_string(),
-            Readiness::Command(argv) => {
-                let words: Vec<String> = argv
-                    .iter()
-                    .map(|word| word.to_string_lossy().into_owned())
-                    .collect();
-                format!("`{}`", words.join(" "))
-            }
-        }
-    }
-}
+pub use super::table::Readiness;
 
 pub const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(100);
 pub const LAST_PROBE_INTERVAL: Duration = Duration::from_secs(1);

@@ -334,7 +334,7 @@ impl ServicesSupervisor {
             State::Running
         };
         let waiting_for = match (&run.waiter, service.once) {
-            (Some(waiter), _) => format!("; waiting until ready ({})", waiter.readiness().shown()),
+            (Some(waiter), _) => format!("; waiting until ready ({})", waiter.readiness().to_string()),
             (None, true) => "; waiting for it to complete".to_string(),
             (None, false) => String::new(),
         };
@@ -387,7 +387,7 @@ impl ServicesSupervisor {
         let waited = waiter.waited(now);
         log::info!(
             event = "service_ready", service = name.as_str(), elapsed_ms = millis(waited);
-            "{name}: ready ({}) after {}", waiter.readiness().shown(), seconds(waited)
+            "{name}: ready ({}) after {}", waiter.readiness().to_string(), seconds(waited)
         );
         if self.next_to_start == Some(id) {
             self.next_to_start = Some(id + 1);
@@ -677,7 +677,7 @@ impl ServicesSupervisor {
                     let why = format!(
                         "was not ready within its ready-timeout of {} ({}{})",
                         configured(timeout),
-                        waiter.readiness().shown(),
+                        waiter.readiness().to_string(),
                         waiter
                             .last_error()
                             .map(|error| format!(": {error}"))
@@ -699,9 +699,9 @@ impl ServicesSupervisor {
                 let waited = waiter.waited(now);
                 let error = waiter.last_error().unwrap_or("no answer yet").to_string();
                 log::info!(
-                    event = "service_waiting", service = name.as_str(), check = waiter.readiness().shown().as_str(),
+                    event = "service_waiting", service = name.as_str(), check = waiter.readiness().to_string().as_str(),
                     waited_ms = millis(waited), error = error.as_str();
-                    "{name}: not ready after {} ({}): {error}", seconds(waited), waiter.readiness().shown()
+                    "{name}: not ready after {} ({}): {error}", seconds(waited), waiter.readiness().to_string()
                 );
             }
             match step {
