@@ -240,7 +240,7 @@ fn a_helper_outlives_the_drain_of_the_main_service() {
         );
         let main = main_command("app", &["--client", &port.to_string(), "--drain", "1500"]);
         let mut grace = start(mode, setup.file(&text), main);
-        grace.wait_stdout("svc app client ok 10");
+        grace.wait_stdout("svc app client ok");
         common::stop(&grace);
         let finished = grace.finish();
         let output = finished.dump();
@@ -302,18 +302,18 @@ fn one_deadline_for_every_service() {
     }
 }
 
-/// A helper's setsid daemon belongs to the helper: it gets SIGTERM on the helper's turn (after the helper
-/// itself has exited) and before the next service's; one that ignores it holds the next turn, and is named
-/// under its service in the report.
+/// A helper's setsid daemon belongs to the helper: it gets SIGTERM on the helper's turn, once the helper
+/// itself has exited, and before the next service's turn; one that ignores it holds the next turn until grace
+/// period − cleanup timeout, and is named under its service in the report.
 #[test]
 fn daemons_belong_to_the_service_that_started_them() {
     for mode in MODES {
         let setup = Setup::new("daemons");
         let text = format!(
-            "[db]\ncommand = {}\n\n[logs]\ncommand = {}\n\n[cron]\ncommand = {}\n\n[app]\nmain = true\n",
+            "[db]\ncommand = {}\n\n[cron]\ncommand = {}\n\n[logs]\ncommand = {}\n\n[app]\nmain = true\n",
             command("db", &[]),
-            command("logs", &["--daemon", "handle"]),
             command("cron", &["--daemon", "ignore"]),
+            command("logs", &["--daemon", "handle"]),
         );
         let mut options = setup.file(&text);
         options.extend(["-t", "3s", "--cleanup-timeout", "1s"].map(String::from));
@@ -326,28 +326,32 @@ fn daemons_belong_to_the_service_that_started_them() {
         let finished = grace.finish();
         let output = finished.dump();
         assert_eq!(finished.code(), 0, "{mode:?}\n{output}");
-        // cron's daemon ignores SIGTERM: it holds logs' turn until G − C (2 s), when logs gets its SIGTERM.
-        let cron_exit = time_of(&finished, "cron", "exiting", "");
-        let logs_term = time_of(&finished, "logs", "got", "TERM");
-        assert!(
-            logs_term - t0 >= 2.0,
-            "{mode:?}: logs was signalled {:.3} s after the stop, while cron's daemon was alive\n{output}",
-            logs_term - t0
-        );
-        assert!(logs_term >= cron_exit, "{output}");
+        // logs' turn: logs, then its daemon, then cron.
         let logs_exit = time_of(&finished, "logs", "exiting", "");
         let logs_daemon = time_of(&finished, "logs", "daemon got TERM", "");
-        assert!(logs_daemon >= logs_exit, "{output}");
+        let cron_term = time_of(&finished, "cron", "got", "TERM");
+        assert!(
+            logs_daemon >= logs_exit,
+            "{mode:?}: logs' daemon before logs\n{output}"
+        );
+        assert!(
+            cron_term >= logs_daemon,
+            "{mode:?}: cron before logs' daemon\n{output}"
+        );
+        // cron's daemon ignores SIGTERM: it holds cron's turn until G − C (2 s), when db gets its SIGTERM.
+        let db_term = time_of(&finished, "db", "got", "TERM") - t0;
+        assert!(
+            db_term >= 2.0,
+            "{mode:?}: db was signalled {db_term:.3} s after the stop, while cron's daemon was alive\n{output}"
+        );
         // cron's daemon is SIGKILLed at the deadline and reported under cron.
         assert!(
             finished
                 .log()
                 .iter()
-                .any(|line| line.contains("cron: pid") && line.contains("ignoring SIGTERM")),
+                .any(|line| line.contains("cron: pid") && line.contains("ignores SIGTERM")),
             "{mode:?}: the report does not name cron's daemon under cron\n{output}"
         );
-        let db_term = time_of(&finished, "db", "got", "TERM");
-        assert!(db_term >= logs_daemon, "{output}");
     }
 }
 
@@ -452,7 +456,7 @@ fn helpers_restart_with_backoff_while_running_and_during_the_drain() {
                 "{mode:?}: restarts {gaps:?} came sooner than {delay}"
             );
         }
-        grace.wait_log("restarting in 0.8s");
+        grace.wait_log("restarting in 0.800s");
         common::stop(&grace);
         grace.wait_stdout("svc app draining");
         let during = grace.wait_stdout("svc flaky started");
@@ -525,6 +529,7 @@ fn a_stop_during_start_up_stops_what_started() {
             command("slow", &[]),
         );
         let mut grace = start(mode, setup.file(&text), main_command("app", &[]));
+        grace.wait_stdout("svc first ready");
         grace.wait_stdout("svc slow ready");
         let waited = Instant::now();
         common::stop(&grace);

@@ -103,7 +103,7 @@ impl Waiter {
     /// and opens the notify socket (whose name the service gets in `NOTIFY_SOCKET`).
     pub fn new(readiness: &Readiness, service: &str, now: Instant) -> io::Result<Waiter> {
         let notify = match readiness {
-            Readiness::Notify => Some(NotifySocket::open(service)?),
+            Readiness::Notify => Some(NotifySocket::open()?),
             Readiness::File(path) => {
                 match std::fs::remove_file(path) {
                     Ok(()) => log::debug!(
@@ -337,29 +337,33 @@ fn connect_result(fd: &OwnedFd) -> nix::Result<bool> {
 }
 
 /// The sd_notify socket of one service: a datagram socket in the abstract namespace (nothing on disk, so a
-/// read-only root filesystem is no obstacle), named `@grace-notify/PID/SERVICE`.
+/// read-only root filesystem is no obstacle), with a name the kernel picks (autobind): unique in the network
+/// namespace, which PID namespaces share, so that two graces never collide.
 #[derive(Debug)]
 struct NotifySocket {
     fd: OwnedFd,
-    /// `NOTIFY_SOCKET`'s value.
+    /// `NOTIFY_SOCKET`'s value: `@` and the abstract name.
     name: OsString,
 }
 
 impl NotifySocket {
-    fn open(service: &str) -> io::Result<NotifySocket> {
-        let abstract_name = format!("grace-notify/{}/{service}", std::process::id());
+    fn open() -> io::Result<NotifySocket> {
+        use std::os::unix::ffi::OsStrExt;
         let fd = socket::socket(
             AddressFamily::Unix,
             SockType::Datagram,
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        let address = UnixAddr::new_abstract(abstract_name.as_bytes())?;
-        socket::bind(fd.as_raw_fd(), &address)?;
-        Ok(NotifySocket {
-            fd,
-            name: OsString::from(format!("@{abstract_name}")),
-        })
+        // An address of the family alone asks the kernel for a fresh abstract name.
+        socket::bind(fd.as_raw_fd(), &UnixAddr::new_unnamed())?;
+        let bound: UnixAddr = socket::getsockname(fd.as_raw_fd())?;
+        let abstract_name = bound.as_abstract().ok_or_else(|| {
+            io::Error::other("the kernel gave the notify socket no abstract name")
+        })?;
+        let mut name = OsString::from("@");
+        name.push(std::ffi::OsStr::from_bytes(abstract_name));
+        Ok(NotifySocket { fd, name })
     }
 
     /// Reads every message waiting; whether one of them has a `READY=1` line.
@@ -445,7 +449,7 @@ mod tests {
         let mut waiter = Waiter::new(&Readiness::Notify, "notifier-test", now).unwrap();
         let environment = waiter.environment();
         let name = environment[0].1.to_str().unwrap().to_string();
-        assert!(name.starts_with("@grace-notify/"), "{name}");
+        assert!(name.starts_with('@') && name.len() > 1, "{name}");
         let client = std::os::unix::net::UnixDatagram::unbound().unwrap();
         let address = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
             &name.as_bytes()[1..],

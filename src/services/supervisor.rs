@@ -334,7 +334,9 @@ impl ServicesSupervisor {
             State::Running
         };
         let waiting_for = match (&run.waiter, service.once) {
-            (Some(waiter), _) => format!("; waiting until ready ({})", waiter.readiness().to_string()),
+            (Some(waiter), _) => {
+                format!("; waiting until ready ({})", waiter.readiness().to_string())
+            }
             (None, true) => "; waiting for it to complete".to_string(),
             (None, false) => String::new(),
         };
@@ -1093,7 +1095,7 @@ impl ServicesSupervisor {
     fn perform_plan(&mut self, actions: Vec<plan::Action>) {
         for action in actions {
             match action {
-                plan::Action::SignalOwn(id) => self.signal_own(id),
+                plan::Action::SignalOwn(id) => self.signal_own(id, "its turn to stop"),
                 plan::Action::TerminateRest(id) => {
                     let rest = self.rest_of(id);
                     let signalled = self.remains.signal_processes(&rest, Signal::TERM, true);
@@ -1125,7 +1127,7 @@ impl ServicesSupervisor {
                 }
                 plan::Action::SignalUnsignalled { service, own, rest } => {
                     if own {
-                        self.signal_own(service);
+                        self.signal_own(service, "grace period − cleanup timeout");
                     }
                     if rest {
                         let signal = self.stop_signal_of(service).unwrap_or(Signal::TERM);
@@ -1147,8 +1149,8 @@ impl ServicesSupervisor {
         }
     }
 
-    /// The service's stop signal, then SIGCONT, to its own process.
-    fn signal_own(&mut self, id: ServiceId) {
+    /// The service's stop signal, then SIGCONT, to its own process; `why` says why now.
+    fn signal_own(&mut self, id: ServiceId, why: &str) {
         let Some(pid) = self.runs.get(id).and_then(|run| run.pid) else {
             return;
         };
@@ -1172,7 +1174,7 @@ impl ServicesSupervisor {
         log::info!(
             event = "service_stopping", service = name.as_str(), pid = pid,
             signal:% = signal.map_or_else(|| "none".to_string(), |signal| signal.to_string());
-            "{name}: its turn to stop: {outcome}; SIGKILL in {} at most", seconds(left)
+            "{name}: {why}: {outcome}; SIGKILL in {} at most", seconds(left)
         );
     }
 

@@ -83,6 +83,7 @@ def start_daemon(behaviour):
     os.setsid()
     if os.fork() != 0:
         os._exit(0)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
     if behaviour == "handle":
         def on_term(signum, frame):
             say("daemon got TERM")
@@ -121,21 +122,12 @@ def serve(listener):
 def main():
     opts = options(sys.argv[2:])
     stop = getattr(signal, "SIG" + opts["stop_signal"].upper().removeprefix("SIG"))
-    received = []
-    condition = threading.Condition()
-
-    def on_signal(signum, frame):
-        with condition:
-            received.append(signum)
-            condition.notify_all()
-
-    for number in range(1, signal.NSIG):
-        if number in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD):
-            continue
-        try:
-            signal.signal(number, on_signal)
-        except (OSError, ValueError):
-            pass
+    # Every signal is blocked, in every thread (they inherit the mask), and taken with sigwaitinfo by the main
+    # thread: a handler would run only when the main thread next runs Python code, which a signal delivered
+    # to another thread does not make it do.
+    catchable = set(range(1, signal.NSIG)) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD}
+    catchable &= set(signal.valid_signals())
+    signal.pthread_sigmask(signal.SIG_BLOCK, catchable)
     say("started", f"ppid={os.getppid()}")
     for variable in opts["env"]:
         say("env", f"{variable}={os.environ.get(variable, '')}")
@@ -168,11 +160,8 @@ def main():
             notify.sendto(b"READY=1\n", address)
     say("ready")
     while True:
-        with condition:
-            while not received:
-                condition.wait()
-            signum = received.pop(0)
-        name = signal.Signals(signum).name
+        signum = signal.sigwaitinfo(catchable).si_signo
+        name = signal.Signals(signum).name.removeprefix("SIG")
         say("got", name)
         if signum == stop and "ignore_stop" not in opts:
             if opts["drain"]:
