@@ -325,7 +325,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
 const DOCKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `8s`, `7.9s`, `0.5s`: offsets on the timeline, in one unit.
-fn seconds(duration: Duration) -> String {
+pub(crate) fn seconds(duration: Duration) -> String {
     let millis = duration.as_millis();
     let fraction = format!("{:03}", millis % 1000);
     let fraction = fraction.trim_end_matches('0');

@@ -576,3 +576,70 @@ fn a_refused_file_names_its_line_and_nothing_starts() {
         );
     }
 }
+
+/// `--explain` with a services file validates it, starts nothing, and prints the start order, the stop
+/// order, the stop's timeline with each service's share, and a warning for a plan that cannot fit.
+#[test]
+fn explain_shows_the_orders_and_the_stop_timeline_and_starts_nothing() {
+    let setup = Setup::new("explain");
+    let marker = setup.path("started");
+    let text = format!(
+        r#"
+[migrate]
+command = ["touch", "{marker}"]
+once = true
+
+[db-proxy]
+command = ["touch", "{marker}"]
+ready = "tcp:127.0.0.1:5432"
+
+[app]
+main = true
+
+[nginx]
+command = ["touch", "{marker}"]
+stop-signal = "QUIT"
+stop-timeout = "5s"
+"#
+    );
+    let mut options = setup.file(&text);
+    options.extend(["--explain", "-t", "20s", "--cleanup-timeout", "3s"].map(String::from));
+    let (status, stdout, stderr) = common::run_to_end(
+        Grace::new(Mode::Subreaper).args(options),
+        &["touch".to_string(), marker.clone()],
+    );
+    assert_eq!(status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!std::path::Path::new(&marker).exists(), "--explain started something");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}\n{stdout}"))
+    };
+    // Start order, then the stop order without the `once` task.
+    assert!(position("1  migrate") < position("2  db-proxy"));
+    assert!(position("2  db-proxy") < position("3  app"));
+    assert!(position("3  app") < position("4  nginx"));
+    assert!(stdout.contains("Stop order: nginx, app, db-proxy ("), "{stdout}");
+    // nginx's turn lasts its stop-timeout; app's begins after it; everything is signalled at G − C = 17 s.
+    assert!(lines[position("t0+0s      nginx: SIGQUIT")].contains("at most 5s"), "{stdout}");
+    assert!(lines[position("t0+5s      app:")].contains("t0+17s at most"), "{stdout}");
+    assert!(stdout.contains("t0+17s     every process not yet signalled"), "{stdout}");
+    assert!(stdout.contains("t0+20s     SIGKILL"), "{stdout}");
+    assert!(
+        stdout.contains("warning: app has no stop-timeout: if it does not stop, the services after it in the stop order (db-proxy) wait until t0+17s"),
+        "{stdout}"
+    );
+
+    // A refused file is refused by --explain too, with its line.
+    let broken = setup.file("[app]\nmain = true\nstop-timeout = \"soon\"\n");
+    let mut options = broken;
+    options.push("--explain".to_string());
+    let (status, stdout, stderr) = common::run_to_end(
+        Grace::new(Mode::Subreaper).args(options),
+        &["true".to_string()],
+    );
+    assert_eq!(status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("services.toml:3:"), "{stderr}");
+}

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::readiness::READY_REPORT_NOTE;
-use super::table::{Service, ServiceTable};
+use super::table::{Readiness, Service, ServiceTable};
 use crate::config::Config;
 use crate::restart::Policy;
 use crate::shutdown::SURVEY_LEAD;
 use crate::signals::Signal;
+use crate::explain::seconds;
 use crate::wording::configured;
 
 /// The services part of the explanation.
@@ -32,14 +33,17 @@ pub fn explain(config: &Config, table: &ServiceTable, text: &mut String) {
             describe(config, service, index == main)
         );
     }
-    let stopping: Vec<&Service> = table.services.iter().rev().collect();
-    let order: Vec<&str> = stopping
+    let order: Vec<&str> = table
+        .services
         .iter()
+        .rev()
+        .filter(|service| !service.once)
         .map(|service| service.name.as_str())
         .collect();
     let _ = writeln!(
         text,
-        "Stop order: {} (a `once` task that completed has nothing left to stop).",
+        "Stop order: {} (a `once` task has nothing left to stop once it completed; one still running when \
+         the stop begins stops in its place in the reverse order).",
         order.join(", ")
     );
     timeline(config, table, text);
@@ -69,7 +73,7 @@ fn describe(config: &Config, service: &Service, is_main: bool) -> String {
             || format!("no ready-timeout: waits for ever, {READY_REPORT_NOTE}"),
             |timeout| format!("ready-timeout {}", configured(timeout)),
         );
-        parts.push(format!("ready when {} ({limit})", readiness));
+        parts.push(format!("ready when {} ({limit})", ready_when(readiness)));
     }
     let policy = service.restart.unwrap_or(if is_main {
         config.restart
@@ -87,7 +91,7 @@ fn describe(config: &Config, service: &Service, is_main: bool) -> String {
     if service.optional {
         parts.push("optional: its end does not stop the others".to_string());
     }
-    if !is_main {
+    if !is_main && !service.once {
         let signal = service.stop_signal.unwrap_or(Signal::TERM);
         parts.push(format!("stop signal {signal}"));
     }
@@ -95,6 +99,16 @@ fn describe(config: &Config, service: &Service, is_main: bool) -> String {
         parts.push(format!("stop-timeout {}", configured(timeout)));
     }
     parts.join("; ")
+}
+
+/// When a readiness check passes, in words.
+fn ready_when(readiness: &Readiness) -> String {
+    match readiness {
+        Readiness::Tcp { .. } => format!("{readiness} accepts a connection"),
+        Readiness::File(path) => format!("{} exists", path.display()),
+        Readiness::Notify => "it sends READY=1 to NOTIFY_SOCKET".to_string(),
+        Readiness::Command(_) => format!("`{readiness}` exits 0"),
+    }
 }
 
 /// The stop, service by service, with the worst case of each turn.
@@ -118,6 +132,9 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
     let mut at = start;
     let main = table.main_index();
     for (index, service) in table.services.iter().enumerate().rev() {
+        if service.once {
+            continue;
+        }
         let signal = if index == main {
             let received = config.stop_signals.first().copied().unwrap_or(Signal::TERM);
             match config.rewrites.apply(received) {
@@ -129,9 +146,9 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
             service.stop_signal.unwrap_or(Signal::TERM).to_string()
         };
         let when = if at >= everything {
-            format!("t0+{}", configured(everything))
+            format!("t0+{}", seconds(everything))
         } else {
-            format!("t0+{}", configured(at))
+            format!("t0+{}", seconds(at))
         };
         let until = match service.stop_timeout {
             Some(timeout) if at + timeout < everything => {
@@ -158,7 +175,7 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
     let _ = writeln!(
         text,
         "  {:<10} every process not yet signalled gets its service's stop signal (grace period − cleanup timeout)",
-        format!("t0+{}", configured(everything))
+        format!("t0+{}", seconds(everything))
     );
     if config.final_signal != Signal::KILL {
         let _ = writeln!(
@@ -174,12 +191,12 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
     let _ = writeln!(
         text,
         "  {:<10} grace reads what remains, for its report",
-        format!("t0+{}", configured(grace.saturating_sub(SURVEY_LEAD)))
+        format!("t0+{}", seconds(grace.saturating_sub(SURVEY_LEAD)))
     );
     let _ = writeln!(
         text,
         "  {:<10} SIGKILL to everything that remains, reported by service; grace exits as soon as nothing is left",
-        format!("t0+{}", configured(grace))
+        format!("t0+{}", seconds(grace))
     );
     let _ = writeln!(
         text,
@@ -195,30 +212,36 @@ pub fn warnings(config: &Config, table: &ServiceTable) -> Vec<String> {
         .grace_period
         .saturating_sub(config.cleanup_timeout)
         .max(config.pre_stop_delay);
-    let stopping: Vec<&Service> = table.services.iter().rev().collect();
-    for (position, service) in stopping.iter().enumerate() {
-        let after: Vec<&str> = stopping
-            .get(position + 1..)
-            .unwrap_or_default()
+    let stopping: Vec<&Service> = table
+        .services
+        .iter()
+        .rev()
+        .filter(|service| !service.once)
+        .collect();
+    // Services without a stop-timeout that others wait for in the stop order.
+    let holding: Vec<&str> = stopping
+        .iter()
+        .take(stopping.len().saturating_sub(1))
+        .filter(|service| service.stop_timeout.is_none())
+        .map(|service| service.name.as_str())
+        .collect();
+    if let Some(first) = holding.first() {
+        let waiting: Vec<&str> = stopping
             .iter()
-            .filter(|service| !service.once)
+            .skip_while(|service| service.name != *first)
+            .skip(1)
             .map(|service| service.name.as_str())
             .collect();
-        if after.is_empty() || service.once {
-            continue;
-        }
-        if service.stop_timeout.is_none() {
-            warnings.push(format!(
-                "{} has no stop-timeout: if it does not stop, {} wait{} for it until t0+{} (grace period − \
-                 cleanup timeout), and then ha{} only the cleanup timeout of {} to stop",
-                service.name,
-                after.join(", "),
-                if after.len() == 1 { "s" } else { "" },
-                configured(everything),
-                if after.len() == 1 { "s" } else { "ve" },
-                configured(config.cleanup_timeout),
-            ));
-        }
+        warnings.push(format!(
+            "{} {} no stop-timeout: if {} does not stop, the services after it in the stop order ({}) wait \
+             until t0+{} (grace period − cleanup timeout), and then have only the cleanup timeout of {} to stop",
+            holding.join(", "),
+            if holding.len() == 1 { "has" } else { "have" },
+            if holding.len() == 1 { "it" } else { "one" },
+            waiting.join(", "),
+            seconds(everything),
+            configured(config.cleanup_timeout),
+        ));
     }
     let total: Duration = stopping
         .iter()
