@@ -83,7 +83,8 @@ impl StderrLogger {
     }
 }
 
-/// `[grace 2026-11-28T15:04:07.123Z] warning: message`.
+/// `[grace 2026-11-28T15:04:07.123Z] warning: message`, at most [`log_sink::MAX_LINE_BYTES`] bytes: a
+/// longer message is cut and says how long it was.
 fn text_line(record: &Record<'_>, now: SystemTime) -> String {
     let label = match record.level() {
         Level::Error => "error: ",
@@ -93,11 +94,27 @@ fn text_line(record: &Record<'_>, now: SystemTime) -> String {
         Level::Trace => "trace: ",
     };
     let message = record.args().to_string();
-    format!(
-        "[grace {}] {label}{}\n",
-        utc_timestamp(now),
-        one_line(&message)
-    )
+    let message = one_line(&message);
+    let mut line = format!("[grace {}] {label}", utc_timestamp(now));
+    let room = log_sink::MAX_LINE_BYTES.saturating_sub(line.len() + 1);
+    if message.len() <= room {
+        line.push_str(&message);
+    } else {
+        let mark = format!("… ({} bytes in all)", message.len());
+        line.push_str(cut(&message, room.saturating_sub(mark.len())));
+        line.push_str(&mark);
+    }
+    line.push('\n');
+    line
+}
+
+/// The longest start of `text` of at most `bytes` bytes that ends at a character boundary.
+fn cut(text: &str, bytes: usize) -> &str {
+    let mut end = bytes.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
 }
 
 /// `text` with its control characters other than tab escaped (`\n`, `\r`, `\u{1b}`…), so that a newline
@@ -121,11 +138,27 @@ pub fn one_line(text: &str) -> Cow<'_, str> {
 }
 
 /// `{"ts":"…","level":"warn","event":"escalated","msg":"…",fields…}`: `event` is `log` for lines that
-/// carry none (debug detail, unexpected errors).
+/// carry none (debug detail, unexpected errors). At most [`log_sink::MAX_LINE_BYTES`] bytes: when the line
+/// would be longer, every string value but the event is cut to the same number of characters, ending in
+/// `…`, as many as fit.
 fn json_line(record: &Record<'_>, now: SystemTime) -> String {
+    const CUT_TO: [usize; 9] = [2048, 1024, 512, 256, 128, 64, 32, 16, 0];
+    let mut line = json_line_cut(record, now, None);
+    for characters in CUT_TO {
+        if line.len() <= log_sink::MAX_LINE_BYTES {
+            break;
+        }
+        line = json_line_cut(record, now, Some(characters));
+    }
+    line
+}
+
+/// [`json_line`] with every string value cut to at most `characters` characters.
+fn json_line_cut(record: &Record<'_>, now: SystemTime, characters: Option<usize>) -> String {
     let mut fields = JsonFields {
         event: None,
         rest: String::new(),
+        characters,
     };
     let _ = record.key_values().visit(&mut fields);
     let level = record.level().as_str().to_ascii_lowercase();
@@ -134,7 +167,7 @@ fn json_line(record: &Record<'_>, now: SystemTime) -> String {
         "{{\"ts\":\"{}\",\"level\":\"{level}\",\"event\":{event},\"msg\":",
         utc_timestamp(now)
     );
-    push_json_string(&mut line, &record.args().to_string());
+    push_json_string(&mut line, &record.args().to_string(), characters);
     line.push_str(&fields.rest);
     line.push_str("}\n");
     line
@@ -144,6 +177,8 @@ fn json_line(record: &Record<'_>, now: SystemTime) -> String {
 struct JsonFields {
     event: Option<String>,
     rest: String,
+    /// How many characters a string value keeps, if it must be cut.
+    characters: Option<usize>,
 }
 
 impl<'kvs> VisitSource<'kvs> for JsonFields {
@@ -156,13 +191,15 @@ impl<'kvs> VisitSource<'kvs> for JsonFields {
         } else if let Some(flag) = value.to_bool() {
             let _ = write!(rendered, "{flag}");
         } else {
-            push_json_string(&mut rendered, &value.to_string());
+            // The event names the line: never cut.
+            let characters = self.characters.filter(|_| key.as_str() != "event");
+            push_json_string(&mut rendered, &value.to_string(), characters);
         }
         if key.as_str() == "event" {
             self.event = Some(rendered);
         } else {
             self.rest.push(',');
-            push_json_string(&mut self.rest, key.as_str());
+            push_json_string(&mut self.rest, key.as_str(), None);
             self.rest.push(':');
             self.rest.push_str(&rendered);
         }
@@ -170,10 +207,12 @@ impl<'kvs> VisitSource<'kvs> for JsonFields {
     }
 }
 
-/// Appends `text` as a JSON string literal.
-fn push_json_string(out: &mut String, text: &str) {
+/// Appends `text` as a JSON string literal; with `characters`, a longer text is cut to that many characters
+/// and ends in `…`.
+fn push_json_string(out: &mut String, text: &str, characters: Option<usize>) {
     out.push('"');
-    for character in text.chars() {
+    let cut = characters.is_some_and(|characters| text.chars().nth(characters).is_some());
+    for character in text.chars().take(characters.unwrap_or(usize::MAX)) {
         match character {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -185,6 +224,9 @@ fn push_json_string(out: &mut String, text: &str) {
             }
             other => out.push(other),
         }
+    }
+    if cut {
+        out.push('…');
     }
     out.push('"');
 }
@@ -224,6 +266,49 @@ mod tests {
         assert_eq!(
             line,
             "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"warn\",\"event\":\"escalated\",\"msg\":\"SIGKILL to 7\",\"pid\":7,\"name\":\"say \\\"hi\\\"\\n\"}\n"
+        );
+    }
+
+    #[test]
+    fn a_line_is_never_longer_than_one_write() {
+        let long = "a \"quoted\" é\u{1b}".repeat(1000);
+        let fields: [(&str, Value<'_>); 4] = [
+            ("event", Value::from("shell_did_not_exec")),
+            ("count", Value::from(1000)),
+            ("names", Value::from(long.as_str())),
+            ("pids", Value::from(long.as_str())),
+        ];
+        let args = format_args!("{long}");
+        let record = Record::builder()
+            .level(Level::Warn)
+            .args(args)
+            .key_values(&fields)
+            .build();
+        let json = json_line(&record, UNIX_EPOCH);
+        assert!(json.len() <= log_sink::MAX_LINE_BYTES, "{}", json.len());
+        assert!(json.len() > log_sink::MAX_LINE_BYTES / 2, "{}", json.len());
+        assert!(json.ends_with("…\"}\n"), "{json}");
+        assert!(
+            json.contains("\"event\":\"shell_did_not_exec\",\"msg\":\"a \\\"quoted\\\" é\\u001b")
+        );
+        assert!(json.contains(",\"count\":1000,\"names\":\"a "));
+        assert_eq!(json.matches('\n').count(), 1);
+        let text = text_line(&record, UNIX_EPOCH);
+        assert!(text.len() <= log_sink::MAX_LINE_BYTES, "{}", text.len());
+        assert!(text.len() > log_sink::MAX_LINE_BYTES - 8, "{}", text.len());
+        assert!(
+            text.ends_with(&format!("… ({} bytes in all)\n", one_line(&long).len())),
+            "{text}"
+        );
+        assert_eq!(text.matches('\n').count(), 1);
+        // Short lines are left as they are.
+        let short = Record::builder()
+            .level(Level::Info)
+            .args(format_args!("hi"))
+            .build();
+        assert_eq!(
+            text_line(&short, UNIX_EPOCH),
+            "[grace 1970-01-01T00:00:00.000Z] hi\n"
         );
     }
 

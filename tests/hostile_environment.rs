@@ -1,7 +1,9 @@
 //! The shutdown bound in hostile environments: what grace inherits (SIGCHLD ignored; descriptors closed and
 //! no /dev/null), what it may not do (a seccomp filter refusing pidfds or the subreaper; a process or
-//! descriptor limit), what it cannot see (no /proc of its own), and a log reader that stops reading. Each
-//! test failed on grace 0.1, in both modes where both apply.
+//! descriptor limit), what it cannot see (no /proc of its own), a log reader that stops reading, and log
+//! destinations that split or refuse writes (a pipe shared with the child, a full filesystem, datagram
+//! sockets), where the log must stay whole lines. Each test failed on grace 0.1 (those on the log's lines on
+//! 0.2 too), in both modes where both apply.
 
 mod common;
 
@@ -12,6 +14,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::json::Json;
 use common::{
     accessible_to_nobody, child, is_alive, pid_in, seccomp, send_signal, sh, stop, Grace, Mode,
     Stream, LATE, MODES, TIMEOUT,
@@ -86,17 +89,21 @@ fn an_inherited_sigchld_ignore_keeps_the_stop_exact() {
     }
 }
 
-/// A pipe whose buffer is full: what grace writes to it waits for a reader that never comes. Filled through
-/// a description of its own (opened through /proc), so the write end handed to grace stays blocking, as a
-/// container runtime's log pipe is.
-fn full_pipe() -> (OwnedFd, OwnedFd) {
+/// A pipe, (read end, write end), both close-on-exec: nothing the other tests start holds it open.
+fn pipe() -> (OwnedFd, OwnedFd) {
     let mut ends = [0; 2];
     assert_eq!(
         unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) },
         0
     );
-    let (reader, writer) =
-        unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) }
+}
+
+/// A pipe whose buffer is full: what grace writes to it waits for a reader that never comes. Filled through
+/// a description of its own (opened through /proc), so the write end handed to grace stays blocking, as a
+/// container runtime's log pipe is.
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let (reader, writer) = pipe();
     let filler = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags_nonblocking()
@@ -337,6 +344,543 @@ fn dropped_log_lines_are_counted_and_reported() {
         expect_line(&stdout, "got 15 from");
         let (status, _) = exit_within(outer, TIMEOUT).expect("grace exits");
         assert_eq!(status.code(), Some(0), "{mode:?}");
+    }
+}
+
+// ---- the log stays true: whole lines, whatever stderr is ------------------------------------------------
+
+/// Every line of `stream` as it comes, newline included (a last line without one comes as it is), read as
+/// bytes: a line cut in two shows as such, not as a failed UTF-8 decoding.
+fn raw_lines_of(stream: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(read) if read > 0 => {
+                    if sender
+                        .send(String::from_utf8_lossy(&line).into_owned())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    });
+    receiver
+}
+
+/// Every line `lines` brings until its stream ends, within [`TIMEOUT`].
+fn all_lines(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut all = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => all.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return all,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the stream did not end: {} lines so far", all.len())
+            }
+        }
+    }
+}
+
+/// Waits until each of `needles` has been on a line of `lines`, in whatever order they come.
+fn expect_lines_in_any_order(lines: &mpsc::Receiver<String>, needles: &[&str]) {
+    let mut missing: Vec<&str> = needles.to_vec();
+    let deadline = Instant::now() + TIMEOUT;
+    while !missing.is_empty() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(remaining)
+            .unwrap_or_else(|error| panic!("no line containing {missing:?}: {error}"));
+        missing.retain(|needle| !line.contains(needle));
+    }
+}
+
+/// One of grace's JSON log lines, whole: one JSON object and its newline, with `ts` first and an `event`.
+/// Panics, naming the line, if it is anything else (a line cut short, or with another writer's bytes in it).
+fn json_entry(line: &str) -> Vec<(String, Json)> {
+    let text = line
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("a line without its newline: {line:?}"));
+    let fields = match Json::parse(text) {
+        Ok(Json::Object(fields)) => fields,
+        other => panic!("not one of grace's JSON lines ({other:?}): {line:?}"),
+    };
+    assert_eq!(
+        fields.first().map(|(key, _)| key.as_str()),
+        Some("ts"),
+        "{line:?}"
+    );
+    assert!(
+        matches!(field(&fields, "event"), Some(Json::String(_))),
+        "{line:?}"
+    );
+    fields
+}
+
+fn field<'a>(fields: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
+    fields
+        .iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value)
+}
+
+/// Whether a parsed line has `event` and, if given, `signal`.
+fn is_event(fields: &[(String, Json)], event: &str, signal: Option<&str>) -> bool {
+    field(fields, "event") == Some(&Json::String(event.into()))
+        && signal.map_or(true, |signal| {
+            field(fields, "signal") == Some(&Json::String(signal.into()))
+        })
+}
+
+/// The lines a `log_dropped` line reports; 0 for any other line.
+fn reported_dropped(fields: &[(String, Json)]) -> u64 {
+    match field(fields, "count") {
+        Some(Json::Number(count)) if is_event(fields, "log_dropped", None) => *count as u64,
+        _ => 0,
+    }
+}
+
+/// grace's pid as the host sees it.
+fn grace_pid_of(mode: Mode, outer: &KillOnDrop) -> i32 {
+    let outer_pid = outer.0.as_ref().expect("running").id() as i32;
+    match mode {
+        Mode::Subreaper => outer_pid,
+        Mode::Pid1 => only_child_of(outer_pid),
+    }
+}
+
+/// Sends `signal` to grace `count` times, each once the child has said it got the one before: grace logs a
+/// `forwarded` line for each (at -v).
+fn forward_each(grace_pid: i32, stdout: &mpsc::Receiver<String>, signal: i32, count: usize) {
+    for _ in 0..count {
+        send_signal(grace_pid, signal);
+        expect_line(stdout, &format!("got {signal} from"));
+    }
+}
+
+/// grace's log and the child's stderr share a pipe whose reader stalls and comes back (a log shipper that
+/// hung): grace's backlog must go out as whole lines, each write at most PIPE_BUF, while the child writes
+/// its own lines to the same pipe. The kernel splits a write larger than PIPE_BUF where the pipe runs out of
+/// room, and another writer's data lands in the gap; it never splits one of at most PIPE_BUF.
+#[test]
+fn a_stalled_pipe_shared_with_the_child_keeps_every_line_whole() {
+    // 200 KB of the child's lines: they fill the 64 KiB pipe, and keep coming while grace's backlog goes out.
+    const CHILD_LINES: usize = 2_000;
+    // About 45 KB of JSON `forwarded` lines, under the 64 KiB buffer: a backlog, none dropped.
+    const SIGNALS: usize = 200;
+    for mode in MODES {
+        let (reader, writer) = pipe();
+        let mut command = Grace::new(mode)
+            .args(["-v", "--log-format", "json"])
+            .command(&child(&[
+                "stderr-lines",
+                &CHILD_LINES.to_string(),
+                "signals",
+                "15",
+            ]));
+        command.stdout(Stdio::piped()).stderr(Stdio::from(writer));
+        let mut outer = command.spawn().expect("starting grace");
+        drop(command); // the test's copy of the write end: the pipe ends when grace and its tree are gone
+        let stdout = lines_of(outer.stdout.take().expect("stdout"));
+        let outer = KillOnDrop(Some(outer));
+        expect_lines_in_any_order(&stdout, &["ready pid", "stderr full"]);
+        let grace_pid = grace_pid_of(mode, &outer);
+        forward_each(grace_pid, &stdout, libc::SIGUSR2, SIGNALS);
+        // The reader comes back: grace's backlog and the child's blocked lines go out together.
+        let log = raw_lines_of(std::fs::File::from(reader));
+        expect_line(&stdout, &format!("stderr lines written {CHILD_LINES}"));
+        send_signal(grace_pid, libc::SIGTERM);
+        expect_line(&stdout, "got 15 from");
+        let (status, _) = exit_within(outer, TIMEOUT).expect("grace exits");
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        let lines = all_lines(&log);
+        let mut child_lines = Vec::new();
+        let mut entries = Vec::new();
+        for line in &lines {
+            if line.starts_with("child line ") {
+                let number: usize = line
+                    .get(11..16)
+                    .and_then(|digits| digits.parse().ok())
+                    .unwrap_or_else(|| panic!("{mode:?}: {line:?}"));
+                let whole = format!("{:-<99}\n", format!("child line {number:05} "));
+                assert_eq!(line, &whole, "{mode:?}: a child's line, not whole");
+                child_lines.push(number);
+            } else {
+                entries.push(json_entry(line));
+            }
+        }
+        assert_eq!(
+            child_lines,
+            (0..CHILD_LINES).collect::<Vec<_>>(),
+            "{mode:?}: the child's lines, each once, in order"
+        );
+        let forwarded = entries
+            .iter()
+            .filter(|fields| is_event(fields, "forwarded", Some("SIGUSR2")))
+            .count();
+        let dropped: u64 = entries.iter().map(|fields| reported_dropped(fields)).sum();
+        assert_eq!(forwarded as u64 + dropped, SIGNALS as u64, "{mode:?}");
+        assert!(
+            entries
+                .last()
+                .is_some_and(|fields| is_event(fields, "exiting", None)),
+            "{mode:?}: {:?}",
+            lines.last()
+        );
+        eprintln!(
+            "hostile environment: stderr a pipe shared with the child, stalled then read again, {mode:?}: \
+             {} of grace's lines ({forwarded} forwards waited, {dropped} dropped) and {} of the child's, \
+             every one whole",
+            entries.len(),
+            child_lines.len()
+        );
+    }
+}
+
+/// A tmpfs of the test's own, of `bytes`, for a filesystem that fills up; unmounted (lazily: grace may
+/// still hold a file on it) when dropped.
+struct SmallTmpfs {
+    directory: std::path::PathBuf,
+}
+
+impl SmallTmpfs {
+    fn mount(name: &str, bytes: usize) -> SmallTmpfs {
+        let directory = std::env::temp_dir().join(format!("grace-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("a mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "none"])
+            .arg(&directory)
+            .status()
+            .expect("mount");
+        assert!(mounted.success(), "mounting a tmpfs on {directory:?}");
+        SmallTmpfs { directory }
+    }
+
+    /// Writes a file until the filesystem refuses (ENOSPC); the file's path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.directory.join("filler");
+        let mut filler = std::fs::File::create(&path).expect("the filler");
+        for chunk in [4096, 1] {
+            let bytes = vec![b'.'; chunk];
+            let error = loop {
+                if let Err(error) = filler.write_all(&bytes) {
+                    break error;
+                }
+            };
+            assert_eq!(error.raw_os_error(), Some(libc::ENOSPC), "{error}");
+        }
+        path
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.directory)
+            .status();
+        let _ = std::fs::remove_dir(&self.directory);
+    }
+}
+
+/// grace's stderr is a file on a filesystem that fills up, then has room again (a node's log disk under
+/// pressure): the lines that find it full are dropped and counted, a line begun as it filled ends whole,
+/// and once there is room the count goes out first and lines flow again, `exiting` included.
+#[test]
+fn a_full_filesystem_drops_and_counts_lines_until_it_has_room_again() {
+    // About 10 KB of `forwarded` lines: more than the room left in the log file's last page.
+    const SIGNALS: usize = 50;
+    for mode in MODES {
+        let tmpfs = SmallTmpfs::mount(&format!("full-{mode:?}"), 256 * 1024);
+        let log_path = tmpfs.directory.join("grace.log");
+        let log = std::fs::File::create(&log_path).expect("the log file");
+        let mut command = Grace::new(mode)
+            .args(["-v", "--log-format", "json"])
+            .command(&child(&["signals", "15"]));
+        command.stdout(Stdio::piped()).stderr(Stdio::from(log));
+        let mut outer = command.spawn().expect("starting grace");
+        drop(command);
+        let stdout = lines_of(outer.stdout.take().expect("stdout"));
+        let outer = KillOnDrop(Some(outer));
+        expect_line(&stdout, "ready pid");
+        let grace_pid = grace_pid_of(mode, &outer);
+        let filler = tmpfs.fill();
+        let full_since = Instant::now();
+        forward_each(grace_pid, &stdout, libc::SIGUSR2, SIGNALS);
+        let while_full = std::fs::read(&log_path).expect("the log");
+        let begun = while_full
+            .iter()
+            .rev()
+            .take_while(|&&byte| byte != b'\n')
+            .count();
+        // Room again, now that the child has said it got the last signal.
+        std::fs::remove_file(&filler).expect("freeing the filesystem");
+        let full_for = full_since.elapsed();
+        forward_each(grace_pid, &stdout, libc::SIGUSR1, 1);
+        send_signal(grace_pid, libc::SIGTERM);
+        expect_line(&stdout, "got 15 from");
+        let (status, _) = exit_within(outer, TIMEOUT).expect("grace exits");
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        let written = String::from_utf8(std::fs::read(&log_path).expect("the log"))
+            .expect("UTF-8: no line cut inside a character");
+        let entries: Vec<_> = written.split_inclusive('\n').map(json_entry).collect();
+        let forwarded = entries
+            .iter()
+            .filter(|fields| is_event(fields, "forwarded", Some("SIGUSR2")))
+            .count();
+        let notices: Vec<usize> = (0..entries.len())
+            .filter(|&at| is_event(&entries[at], "log_dropped", None))
+            .collect();
+        assert_eq!(notices.len(), 1, "{mode:?}:\n{written}");
+        let notice = notices[0];
+        let dropped = reported_dropped(&entries[notice]);
+        assert!(dropped >= 1, "{mode:?}: {written}");
+        assert_eq!(forwarded as u64 + dropped, SIGNALS as u64, "{mode:?}");
+        // What came before the gap is older than every line after it: the count went out first.
+        assert!(
+            entries[..notice]
+                .iter()
+                .all(|fields| !is_event(fields, "forwarded", Some("SIGUSR1"))),
+            "{mode:?}: {written}"
+        );
+        assert!(
+            entries[notice..]
+                .iter()
+                .any(|fields| is_event(fields, "forwarded", Some("SIGUSR1"))),
+            "{mode:?}: {written}"
+        );
+        assert!(
+            entries
+                .last()
+                .is_some_and(|fields| is_event(fields, "exiting", None)),
+            "{mode:?}: {written}"
+        );
+        eprintln!(
+            "hostile environment: stderr a file on a full tmpfs for {} ms, {mode:?}: {dropped} of \
+             {SIGNALS} lines dropped and counted, {forwarded} written, a line begun with {begun} bytes \
+             when it filled ended whole, then the count, the later lines and `exiting`",
+            full_for.as_millis()
+        );
+    }
+}
+
+/// The datagrams `socket` receives, each as it comes, until one is an `exiting` line, within [`TIMEOUT`].
+fn datagrams_until_exiting(socket: impl Fn(&mut [u8]) -> std::io::Result<usize>) -> Vec<String> {
+    let mut buffer = vec![0; 65_536];
+    let mut datagrams = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    while !datagrams
+        .last()
+        .is_some_and(|datagram: &String| datagram.contains("\"event\":\"exiting\""))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no `exiting` line: {datagrams:#?}"
+        );
+        match socket(&mut buffer) {
+            Ok(length) => datagrams.push(String::from_utf8_lossy(&buffer[..length]).into_owned()),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(error) => panic!("receiving: {error}"),
+        }
+    }
+    datagrams
+}
+
+/// Each datagram one whole line: one JSON object and its newline, nothing more.
+fn one_line_each(datagrams: &[String]) -> Vec<Vec<(String, Json)>> {
+    datagrams
+        .iter()
+        .map(|datagram| {
+            assert_eq!(
+                datagram.matches('\n').count(),
+                1,
+                "not one line per datagram: {datagram:?}"
+            );
+            json_entry(datagram)
+        })
+        .collect()
+}
+
+/// grace's stderr is a Unix datagram socket (a syslog-style collector) with the smallest send buffer
+/// (SO_SNDBUF 1: the kernel's floor, 4,608 bytes here), whose reader stalls and comes back: each line goes
+/// out as a datagram of its own, and the backlog flows once the reader is back.
+#[test]
+fn a_datagram_socket_gets_one_line_per_datagram() {
+    const SIGNALS: usize = 100;
+    for mode in MODES {
+        let (reader, writer) = std::os::unix::net::UnixDatagram::pair().expect("a socket pair");
+        let smallest: libc::c_int = 1;
+        assert_eq!(
+            unsafe {
+                libc::setsockopt(
+                    writer.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    (&smallest as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            },
+            0
+        );
+        let mut send_buffer: libc::c_int = 0;
+        let mut length = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        assert_eq!(
+            unsafe {
+                libc::getsockopt(
+                    writer.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUF,
+                    (&mut send_buffer as *mut libc::c_int).cast(),
+                    &mut length,
+                )
+            },
+            0
+        );
+        let mut command = Grace::new(mode)
+            .args(["-v", "--log-format", "json"])
+            .command(&child(&["signals", "15"]));
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(OwnedFd::from(writer)));
+        let mut outer = command.spawn().expect("starting grace");
+        drop(command);
+        let stdout = lines_of(outer.stdout.take().expect("stdout"));
+        let outer = KillOnDrop(Some(outer));
+        expect_line(&stdout, "ready pid");
+        let grace_pid = grace_pid_of(mode, &outer);
+        // Nobody reads: a few datagrams fill the send buffer, the rest wait in grace's.
+        forward_each(grace_pid, &stdout, libc::SIGUSR2, SIGNALS);
+        // The reader comes back; then the stop.
+        reader
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("a read timeout");
+        let reading = thread::spawn(move || datagrams_until_exiting(|buffer| reader.recv(buffer)));
+        send_signal(grace_pid, libc::SIGTERM);
+        expect_line(&stdout, "got 15 from");
+        let datagrams = reading.join().expect("the reader");
+        let (status, _) = exit_within(outer, TIMEOUT).expect("grace exits");
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        let entries = one_line_each(&datagrams);
+        let forwarded = entries
+            .iter()
+            .filter(|fields| is_event(fields, "forwarded", Some("SIGUSR2")))
+            .count();
+        let dropped: u64 = entries.iter().map(|fields| reported_dropped(fields)).sum();
+        assert_eq!(forwarded as u64 + dropped, SIGNALS as u64, "{mode:?}");
+        eprintln!(
+            "hostile environment: stderr a Unix datagram socket with a {send_buffer}-byte send buffer, \
+             stalled, {mode:?}: {} datagrams, one line each ({forwarded} forwards waited, {dropped} \
+             dropped), `exiting` last",
+            datagrams.len()
+        );
+    }
+}
+
+/// A connected UDP pair in a network namespace of its own whose loopback MTU is `mtu`, with path MTU
+/// discovery on (IP_PMTUDISC_DO: do not fragment): a datagram larger than the MTU is refused with EMSGSIZE,
+/// the smaller ones go through. (receiver, sender).
+fn udp_pair_with_mtu(mtu: u32) -> (std::net::UdpSocket, std::net::UdpSocket) {
+    // A thread of its own enters the new namespace (namespaces belong to threads), and so do the `ip` it
+    // starts and the sockets it opens; the sockets stay in it wherever they are used.
+    thread::spawn(move || {
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        let set = Command::new("ip")
+            .args(["link", "set", "lo", "mtu", &mtu.to_string(), "up"])
+            .status()
+            .expect("ip");
+        assert!(set.success());
+        let receiver = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding");
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding");
+        sender
+            .connect(receiver.local_addr().expect("an address"))
+            .expect("connecting");
+        let do_not_fragment: libc::c_int = libc::IP_PMTUDISC_DO;
+        assert_eq!(
+            unsafe {
+                libc::setsockopt(
+                    sender.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    (&do_not_fragment as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            },
+            0
+        );
+        (receiver, sender)
+    })
+    .join()
+    .expect("the namespace thread")
+}
+
+/// grace's stderr is a UDP socket that refuses datagrams over 972 bytes (EMSGSIZE: a 1,000-byte MTU, do not
+/// fragment), and grace's first line, naming a long command, is longer: that line alone is dropped and
+/// counted, and the count is the first line that arrives; every later line arrives, `exiting` included.
+#[test]
+fn a_datagram_the_socket_refuses_is_dropped_and_counted_alone() {
+    for mode in MODES {
+        let (receiver, sender) = udp_pair_with_mtu(1_000);
+        let script = format!(
+            "exec {} # {}",
+            child(&["signals", "15"]).join(" "),
+            "x".repeat(600)
+        );
+        let mut command = Grace::new(mode)
+            .args(["-v", "--log-format", "json"])
+            .command(&["sh".to_string(), "-c".to_string(), script]);
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(OwnedFd::from(sender)));
+        let mut outer = command.spawn().expect("starting grace");
+        drop(command);
+        let stdout = lines_of(outer.stdout.take().expect("stdout"));
+        let outer = KillOnDrop(Some(outer));
+        expect_line(&stdout, "ready pid");
+        let grace_pid = grace_pid_of(mode, &outer);
+        send_signal(grace_pid, libc::SIGTERM);
+        expect_line(&stdout, "got 15 from");
+        receiver
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("a read timeout");
+        let datagrams = datagrams_until_exiting(|buffer| receiver.recv(buffer));
+        let (status, _) = exit_within(outer, TIMEOUT).expect("grace exits");
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        let entries = one_line_each(&datagrams);
+        assert_eq!(
+            reported_dropped(&entries[0]),
+            1,
+            "{mode:?}: the first line to arrive: {:?}",
+            datagrams[0]
+        );
+        let events: Vec<&Json> = entries
+            .iter()
+            .filter_map(|fields| field(fields, "event"))
+            .collect();
+        for event in ["stop_signal", "main_exited", "exiting"] {
+            assert!(
+                events.contains(&&Json::String(event.into())),
+                "{mode:?}: no {event}: {datagrams:#?}"
+            );
+        }
+        assert!(
+            !events.contains(&&Json::String("started".into())),
+            "{mode:?}: {datagrams:#?}"
+        );
+        eprintln!(
+            "hostile environment: stderr a UDP socket refusing datagrams over 972 bytes, {mode:?}: the \
+             `started` line (a 600-byte command, twice) dropped and counted by the first datagram to \
+             arrive; the {} others arrived, the longest {} bytes",
+            datagrams.len() - 1,
+            datagrams.iter().map(String::len).max().unwrap_or(0)
+        );
     }
 }
 

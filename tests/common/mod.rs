@@ -3,6 +3,8 @@
 //! Tests synchronise on lines; the timeout only guards against hangs.
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod json;
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;

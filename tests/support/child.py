@@ -29,6 +29,11 @@ Usage: child.py MODE [ARGS...]
   popen PROGRAM ARGS...  start PROGRAM as a child, print "popen pid P", and wait to be killed
   stderr-then TEXT MODE ARGS...
                          write TEXT to stderr, then exec child.py MODE ARGS... in this same process
+  stderr-lines N MODE ARGS...
+                         start a writer process that writes N lines "child line K" (K from 00000, padded to
+                         100 bytes) to stderr, each in one blocking write, says "stderr full" the first time
+                         stderr has no room, and "stderr lines written N" once done; then exec child.py MODE
+                         ARGS... in this same process
   survivors              the tree of a hung shutdown: ignore SIGTERM, start the `survivor` children catcher,
                          blocker, stopper, and ignorer under `sh -c '...; true'` (a shell that did not exec),
                          print "survivor main pid P parent Q name N cmdline C", then report each stop of
@@ -311,6 +316,22 @@ def mode_stderr_then(args):
     os.execv(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)] + args[1:])
 
 
+def mode_stderr_lines(args):
+    count = int(args[0])
+    if os.fork() == 0:
+        import select
+
+        full_said = False
+        for number in range(count):
+            if not full_said and not select.select([], [2], [], 0)[1]:
+                say("stderr full")
+                full_said = True
+            os.write(2, f"child line {number:05} ".ljust(99, "-").encode() + b"\n")
+        say(f"stderr lines written {count}")
+        os._exit(0)
+    os.execv(sys.executable, [sys.executable, "-u", os.path.abspath(__file__)] + args[1:])
+
+
 def describe(role, pid):
     """`survivor ROLE pid P parent Q name N cmdline C`, from /proc, as grace's diagnosis reads it."""
     with open(f"/proc/{pid}/stat") as stat:
@@ -544,6 +565,8 @@ def main():
         mode_popen(args)
     elif mode == "with-daemons":
         mode_with_daemons(args)
+    elif mode == "stderr-lines":
+        mode_stderr_lines(args)
     elif mode == "stderr-then":
         mode_stderr_then(args)
     elif mode == "survivors":
