@@ -609,7 +609,10 @@ stop-timeout = "5s"
         &["touch".to_string(), marker.clone()],
     );
     assert_eq!(status.code(), Some(0), "{stdout}{stderr}");
-    assert!(!std::path::Path::new(&marker).exists(), "--explain started something");
+    assert!(
+        !std::path::Path::new(&marker).exists(),
+        "--explain started something"
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     let position = |needle: &str| {
         lines
@@ -621,11 +624,23 @@ stop-timeout = "5s"
     assert!(position("1  migrate") < position("2  db-proxy"));
     assert!(position("2  db-proxy") < position("3  app"));
     assert!(position("3  app") < position("4  nginx"));
-    assert!(stdout.contains("Stop order: nginx, app, db-proxy ("), "{stdout}");
+    assert!(
+        stdout.contains("Stop order: nginx, app, db-proxy ("),
+        "{stdout}"
+    );
     // nginx's turn lasts its stop-timeout; app's begins after it; everything is signalled at G − C = 17 s.
-    assert!(lines[position("t0+0s      nginx: SIGQUIT")].contains("at most 5s"), "{stdout}");
-    assert!(lines[position("t0+5s      app:")].contains("t0+17s at most"), "{stdout}");
-    assert!(stdout.contains("t0+17s     every process not yet signalled"), "{stdout}");
+    assert!(
+        lines[position("t0+0s      nginx: SIGQUIT")].contains("at most 5s"),
+        "{stdout}"
+    );
+    assert!(
+        lines[position("t0+5s      app:")].contains("t0+17s at most"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("t0+17s     every process not yet signalled"),
+        "{stdout}"
+    );
     assert!(stdout.contains("t0+20s     SIGKILL"), "{stdout}");
     assert!(
         stdout.contains("warning: app has no stop-timeout: if it does not stop, the services after it in the stop order (db-proxy) wait until t0+17s"),

@@ -473,7 +473,7 @@ mod properties {
             let mut rest_time = false;
             let mut now = t0;
             let mut plan = StopPlan::new(&members);
-            let mut check = |actions: Vec<Action>, now: Instant, facts: &[Facts], killed: &mut [bool],
+            let check = |actions: Vec<Action>, now: Instant, facts: &[Facts], killed: &mut [bool],
                              turn_started: &mut [Option<Instant>], rest_time: bool, plan: &StopPlan| -> Result<(), TestCaseError> {
                 for action in actions {
                     match action {
@@ -538,6 +538,147 @@ mod properties {
                 facts[service] = Facts::default();
                 let actions = plan.on_facts(service, facts[service], now);
                 check(actions, now, &facts, &mut killed, &mut turn_started, rest_time, &plan)?;
+            }
+            prop_assert!(plan.finished());
+        }
+    }
+}
+
+/// The plan inside the container's clock, as the services loop runs them: over arbitrary services, facts,
+/// stop timeouts and timings, no service is signalled by its turn before the services after it are empty or
+/// killed (unless G − C was reached), no tree is SIGKILLed before the deadline but by its own stop timeout,
+/// everything is SIGKILLed at the deadline, and the stop is over by then once SIGKILL works.
+#[cfg(test)]
+mod with_the_clock {
+    use super::*;
+    use crate::shutdown::{Action as ClockAction, Shutdown, Timings};
+    use proptest::prelude::*;
+
+    /// A grace period and a cleanup timeout (ms); each service's own process and rest alive, and its stop
+    /// timeout (ms); exits of own processes: which, and when (ms after the stop).
+    type Scenario = (u64, u64, Vec<(bool, bool, Option<u64>)>, Vec<(usize, u64)>);
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        (1u64..20_000, 0u64..20_000, 1usize..6).prop_flat_map(|(grace, cleanup, services)| {
+            (
+                Just(grace),
+                Just(cleanup.min(grace)),
+                prop::collection::vec(
+                    (any::<bool>(), any::<bool>(), prop::option::of(0u64..10_000)),
+                    services,
+                ),
+                // Exits: service index, and when (ms after the stop), in any order.
+                prop::collection::vec((0..services, 0u64..25_000), 0..12),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_plan_holds_inside_the_clock((grace, cleanup, services, mut exits) in scenario()) {
+            let grace = Duration::from_millis(grace);
+            let cleanup = Duration::from_millis(cleanup);
+            let t0 = Instant::now();
+            let mut facts: Vec<Facts> = services
+                .iter()
+                .map(|(own_alive, rest_alive, _)| Facts { own_alive: *own_alive, rest_alive: *rest_alive })
+                .collect();
+            let members: Vec<Member> = services
+                .iter()
+                .enumerate()
+                .map(|(service, (_, _, timeout))| Member {
+                    service,
+                    stop_timeout: timeout.map(Duration::from_millis),
+                    facts: facts[service],
+                })
+                .collect();
+            let mut clock = Shutdown::new(Timings::new(grace, cleanup));
+            let mut plan = StopPlan::new(&members);
+            let mut killed = vec![false; facts.len()];
+            let mut rest_time = false;
+            let mut killed_all_at = None;
+            let apply = |actions: Vec<Action>, _now: Instant, facts: &mut Vec<Facts>,
+                             killed: &mut Vec<bool>, rest_time: bool| -> Result<(), TestCaseError> {
+                for action in actions {
+                    match action {
+                        Action::SignalOwn(service) | Action::TerminateRest(service) => {
+                            for later in service + 1..facts.len() {
+                                prop_assert!(rest_time || facts[later].empty() || killed[later]);
+                            }
+                        }
+                        Action::KillTree(service) => {
+                            prop_assert!(members[service].stop_timeout.is_some());
+                            killed[service] = true;
+                            facts[service] = Facts::default(); // SIGKILL works here
+                        }
+                        Action::SignalUnsignalled { .. } => prop_assert!(rest_time),
+                    }
+                }
+                Ok(())
+            };
+            // The stop signal.
+            match clock.on_stop_signal(t0) {
+                ClockAction::ForwardStop { repeat: 1 } => {
+                    let actions = plan.begin(t0);
+                    apply(actions, t0, &mut facts, &mut killed, rest_time)?;
+                }
+                ClockAction::KillAll(_) => killed_all_at = Some(t0),
+                other => prop_assert!(false, "unexpected {other:?}"),
+            }
+            exits.sort_by_key(|(_, at)| *at);
+            let mut exits = exits.into_iter().peekable();
+            let mut now = t0;
+            // Step through time: the next deadline of either machine, or the next exit.
+            for _ in 0..10_000 {
+                if killed_all_at.is_some() {
+                    break;
+                }
+                let next_exit = exits.peek().map(|(_, at)| t0 + Duration::from_millis(*at));
+                let next = [clock.next_deadline(), plan.next_deadline(), next_exit]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let Some(next) = next else { break };
+                now = now.max(next);
+                if next_exit == Some(next) {
+                    let (service, _) = exits.next().unwrap_or_default();
+                    // Its own process exits; its daemons, if any, stay.
+                    facts[service].own_alive = false;
+                    let actions = plan.on_facts(service, facts[service], now);
+                    apply(actions, now, &mut facts, &mut killed, rest_time)?;
+                    continue;
+                }
+                let actions = plan.on_deadline(now);
+                apply(actions, now, &mut facts, &mut killed, rest_time)?;
+                loop {
+                    match clock.on_deadline(now) {
+                        ClockAction::Nothing => break,
+                        ClockAction::TerminateRest => {
+                            prop_assert!(now >= t0 + grace - cleanup);
+                            rest_time = true;
+                            let actions = plan.on_rest_time(now);
+                            apply(actions, now, &mut facts, &mut killed, rest_time)?;
+                        }
+                        ClockAction::KillAll(_) => {
+                            prop_assert!(now >= t0 + grace, "killed at {:?}", now - t0);
+                            killed_all_at = Some(now);
+                            break;
+                        }
+                        ClockAction::Survey => {}
+                        other => prop_assert!(false, "unexpected {other:?}"),
+                    }
+                }
+            }
+            // The deadline always comes: at G exactly, as the clock computes it.
+            let killed_all_at = killed_all_at.unwrap_or(now);
+            prop_assert!(killed_all_at <= t0 + grace, "no SIGKILL by the deadline");
+            // Once SIGKILL has ended everything, the plan finishes.
+            for service in 0..facts.len() {
+                facts[service] = Facts::default();
+                let actions = plan.on_facts(service, facts[service], killed_all_at);
+                apply(actions, killed_all_at, &mut facts, &mut killed, true)?;
             }
             prop_assert!(plan.finished());
         }

@@ -335,7 +335,7 @@ impl ServicesSupervisor {
         };
         let waiting_for = match (&run.waiter, service.once) {
             (Some(waiter), _) => {
-                format!("; waiting until ready ({})", waiter.readiness().to_string())
+                format!("; waiting until ready ({})", waiter.readiness())
             }
             (None, true) => "; waiting for it to complete".to_string(),
             (None, false) => String::new(),
@@ -389,7 +389,7 @@ impl ServicesSupervisor {
         let waited = waiter.waited(now);
         log::info!(
             event = "service_ready", service = name.as_str(), elapsed_ms = millis(waited);
-            "{name}: ready ({}) after {}", waiter.readiness().to_string(), seconds(waited)
+            "{name}: ready ({}) after {}", waiter.readiness(), seconds(waited)
         );
         if self.next_to_start == Some(id) {
             self.next_to_start = Some(id + 1);
@@ -679,7 +679,7 @@ impl ServicesSupervisor {
                     let why = format!(
                         "was not ready within its ready-timeout of {} ({}{})",
                         configured(timeout),
-                        waiter.readiness().to_string(),
+                        waiter.readiness(),
                         waiter
                             .last_error()
                             .map(|error| format!(": {error}"))
@@ -703,7 +703,7 @@ impl ServicesSupervisor {
                 log::info!(
                     event = "service_waiting", service = name.as_str(), check = waiter.readiness().to_string().as_str(),
                     waited_ms = millis(waited), error = error.as_str();
-                    "{name}: not ready after {} ({}): {error}", seconds(waited), waiter.readiness().to_string()
+                    "{name}: not ready after {} ({}): {error}", seconds(waited), waiter.readiness()
                 );
             }
             match step {
