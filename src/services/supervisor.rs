@@ -1266,15 +1266,25 @@ impl ServicesSupervisor {
         );
     }
 
-    /// The survivors' report, by service: full lines for the first, then a summary.
+    /// The survivors' report, grouped by service in stop order (the processes of no service last): full
+    /// lines for the first, then a summary that names each process's service.
     fn log_survivors(&mut self, survivors: &[Surveyed]) {
         let members: Vec<Process> = survivors
             .iter()
             .map(|entry| entry.process.clone())
             .collect();
         let attributed = self.attribute(&members);
-        let detailed = survivors.len().min(survey::DETAILED);
-        for (entry, service) in survivors.iter().zip(&attributed).take(detailed) {
+        let unattributed = self.unattributed();
+        let mut grouped: Vec<(&Surveyed, Option<ServiceId>)> =
+            survivors.iter().zip(attributed).collect();
+        // Stop order: the last started first, no service last; a stable sort keeps the survey's order (the
+        // main service's process first) within a service.
+        grouped.sort_by_key(|(_, service)| match service {
+            Some(id) if *id < unattributed => unattributed - 1 - id,
+            _ => unattributed,
+        });
+        let detailed = grouped.len().min(survey::DETAILED);
+        for (entry, service) in grouped.iter().take(detailed) {
             let process = &entry.process;
             let service_name = self.service_label(*service);
             let what = match &entry.detail {
@@ -1299,9 +1309,28 @@ impl ServicesSupervisor {
                 process.pid, process.name, process.parent_pid, process.state
             );
         }
-        if let Some(summary) = survey::summary(survivors.get(detailed..).unwrap_or_default()) {
+        let rest = grouped.get(detailed..).unwrap_or_default();
+        if !rest.is_empty() {
+            let kinds = rest.iter().map(|(entry, service)| {
+                let disposition = match &entry.detail {
+                    Detail::Full(diagnosis) => diagnosis.disposition,
+                    Detail::Disposition(disposition) => *disposition,
+                    Detail::NotExamined => crate::diagnosis::Disposition::Unknown,
+                };
+                (
+                    self.service_label(*service),
+                    entry.process.name.clone(),
+                    disposition.participle(),
+                    entry.sent,
+                )
+            });
+            let groups =
+                crate::wording::counted_kinds(kinds, 6, |(service, name, participle, signal)| {
+                    format!("{name} of {service} {participle} {signal}")
+                });
+            let summary = format!("and {} more: {groups}", rest.len());
             log::warn!(
-                event = "survivors_summary", count = survivors.len() - detailed, summary = summary.as_str();
+                event = "survivors_summary", count = rest.len(), summary = summary.as_str();
                 "  {summary}"
             );
         }
