@@ -110,15 +110,21 @@ impl Environment for ProcessEnvironment {
 /// log line come before theirs.
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
 /// In a Kubernetes pod (KUBERNETES_SERVICE_HOST set: the kubelet injects it into every container, even with
-/// `enableServiceLinks: false`): the kubelet's default terminationGracePeriodSeconds of 30 s, less room for
-/// a short preStop hook and for grace's own SIGKILL and report to come first. A shorter default would cut
-/// off a server that the platform would have let finish.
+/// `enableServiceLinks: false`): the kubelet's default terminationGracePeriodSeconds of 30 s, less 5 s for
+/// grace's own SIGKILL and report to come first. A shorter default would cut off a server that the platform
+/// would have let finish. grace cannot see the pod's period nor its preStop hook (whose time the kubelet
+/// takes from that period): this default assumes 30 s or more and no hook, and says so when grace starts.
 pub const KUBERNETES_GRACE_PERIOD: Duration = Duration::from_secs(25);
 /// The first wait before a restart after an exit.
 const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// The kubelet's default terminationGracePeriodSeconds.
 pub const KUBERNETES_TERMINATION_GRACE: Duration = Duration::from_secs(30);
+/// What the pod default leaves between grace's SIGKILL and the kubelet's: room for grace's report and for
+/// processes SIGKILL is slow to end. Any pod needs it: GRACE_PERIOD ≤ terminationGracePeriodSeconds − the
+/// preStop hook's time − this.
+pub const KUBERNETES_MARGIN: Duration =
+    KUBERNETES_TERMINATION_GRACE.saturating_sub(KUBERNETES_GRACE_PERIOD);
 const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_FINAL_TIMEOUT: Duration = Duration::from_secs(1);
 

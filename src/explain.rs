@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::{Config, Source, KUBERNETES_TERMINATION_GRACE};
+use crate::config::{
+    Config, Source, KUBERNETES_GRACE_PERIOD, KUBERNETES_MARGIN, KUBERNETES_TERMINATION_GRACE,
+};
 use crate::shutdown::{KILLING_LIMIT, SETTLE, SURVEY_LEAD, UNKILLABLE_WAIT};
 use crate::signals::Signal;
 use crate::wording::configured;
@@ -28,15 +30,28 @@ pub fn explain(config: &Config) -> String {
     text
 }
 
+/// What the default grace period in a pod assumes of the pod, which grace cannot see, and the rule for any
+/// other pod: on the start line and in `--explain`, so that a chart that shortens the pod's time meets it.
+pub fn kubernetes_default_assumption() -> String {
+    format!(
+        "the {} default in a pod assumes terminationGracePeriodSeconds of {} or more and no preStop hook: \
+         otherwise set GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − {}",
+        configured(KUBERNETES_GRACE_PERIOD),
+        configured(KUBERNETES_TERMINATION_GRACE),
+        configured(KUBERNETES_MARGIN),
+    )
+}
+
 /// Where a value came from, in words.
 pub fn origin(source: Source) -> String {
     match source {
         Source::CommandLine => "the command line".to_string(),
         Source::Environment(name) => format!("the environment ({name})"),
         Source::Kubernetes => format!(
-            "the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set): the kubelet's {} less room \
-             for a preStop hook and for grace's own SIGKILL",
-            configured(KUBERNETES_TERMINATION_GRACE)
+            "the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set): the kubelet's {} less {} for \
+             grace's own SIGKILL and report to come first",
+            configured(KUBERNETES_TERMINATION_GRACE),
+            configured(KUBERNETES_MARGIN)
         ),
         Source::Default => "the default".to_string(),
     }
@@ -268,6 +283,9 @@ fn timeline(config: &Config, text: &mut String) {
             configured(platform_kill),
         );
     }
+    if config.in_kubernetes {
+        let _ = writeln!(text, "{}", pod_fit(config));
+    }
     if let Some(signal) = config.restart_signal {
         let _ = writeln!(
             text,
@@ -287,6 +305,30 @@ fn timeline(config: &Config, text: &mut String) {
                 .map(|max| format!(", {max} times at most"))
                 .unwrap_or_default(),
         );
+    }
+}
+
+/// In a pod: what the grace period needs of the pod's terminationGracePeriodSeconds and preStop hook,
+/// neither of which grace can see. The kubelet's SIGKILL comes that period, less the hook's time, after its
+/// stop signal.
+fn pod_fit(config: &Config) -> String {
+    let consequence = "or the kubelet's SIGKILL comes first and grace reports nothing";
+    if config.sources.grace_period == Source::Kubernetes {
+        // Joined with a semicolon, not a new sentence: capitalising would link Unicode's case tables (20 KB).
+        format!(
+            "grace cannot see the pod's terminationGracePeriodSeconds nor its preStop hook, whose time the \
+             kubelet takes from it; {}, {consequence}. A chart can set GRACE_PERIOD from the value it gives \
+             terminationGracePeriodSeconds.",
+            kubernetes_default_assumption()
+        )
+    } else {
+        format!(
+            "This grace period needs a terminationGracePeriodSeconds of at least {} plus the preStop hook's \
+             time, if the pod has one (GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − {}), \
+             {consequence}.",
+            configured(config.grace_period + KUBERNETES_MARGIN),
+            configured(KUBERNETES_MARGIN),
+        )
     }
 }
 
@@ -312,7 +354,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
              pod sets one of at least {}, the kubelet's SIGKILL comes first, and nothing logs it",
             configured(grace),
             configured(KUBERNETES_TERMINATION_GRACE),
-            configured(grace + Duration::from_secs(5)),
+            configured(grace + KUBERNETES_MARGIN),
         ));
     }
     warnings

@@ -139,11 +139,18 @@ fn run(config: Config) -> Result<u8, SpawnError> {
     } else {
         "subreaper"
     };
+    // grace cannot see the pod's terminationGracePeriodSeconds: the first line of the container's log says
+    // what the default assumes of it.
+    let assumption = if config.sources.grace_period == config::Source::Kubernetes {
+        format!("; {}", explain::kubernetes_default_assumption())
+    } else {
+        String::new()
+    };
     log::info!(
         event = "started", pid = main.pid, command = command.as_str(), mode = mode,
         grace_period_ms = wording::millis(config.grace_period),
         grace_period_source = config.sources.grace_period.kind();
-        "started pid {}: {command} (grace period {}, {})",
+        "started pid {}: {command} (grace period {}, {}){assumption}",
         main.pid,
         wording::configured(config.grace_period),
         if mode == "pid1" { "as PID 1" } else { "as a subreaper" },

@@ -43,6 +43,8 @@ fn explain_shows_the_defaults_and_runs_nothing() {
         assert!(text.contains(expected), "{expected:?} in\n{text}");
     }
     assert!(!text.contains("warning"), "{text}");
+    // Outside a pod, nothing of terminationGracePeriodSeconds or preStop hooks.
+    assert!(!text.contains("preStop"), "{text}");
 }
 
 #[test]
@@ -57,6 +59,16 @@ fn explain_in_a_kubernetes_pod_shows_25_seconds_and_where_they_came_from() {
     );
     assert!(text.contains("t0+25s     SIGKILL"), "{text}");
     assert!(text.contains("comes 5s before the kubelet's"), "{text}");
+    // grace cannot see the pod's terminationGracePeriodSeconds nor its preStop hook: what the default
+    // assumes of them, and the rule for any other pod.
+    for expected in [
+        "grace cannot see the pod's terminationGracePeriodSeconds nor its preStop hook",
+        "; the 25s default in a pod assumes terminationGracePeriodSeconds of 30s or more and no preStop hook: \
+         otherwise set GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − 5s, or the kubelet's SIGKILL \
+         comes first and grace reports nothing",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
     // An explicit value wins, and says where it came from.
     let (_, text, _) = explain(
         &["--explain"],
@@ -72,6 +84,15 @@ fn explain_in_a_kubernetes_pod_shows_25_seconds_and_where_they_came_from() {
         "{text}"
     );
     assert!(text.contains("t0+3s      forwarded"), "{text}");
+    // A period the chart chose: what it needs of the pod, and no word of the default's assumption.
+    assert!(
+        text.contains(
+            "This grace period needs a terminationGracePeriodSeconds of at least 17s plus the preStop hook's \
+             time, if the pod has one (GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − 5s)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("default in a pod assumes"), "{text}");
 }
 
 #[test]
@@ -153,22 +174,22 @@ fn explain_warns_of_nestings_that_cannot_work_and_refuses_what_grace_refuses() {
 }
 
 /// The start line names the effective grace period; the JSON `started` event, and `-v`, say where it came
-/// from.
+/// from. In a pod, with the default, the start line (the first of the container's log) also says what the
+/// default assumes of the pod, which grace cannot see.
 #[test]
 fn the_start_says_where_the_grace_period_came_from() {
     /// Grace's options, its environment, the grace period it must name, and where it came from.
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
-    let cases: [Case; 4] = [
+    let pod = ("KUBERNETES_SERVICE_HOST", "10.96.0.1");
+    let cases: [Case; 5] = [
         (&[], &[], "8s", "default"),
-        (
-            &[],
-            &[("KUBERNETES_SERVICE_HOST", "10.96.0.1")],
-            "25s",
-            "kubernetes",
-        ),
+        (&[], &[pod], "25s", "kubernetes"),
         (&[], &[("GRACE_PERIOD", "12s")], "12s", "environment"),
         (&["-t", "3s"], &[("GRACE_PERIOD", "12s")], "3s", "flag"),
+        (&[], &[pod, ("GRACE_PERIOD", "12s")], "12s", "environment"),
     ];
+    let assumption = "; the 25s default in a pod assumes terminationGracePeriodSeconds of 30s or more and no \
+                      preStop hook: otherwise set GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − 5s";
     for (arguments, environment, period, source) in cases {
         let mut grace = Grace::new(Mode::Subreaper)
             .args(["--log-format", "json", "-v"])
@@ -190,6 +211,14 @@ fn the_start_says_where_the_grace_period_came_from() {
             started
                 .text
                 .contains(&format!("\"grace_period_source\":\"{source}\"")),
+            "{}",
+            started.text
+        );
+        assert_eq!(
+            started
+                .text
+                .contains(&format!("as a subreaper){assumption}\"")),
+            source == "kubernetes",
             "{}",
             started.text
         );
