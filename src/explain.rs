@@ -278,9 +278,11 @@ fn timeline(config: &Config, text: &mut String) {
         let _ = writeln!(
             text,
             "When the main child exits on its own (--restart {}), the rest gets the same cleanup, and the \
-             command starts again {} later (doubling while runs end within 10s, up to {}){}.",
+             command starts again {} later (doubling while runs end within 10s, at least {} from the second \
+             restart on, up to {}){}.",
             config.restart.as_str(),
             configured(config.restart_delay),
+            configured(crate::restart::SHORTEST_LOOP_DELAY),
             configured(crate::restart::LONGEST_DELAY.max(config.restart_delay)),
             config
                 .max_restarts
