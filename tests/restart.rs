@@ -396,3 +396,89 @@ fn bad_restart_settings_are_usage_errors() {
         assert_eq!(stderr.lines().count(), 1, "{arguments:?}: {stderr}");
     }
 }
+
+/// A script of the test's own, in a directory of its own, removed when dropped.
+struct Script(PathBuf);
+
+impl Script {
+    fn new(name: &str, text: &str) -> Script {
+        let directory =
+            std::env::temp_dir().join(format!("grace-restart-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("creating a directory");
+        let script = Script(directory.join("server"));
+        script.write(text);
+        script
+    }
+
+    /// Puts `text` in place as an executable, at once (a rename), as a deploy would.
+    fn write(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let new = self.0.with_extension("new");
+        std::fs::write(&new, text).expect("writing the script");
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&new, &self.0).expect("renaming the script into place");
+    }
+
+    fn command(&self) -> Vec<String> {
+        vec![self.0.display().to_string()]
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.parent().expect("a directory"));
+    }
+}
+
+/// A restart whose exec fails (the binary deleted by a deploy, a bad `#!`) is a failed run: retried after
+/// the backoff, counted by --max-restarts, and grace ends with `exiting` and the status of the last failure
+/// (127 not found, 126 not executable). A command that comes back is started again.
+#[test]
+fn a_failed_start_at_a_restart_is_a_failed_run() {
+    for mode in MODES {
+        // The first run deletes its own file: the first restart finds nothing (127), the test puts the file
+        // back while grace waits out the backoff, and the restart after it runs.
+        let text = "#!/bin/sh\necho run; rm \"$0\"; exit 1\n";
+        let script = Script::new("deleted", text);
+        let mut grace = Grace::new(mode)
+            .args(["--restart", "on-failure", "--restart-delay", "0"])
+            .spawn(&script.command());
+        grace.wait_stdout("run");
+        grace.wait_log("restart failed: ");
+        grace.wait_log("restarting in 1.000s: the command could not be started again (status 127)");
+        script.write("#!/bin/sh\necho back; exit 0\n");
+        grace.wait_stdout("back");
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{}", finished.dump());
+        finished.line(Stream::Stderr, "exiting with status 0");
+
+        // The first run breaks its own `#!` line: every restart fails with 126 until the limit.
+        let text = "#!/bin/sh\necho run; echo '#!/nonexistent/interpreter' > \"$0\"; exit 1\n";
+        let script = Script::new("bad-interpreter", text);
+        let finished = Grace::new(mode)
+            .args([
+                "--restart",
+                "on-failure",
+                "--restart-delay",
+                "0",
+                "--max-restarts",
+                "2",
+            ])
+            .spawn(&script.command())
+            .finish();
+        assert_eq!(finished.code(), 126, "{mode:?}\n{}", finished.dump());
+        assert_eq!(
+            count(&finished, "restart failed: "),
+            2,
+            "{}",
+            finished.dump()
+        );
+        finished.line(Stream::Stderr, "bad interpreter");
+        finished.line(Stream::Stderr, "restarting in 1.000s");
+        finished.line(
+            Stream::Stderr,
+            "not restarting: --max-restarts reached (2 restarts)",
+        );
+        finished.line(Stream::Stderr, "exiting with status 126");
+    }
+}

@@ -113,13 +113,16 @@ impl Supervisor {
         let mut received = Vec::with_capacity(64);
         loop {
             let ended = self.run_generation(&mut received);
-            match self.next_after(ended, &mut received) {
-                Next::Exit(status) => return self.exit(status),
-                Next::Start => {
-                    if let Err(status) = self.start_next() {
-                        return status;
-                    }
+            let mut next = self.next_after(ended, &mut received);
+            // A start that fails is a failed run: the policy decides what follows it, as after an exit.
+            while let Next::Start = next {
+                match self.start_next() {
+                    Ok(()) => break,
+                    Err(status) => next = self.after_failed_start(status, &mut received),
                 }
+            }
+            if let Next::Exit(status) = next {
+                return self.exit(status);
             }
         }
     }
@@ -220,34 +223,12 @@ impl Supervisor {
             }
             Ending::Undecided => {
                 let reported = exit_status::remap_success(status, &self.config.success_exits);
-                let delay = match self.restarts.after_exit(reported, self.run.ran()) {
-                    Decision::Exit => return Next::Exit(status),
-                    Decision::LimitReached => {
-                        log::warn!(
-                            event = "restart_limit", restarts = self.restarts.done();
-                            "not restarting: --max-restarts reached ({} restarts)", self.restarts.done()
-                        );
-                        return Next::Exit(status);
-                    }
-                    Decision::RestartAfter(delay) => delay,
-                };
-                if !ended.clean {
-                    return self.not_restarting(status);
-                }
+                let ran = self.run.ran();
                 let why = format!(
-                    "the main child exited with status {reported} after {} (--restart {})",
-                    seconds(self.run.ran()),
-                    self.restarts.policy().as_str()
+                    "the main child exited with status {reported} after {}",
+                    seconds(ran)
                 );
-                log::info!(
-                    event = "restarting", reason = "exit", status = status, delay_ms = millis(delay),
-                    generation = self.run.number;
-                    "restarting in {}: {why}", seconds(delay)
-                );
-                return match self.wait_to_restart(delay, status, received) {
-                    Some(status) => Next::Exit(status),
-                    None => Next::Start,
-                };
+                return self.after_failure(status, ran, ended.clean, "exit", &why, received);
             }
         };
         if !ended.clean {
@@ -259,6 +240,52 @@ impl Supervisor {
             "restarting now: {reason}; the last run's status was {status}"
         );
         Next::Start
+    }
+
+    /// The command could not be started again (`status` 126, 127, or 1 for a limit): a run that failed at
+    /// once, for `--restart` as for `--max-restarts` (a deploy may be rewriting the binary: the backoff gives
+    /// it time). Without a policy that restarts it (a restart by signal with `--restart never`), grace exits.
+    fn after_failed_start(&mut self, status: u8, received: &mut Vec<Received>) -> Next {
+        let why = format!("the command could not be started again (status {status})");
+        self.after_failure(status, Duration::ZERO, true, "start_failed", &why, received)
+    }
+
+    /// A run ended by itself with `status` after `ran` (`clean`: nothing of it remains): exit, or wait and
+    /// start again, as `--restart`, the backoff and `--max-restarts` say. `reason` and `why` go to the
+    /// `restarting` line.
+    fn after_failure(
+        &mut self,
+        status: u8,
+        ran: Duration,
+        clean: bool,
+        reason: &str,
+        why: &str,
+        received: &mut Vec<Received>,
+    ) -> Next {
+        let reported = exit_status::remap_success(status, &self.config.success_exits);
+        let delay = match self.restarts.after_exit(reported, ran) {
+            Decision::Exit => return Next::Exit(status),
+            Decision::LimitReached => {
+                log::warn!(
+                    event = "restart_limit", restarts = self.restarts.done();
+                    "not restarting: --max-restarts reached ({} restarts)", self.restarts.done()
+                );
+                return Next::Exit(status);
+            }
+            Decision::RestartAfter(delay) => delay,
+        };
+        if !clean {
+            return self.not_restarting(status);
+        }
+        log::info!(
+            event = "restarting", reason = reason, status = status, delay_ms = millis(delay),
+            generation = self.run.number;
+            "restarting in {}: {why} (--restart {})", seconds(delay), self.restarts.policy().as_str()
+        );
+        match self.wait_to_restart(delay, status, received) {
+            Some(status) => Next::Exit(status),
+            None => Next::Start,
+        }
     }
 
     /// A restart was due, but processes of the last run remain (they survived SIGKILL, or grace may not
@@ -317,8 +344,8 @@ impl Supervisor {
         }
     }
 
-    /// Starts the command again: the next generation. A command that can no longer be started ends grace
-    /// with the usual status (126, 127, or 1).
+    /// Starts the command again: the next generation. A command that cannot be started gives the usual
+    /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
         let main = match child::spawn(&self.config.command, self.setup) {
             Ok(main) => main,
@@ -635,7 +662,11 @@ impl Supervisor {
     /// Logs the exit, with the child's `status` mapped by `-e`, and returns grace's exit status.
     fn exit(&self, status: u8) -> u8 {
         let reported = exit_status::remap_success(status, &self.config.success_exits);
-        let since = self.since_stop();
+        // Only a stop signal's shutdown has a time to count from: a restart's signal (or a failed start
+        // after it) does not end grace.
+        let since = self
+            .since_stop()
+            .filter(|_| self.run.ending == Ending::Stop);
         let timing = since
             .map(|since| format!(", {} after the stop signal", seconds(since)))
             .unwrap_or_default();
