@@ -136,6 +136,9 @@ fn hint(
         'T' | 't' => return "stopped: it cannot act on any signal until it is continued",
         _ => {}
     }
+    if process.entered_from_outside {
+        return "entered the namespace from outside (`kubectl exec`, `nsenter`): not started by the command";
+    }
     if has_children && (is_shell(&process.name) || executes_a_shell(process.pid)) {
         return "a shell that did not exec its server: it does not pass SIGTERM on to its children (use `exec server`)";
     }
@@ -227,11 +230,13 @@ mod tests {
         let process = |name: &str, state| Process {
             pid: 2,
             parent_pid: 1,
+            group_id: 2,
             name: name.into(),
             state,
             start_time: 0,
             exited: false,
             wait_status: None,
+            entered_from_outside: false,
         };
         let none = Taken::default();
         let pending = Taken {
@@ -294,6 +299,16 @@ mod tests {
                 "{name} {state} {disposition:?} {taken:?}: {text}"
             );
         }
+        // A visitor's shell with a child is none of the command's: no "did not exec".
+        let visitor = Process {
+            entered_from_outside: true,
+            ..process("sh", 'S')
+        };
+        let text = hint(&visitor, Disposition::Ignores, none, true);
+        assert!(
+            text.contains("entered the namespace from outside"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -88,6 +88,12 @@ impl Restarts {
         self.policy
     }
 
+    /// Whether an exit with `status` (after `-e`) would be followed by a restart: the policy wants one and
+    /// the limit is not reached. [`Restarts::after_exit`] decides the same, and counts it.
+    pub fn would_restart(&self, status: u8) -> bool {
+        self.wanted(status) && !self.limit_reached()
+    }
+
     /// The main child exited on its own with `status` (after `-e`) after running for `ran` — or could not
     /// be started again (`ran` zero): a failed run all the same.
     pub fn after_exit(&mut self, status: u8, ran: Duration) -> Decision {
@@ -255,6 +261,24 @@ mod tests {
             .map(Duration::as_millis)
             .collect();
         assert_eq!(millis, [700, 1400, 2800]);
+    }
+
+    #[test]
+    fn would_restart_agrees_with_the_decision() {
+        for policy in [Policy::Never, Policy::OnFailure, Policy::Always] {
+            for max in [None, Some(0), Some(1)] {
+                let mut restarts = Restarts::new(policy, SECOND, max);
+                for status in [0, 1, 0, 5] {
+                    let would = restarts.would_restart(status);
+                    let decided = restarts.after_exit(status, QUICK);
+                    assert_eq!(
+                        would,
+                        matches!(decided, Decision::RestartAfter(_)),
+                        "{policy:?} {max:?} {status}"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -15,13 +15,13 @@ use crate::exit_status;
 use crate::generation::{Ending, Generation};
 use crate::log_sink;
 use crate::reaper;
-use crate::remains::{self, Remains};
+use crate::remains::{self, Reach, Remains};
 use crate::restart::{Decision, Restarts};
 use crate::shutdown::{Action, Phase};
 use crate::signals::{Received, Signal, SignalSource};
 use crate::sys;
 use crate::sys::ChildSetup;
-use crate::tree::{self, Process, Scope, Tree};
+use crate::tree::{self, Scope, Tree};
 use crate::wording::{
     configured, millis, name_list, pid_list, processes, seconds, sender, wait_status,
 };
@@ -144,10 +144,14 @@ impl Supervisor {
                     self.on_main_stopped(signal);
                 }
                 if reaped.tree_empty {
-                    if !self.remains.others_remain() {
+                    // No child of grace is left, so no process of the run is (each descends from grace, or
+                    // was reparented to it); a restart leaves the processes that entered from outside alone.
+                    if self.remains.reach() == Reach::Run || !self.remains.others_remain() {
                         return self.ended(true);
                     }
                     self.outsiders = true;
+                } else if self.run_is_over() {
+                    return self.ended(true);
                 }
                 if (main_exited || self.unsignallable_seen || !self.remains.tree().can_list())
                     && self.nothing_to_wait_for()
@@ -168,6 +172,9 @@ impl Supervisor {
                     }
                     action => {
                         self.perform(action, None);
+                        if self.run_is_over() {
+                            return self.ended(true);
+                        }
                         if (self.unsignallable_seen || !self.remains.tree().can_list())
                             && self.nothing_to_wait_for()
                         {
@@ -192,6 +199,16 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// For a restart as PID 1, whether the run is over though grace still has children: processes that
+    /// entered the namespace from outside were seen, and grace may have inherited their orphans, so that only
+    /// a listing says that nothing of the run is left.
+    fn run_is_over(&self) -> bool {
+        self.run.main_status.is_some()
+            && self.remains.reach() == Reach::Run
+            && self.remains.visitors_seen()
+            && !self.remains.run_remains()
     }
 
     /// Waits for signals until `deadline` (or for the log to take output), into `received`.
@@ -383,6 +400,7 @@ impl Supervisor {
                 );
             }
             self.run.ending = Ending::Stop;
+            self.reach_everything();
             let action = self.run.shutdown.on_stop_signal(Instant::now());
             self.perform(action, Some(received));
             return;
@@ -447,6 +465,7 @@ impl Supervisor {
             Ending::Undecided => {}
         }
         self.run.ending = Ending::Restart(received);
+        self.remains.set_reach(Reach::Run);
         let as_stop = Received {
             signal: self
                 .config
@@ -458,6 +477,36 @@ impl Supervisor {
         };
         let action = self.run.shutdown.on_stop_signal(Instant::now());
         self.perform(action, Some(as_stop));
+    }
+
+    /// The generation's end is the final stop now, though a restart's cleanup began: it reaches the
+    /// processes that entered the namespace from outside too, and if the rest of the tree has had its SIGTERM
+    /// already, they get theirs now.
+    fn reach_everything(&mut self) {
+        if self.remains.reach() == Reach::Everything {
+            return;
+        }
+        self.remains.set_reach(Reach::Everything);
+        let rest_signalled = match self.run.shutdown.phase() {
+            Phase::Stopping { rest_signalled, .. } => rest_signalled,
+            Phase::CleaningUp { .. } | Phase::Killing { .. } => true,
+            Phase::Running | Phase::Delaying { .. } | Phase::Settling { .. } => false,
+        };
+        if !rest_signalled {
+            return;
+        }
+        let signalled = self.remains.terminate_visitors();
+        self.log_not_permitted(&signalled.newly_not_permitted, Signal::TERM);
+        self.log_failures(&signalled.failed, Signal::TERM);
+        let sent = &signalled.sent;
+        if !sent.is_empty() {
+            log::info!(
+                event = "terminating", count = sent.len(), pids:% = pid_list(sent), names:% = name_list(sent);
+                "the restart became the final stop: {} that entered the namespace from outside, spared until \
+                 now, sending SIGTERM: {}; SIGKILL in {}",
+                processes(sent.len()), tree::describe(sent), seconds(self.until_kill()),
+            );
+        }
     }
 
     /// `SIGTERM`, or `SIGHUP (the restart signal)` when the stop in progress is a restart's.
@@ -592,6 +641,11 @@ impl Supervisor {
         let status = exit_status::from_wait_status(raw_status);
         self.run.main_status = Some(status);
         self.run.exited_at = Some(now);
+        let reported = exit_status::remap_success(status, &self.config.success_exits);
+        if self.run.ending == Ending::Undecided && self.restarts.would_restart(reported) {
+            // The cleanup that follows is a restart's.
+            self.remains.set_reach(Reach::Run);
+        }
         let how = wait_status(raw_status, status);
         let pid = self.run.main.pid;
         match self.run.shutdown.stopped_at() {
@@ -613,7 +667,8 @@ impl Supervisor {
     /// The classic hang: a shell as the main child dies of the stop signal, and the server it started (rather
     /// than exec'd) never hears of it. Only when a signal ended the shell — one that exits with a status did
     /// not die of the stop signal (it may have failed to fork) — and not when grace killed it; and only for
-    /// processes that descend from grace (not those an `nsenter` or `kubectl exec` started).
+    /// the command's processes (not those that entered the namespace from outside, with `nsenter` or `kubectl
+    /// exec`).
     fn warn_if_the_shell_did_not_exec(&self, raw_status: i32) {
         use std::os::unix::process::ExitStatusExt;
         let killed_by_a_signal = std::process::ExitStatus::from_raw(raw_status)
@@ -627,7 +682,8 @@ impl Supervisor {
         {
             return;
         }
-        let left = descended_from_grace(self.remains.tree().members(), self.own_pid);
+        let mut left = self.remains.tree().members();
+        left.retain(|process| !process.entered_from_outside);
         if !left.is_empty() {
             log::warn!(
                 event = "shell_did_not_exec", pid = self.run.main.pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
@@ -778,32 +834,6 @@ fn explain(err: &io::Error) -> String {
     }
 }
 
-/// The members whose chain of parents, within the listing, leads to `root` (grace) without passing through
-/// a process whose parent is outside the namespace (pid 0: started by `nsenter` or `kubectl exec`).
-fn descended_from_grace(members: Vec<Process>, root: i32) -> Vec<Process> {
-    use std::collections::HashMap;
-    let parents: HashMap<i32, i32> = members
-        .iter()
-        .map(|process| (process.pid, process.parent_pid))
-        .collect();
-    let leads_to_root = |pid: i32| {
-        let mut current = pid;
-        // A chain longer than the listing would be a loop: pid reuse in a racing listing.
-        for _ in 0..=parents.len() {
-            match parents.get(&current) {
-                Some(&parent) if parent == root => return true,
-                Some(&parent) => current = parent,
-                None => return false,
-            }
-        }
-        false
-    };
-    members
-        .into_iter()
-        .filter(|process| leads_to_root(process.pid))
-        .collect()
-}
-
 /// `python3 -u 'a b'`: the command as a shell would show it, cut to [`MAX_COMMAND_SHOWN`] characters with
 /// its full length, so that a 2 MB argv does not make a 2 MB log line.
 pub fn shown_command(command: &[std::ffi::OsString]) -> String {
@@ -829,34 +859,6 @@ pub fn shown_command(command: &[std::ffi::OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn process(pid: i32, parent_pid: i32) -> Process {
-        Process {
-            pid,
-            parent_pid,
-            name: format!("p{pid}"),
-            state: 'S',
-            start_time: 0,
-            exited: false,
-            wait_status: None,
-        }
-    }
-
-    #[test]
-    fn processes_under_an_outsider_are_not_grace_s() {
-        let members = vec![
-            process(2, 1), // the shell's server
-            process(3, 2), // its worker
-            process(7, 0), // entered from outside (nsenter)
-            process(8, 7), // a child of the outsider
-            process(9, 1), // an orphan, reparented to grace
-        ];
-        let ours: Vec<i32> = descended_from_grace(members, 1)
-            .iter()
-            .map(|process| process.pid)
-            .collect();
-        assert_eq!(ours, [2, 3, 9]);
-    }
 
     #[test]
     fn a_long_command_is_cut_with_its_length() {
