@@ -132,7 +132,13 @@ fn run(config: Config) -> Result<u8, SpawnError> {
         take_terminal: supervisor::owns_terminal_foreground(),
         descriptor_limit: sys::raise_descriptor_limit(),
     };
-    let main = child::spawn(&config.command, setup)?;
+    if !config.withheld.is_empty() {
+        log::debug!(
+            "not passed on to the command: {} (grace's own settings; see docs/command-line.md)",
+            config.withheld.join(", ")
+        );
+    }
+    let main = child::spawn(&config.command, setup, &config.withheld)?;
     let command = supervisor::shown_command(&config.command);
     let mode = if tree.scope() == Scope::Namespace {
         "pid1"

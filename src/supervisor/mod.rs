@@ -364,7 +364,7 @@ impl Supervisor {
     /// Starts the command again: the next generation. A command that cannot be started gives the usual
     /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
-        let main = match child::spawn(&self.config.command, self.setup) {
+        let main = match child::spawn(&self.config.command, self.setup, &self.config.withheld) {
             Ok(main) => main,
             Err(err) => {
                 log::error!(event = "failed", status = err.status; "restart failed: {err}");
