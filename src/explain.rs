@@ -193,21 +193,30 @@ fn timeline(config: &Config, text: &mut String) {
         Some(signal) => format!("forwarded to the main child as {signal}, with SIGCONT"),
         None => "not forwarded (dropped by --rewrite)".to_string(),
     };
-    if delay.is_zero() {
-        let _ = writeln!(text, "  {:<10} {forwarded}", "t0");
-    } else {
+    if !delay.is_zero() {
         let _ = writeln!(
             text,
             "  {:<10} held for the pre-stop delay (load balancers stop routing meanwhile)",
             "t0"
         );
-        let _ = writeln!(text, "  {:<10} {forwarded}", at(delay));
     }
-    let mut steps: Vec<(Duration, String)> = vec![(
-        grace.saturating_sub(config.cleanup_timeout),
-        "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs"
-            .to_string(),
-    )];
+    // The steps in the order the shutdown takes them: by time, and at the same time in this order (the
+    // forward before the rest's SIGTERM, that before the final signal).
+    let mut steps: Vec<(Duration, String)> = vec![(delay, forwarded)];
+    // The rest's SIGTERM is not sent while the stop signal is held: with a pre-stop delay longer than the
+    // grace period less the cleanup timeout, it goes out with the forwarded stop signal.
+    let rest_at = grace.saturating_sub(config.cleanup_timeout).max(delay);
+    let with_forward = if rest_at == delay && !delay.is_zero() {
+        ", with the forwarded stop signal (the pre-stop delay leaves no time before it)"
+    } else {
+        ""
+    };
+    steps.push((
+        rest_at,
+        format!(
+            "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs{with_forward}"
+        ),
+    ));
     if let Some(final_timeout) = timings.final_timeout {
         steps.push((
             grace.saturating_sub(final_timeout),
@@ -226,9 +235,14 @@ fn timeline(config: &Config, text: &mut String) {
         "SIGKILL to everything that remains, logged with pids and names; sweeps follow for what forks"
             .to_string(),
     ));
-    steps.sort_by_key(|(offset, _)| *offset);
+    steps.sort_by_key(|(offset, _)| *offset); // stable: equal times keep the order above
     for (offset, step) in steps {
-        let _ = writeln!(text, "  {:<10} {step}", at(offset));
+        let when = if offset.is_zero() {
+            "t0".to_string()
+        } else {
+            at(offset)
+        };
+        let _ = writeln!(text, "  {when:<10} {step}");
     }
     let _ = writeln!(
         text,
