@@ -231,3 +231,36 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A signal that the process which became grace sent itself before its exec (blocked, so pending when grace
+/// starts, its sender grace's own pid) is the child's, and is forwarded, as tini does; a signal grace raises
+/// itself (SIGPIPE from a log write, above) is not.
+#[test]
+fn a_signal_pending_when_grace_started_is_forwarded() {
+    for mode in MODES {
+        let mut grace = Grace::new(mode)
+            .wrapped(child(&["exec-with", "--raise", "10", "--"]))
+            .spawn(&child(&["signals", "15"]));
+        grace.wait_stdout("ready");
+        grace.signal(libc::SIGTERM);
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{}", finished.dump());
+        let got: Vec<&str> = finished
+            .lines
+            .iter()
+            .filter(|line| line.stream == common::Stream::Stdout && line.text.starts_with("got "))
+            .map(|line| line.text.as_str())
+            .collect();
+        assert_eq!(got.len(), 2, "{mode:?}\n{}", finished.dump());
+        assert!(
+            got[0].starts_with("got 10 from "),
+            "{mode:?}\n{}",
+            finished.dump()
+        );
+        assert!(
+            got[1].starts_with("got 15 from "),
+            "{mode:?}\n{}",
+            finished.dump()
+        );
+    }
+}

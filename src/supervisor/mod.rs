@@ -42,6 +42,8 @@ pub struct Supervisor {
     /// How each generation's main child is started (kept for restarts).
     setup: ChildSetup,
     own_pid: i32,
+    /// Signals pending when grace started, not read yet (bit N-1 for signal N): see [`Supervisor::on_signal`].
+    pending_at_exec: sys::SignalMask,
     /// Job control applies: grace, not PID 1, handed its terminal to the child, so it is a job in an
     /// interactive shell, and stops and continues with its child.
     job_control: bool,
@@ -100,6 +102,7 @@ impl Supervisor {
             restarts,
             setup,
             own_pid: std::process::id() as i32,
+            pending_at_exec: sys::inherited::pending_at_exec(),
             job_control,
             outsiders: false,
             unsignallable_seen: false,
@@ -386,10 +389,24 @@ impl Supervisor {
 
     fn on_signal(&mut self, received: Received) {
         let signal = received.signal;
+        // The first of each signal read is the one pending at exec, if one was: a pending signal is queued
+        // before any sent later (and a standard one coalesces with them).
+        let bit = 1 << (signal.number() - 1);
+        let was_pending_at_exec = self.pending_at_exec & bit != 0;
+        self.pending_at_exec &= !bit;
         if received.sender_pid == self.own_pid {
-            // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's
-            // business. Not logged either: with stderr closed, that line would raise the next SIGPIPE.
-            return;
+            if !was_pending_at_exec {
+                // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's
+                // business. Not logged either: with stderr closed, that line would raise the next SIGPIPE.
+                return;
+            }
+            // Sent before grace's exec by the process that became grace (its pid is grace's): the child's,
+            // as with tini.
+            log::debug!(
+                "{signal} from pid {} was pending when grace started (sent before its exec by the process \
+                 that became grace): passed on",
+                received.sender_pid
+            );
         }
         if self.config.is_stop_signal(signal) {
             if let Ending::Restart(by) = self.run.ending {

@@ -8,8 +8,8 @@
 //!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
 //! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix.
 //!
-//! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, closed standard
-//! descriptors) so that the child gets the same.
+//! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, signals pending
+//! at exec, closed standard descriptors) so that the child gets the same.
 #![allow(unsafe_code)]
 
 pub mod inherited;
@@ -44,6 +44,24 @@ pub fn set_signal_mask(mask: SignalMask) -> io::Result<SignalMask> {
     };
     if result == 0 {
         Ok(previous)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The signals pending for the calling thread or its process. Async-signal-safe (one system call).
+pub fn pending_signals() -> io::Result<SignalMask> {
+    let mut pending: SignalMask = 0;
+    // SAFETY: `pending` is a live 8-byte mask the kernel writes, and the size argument matches it.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigpending,
+            &mut pending as *mut SignalMask,
+            KERNEL_MASK_BYTES,
+        )
+    };
+    if result == 0 {
+        Ok(pending)
     } else {
         Err(io::Error::last_os_error())
     }
