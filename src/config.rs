@@ -189,6 +189,7 @@ impl Config {
         for rewrite in rewrite_list {
             rewrites.set(rewrite.from, rewrite.to);
         }
+        check_stop_rewrites(&stop_signals, &rewrites, rewrites_source)?;
         let mut success_exits = [false; 256];
         for code in cli.success_exits {
             if let Some(slot) = success_exits.get_mut(usize::from(code)) {
@@ -350,6 +351,40 @@ impl Config {
     pub fn inherited_ignore(&self, signal: Signal) -> bool {
         self.ignored_stop_signals & (1 << (signal.number() - 1)) != 0
     }
+}
+
+/// A stop signal must reach the main child as something that can stop it: not SIGCHLD, which tells a process
+/// that a child of its changed state (a handler would go and reap), nor SIGCONT, which grace sends with every
+/// forwarded stop signal anyway. Either would turn every stop into nothing until the SIGKILL. A signal that a
+/// process ignores or is stopped by unless it handles it (SIGWINCH is Apache httpd's graceful stop) is
+/// accepted: `--explain` warns of it, and so does the stop when the main child does not handle it.
+fn check_stop_rewrites(
+    stop_signals: &[Signal],
+    rewrites: &RewriteMap,
+    source: Source,
+) -> Result<(), UsageError> {
+    for &from in stop_signals {
+        let Some(to) = rewrites.apply(from).filter(|&to| to != from) else {
+            continue;
+        };
+        let why = match to {
+            Signal::CHLD => {
+                "which tells a process that a child of its changed state, never to stop"
+            }
+            Signal::CONT => "which grace sends with every forwarded stop signal anyway",
+            _ => continue,
+        };
+        let given = match source {
+            Source::Environment(name) => format!("{name} rewrites"),
+            _ => "--rewrite rewrites".to_string(),
+        };
+        return Err(UsageError(format!(
+            "{given} the stop signal {from} to {to}, {why}: every stop would do nothing until the SIGKILL \
+             (forward a signal the command stops on, or {}:0 to forward nothing)",
+            from.to_string().trim_start_matches("SIG"),
+        )));
+    }
+    Ok(())
 }
 
 /// The final signal comes between a SIGTERM and the SIGKILL that follows it, so that a process has had its

@@ -73,10 +73,7 @@ pub fn diagnose(
     let taken = if already_sent {
         Taken {
             pending: is_pending(&status, signal),
-            // While a process waits in sigwaitinfo the kernel unblocks the signals it waits for, so /proc
-            // shows them as neither blocked nor caught: its wait channel tells.
-            in_sigwait: fs::read_to_string(format!("/proc/{}/wchan", process.pid))
-                .is_ok_and(|wchan| wchan.contains("sigtimedwait")),
+            in_sigwait: waits_for_signals(process.pid),
         }
     } else {
         Taken {
@@ -97,6 +94,13 @@ pub fn diagnose(
 pub fn disposition_of(pid: i32, signal: Signal) -> Disposition {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     disposition(&status, signal)
+}
+
+/// Whether `pid` is waiting in sigwaitinfo (or sigtimedwait). While it does, the kernel unblocks the signals
+/// it waits for, so /proc shows them as neither blocked nor caught: its wait channel tells.
+pub fn waits_for_signals(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.contains("sigtimedwait"))
 }
 
 /// Whether `name` (a process name or a file name) is a shell.

@@ -322,6 +322,22 @@ pub fn warnings(config: &Config) -> Vec<String> {
             configured(grace.saturating_sub(config.pre_stop_delay)),
         ));
     }
+    for &from in &config.stop_signals {
+        let Some(to) = config.rewrites.apply(from) else {
+            continue;
+        };
+        if let Some(fate) = to.default_action().as_a_stop() {
+            let forwarded = if to == from {
+                "forwarded as it is".to_string()
+            } else {
+                format!("forwarded as {to}")
+            };
+            warnings.push(format!(
+                "the stop signal {from} is {forwarded}, {fate}: it stops only a command that handles {to} (as \
+                 Apache httpd does SIGWINCH); any other gets SIGKILL at the end of the grace period"
+            ));
+        }
+    }
     if grace >= KUBERNETES_TERMINATION_GRACE {
         warnings.push(format!(
             "the grace period ({}) reaches Kubernetes' default terminationGracePeriodSeconds ({}): unless the \

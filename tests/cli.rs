@@ -386,3 +386,35 @@ fn grace_s_own_variables_do_not_reach_the_command() {
         "{stdout}\n{stderr}"
     );
 }
+
+/// A stop signal rewritten to SIGCHLD (which tells a process a child changed state) or SIGCONT (which grace
+/// sends with every forwarded stop signal anyway) would turn every stop into nothing: refused with one line
+/// and status 2, from the command line and the environment alike. Such a rewrite of a signal that does not
+/// stop grace is the operator's business, and is accepted.
+#[test]
+fn a_stop_signal_rewritten_to_one_that_cannot_stop_is_refused() {
+    assert_usage_error(&["-r", "TERM:CHLD", "true"], "SIGCHLD");
+    assert_usage_error(&["-r", "INT:CONT", "true"], "SIGCONT");
+    assert_usage_error(
+        &["--stop-signals", "QUIT", "-r", "QUIT:CHLD", "true"],
+        "stop signal SIGQUIT",
+    );
+    let (status, stdout, stderr) = run_to_end(
+        Grace::new(Mode::Subreaper).env("GRACE_REWRITE", "HUP:0,TERM:CHLD"),
+        &["true".to_string()],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("GRACE_REWRITE"), "{stderr}");
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
+    let output = run_exact(Mode::Subreaper, ["-r", "HUP:CHLD", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

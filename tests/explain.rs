@@ -286,3 +286,19 @@ fn the_explained_times_are_in_order_and_those_of_a_run() {
         common::assert_on_time(step, sent, line.at, explained, &format!("{text}\n{output}"));
     }
 }
+
+/// --explain warns of a stop signal forwarded as one that a process ignores, or is stopped by, unless it
+/// handles it.
+#[test]
+fn explain_warns_of_a_stop_signal_forwarded_as_one_that_does_not_stop_by_default() {
+    let (status, text, errors) = explain(&["-r", "TERM:WINCH", "--explain"], &[]);
+    assert_eq!(status, Some(0), "{errors}");
+    assert!(
+        text.contains("warning: the stop signal SIGTERM is forwarded as SIGWINCH"),
+        "{text}"
+    );
+    let (_, text, _) = explain(&["-r", "INT:TSTP", "--explain"], &[]);
+    assert!(text.contains("forwarded as SIGTSTP"), "{text}");
+    let (_, text, _) = explain(&["-r", "TERM:QUIT", "--explain"], &[]);
+    assert!(!text.contains("warning"), "{text}");
+}

@@ -264,3 +264,39 @@ fn a_signal_pending_when_grace_started_is_forwarded() {
         );
     }
 }
+
+/// A stop signal rewritten to one whose default action does not end a process (SIGWINCH: ignored) stops only
+/// a child that handles it — Apache httpd's graceful stop is SIGWINCH — so grace accepts it; when the stop
+/// comes and the main child does not handle it, grace warns that the stop will not stop it.
+#[test]
+fn a_stop_signal_rewritten_to_one_ignored_by_default_warns_unless_the_child_handles_it() {
+    // A child that takes SIGWINCH (28) as its stop: no warning, it exits.
+    let mut grace = Grace::new(Mode::Pid1)
+        .args(["-r", "TERM:WINCH"])
+        .spawn(&child(&["signals", "28"]));
+    grace.wait_stdout("ready");
+    grace.signal(libc::SIGTERM);
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 0, "{}", finished.dump());
+    assert!(
+        !finished.has(common::Stream::Stderr, "does not handle"),
+        "{}",
+        finished.dump()
+    );
+
+    // A child at SIGWINCH's default: the stop does nothing to it, and grace says so at once.
+    let mut grace = Grace::new(Mode::Pid1)
+        .args(["-r", "TERM:WINCH", "-t", "1s"])
+        .spawn(&child(&["ignore-term"]));
+    grace.wait_stdout("ready");
+    grace.signal(libc::SIGTERM);
+    let warning = grace.wait_log("does not handle SIGWINCH");
+    assert!(warning.text.contains("warning:"), "{}", warning.text);
+    assert!(
+        warning.text.contains("forwarded as SIGWINCH"),
+        "{}",
+        warning.text
+    );
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+}

@@ -611,6 +611,7 @@ impl Supervisor {
         // time on the log line (measured: ~10 µs off the forwarding latency on 2 cores).
         std::thread::yield_now();
         let from = sender(received.sender_pid); // may read /proc: after the forward, not before
+        let forwarded_ok = forwarded.filter(|_| failure.is_none());
         let what = match (forwarded, failure) {
             (Some(forwarded), None) => format!("forwarded {forwarded} to {}", self.target()),
             (Some(forwarded), Some(why)) => {
@@ -652,6 +653,34 @@ impl Supervisor {
                 seconds(self.until_grace_deadline()),
             );
         }
+        if let (1, Some(forwarded)) = (repeat, forwarded_ok) {
+            self.warn_if_the_stop_cannot_stop(signal, forwarded);
+        }
+    }
+
+    /// The stop signal went out as one that does nothing to a process that does not handle it (`--rewrite
+    /// TERM:WINCH`, `--stop-signals WINCH`): Apache httpd handles SIGWINCH as its graceful stop, most servers
+    /// do not. If the main child does not, grace says so now rather than at the SIGKILL.
+    fn warn_if_the_stop_cannot_stop(&self, received: Signal, forwarded: Signal) {
+        let Some(fate) = forwarded.default_action().as_a_stop() else {
+            return;
+        };
+        let pid = self.run.main.pid;
+        let takes_it = match diagnosis::disposition_of(pid, forwarded) {
+            diagnosis::Disposition::Default => diagnosis::waits_for_signals(pid),
+            diagnosis::Disposition::Ignores => false,
+            // Caught, blocked (read from a signalfd, or taken later), or not known: no warning.
+            _ => true,
+        };
+        if takes_it {
+            return;
+        }
+        log::warn!(
+            event = "stop_not_handled", signal:% = forwarded, received:% = received, pid = self.run.main.pid;
+            "the main child {} does not handle {forwarded}, {fate}: the stop signal {received}, forwarded as \
+             {forwarded}, does not stop it; SIGKILL of what remains in {}",
+            self.main_name(), seconds(self.until_grace_deadline()),
+        );
     }
 
     fn on_main_exit(&mut self, raw_status: i32, now: Instant) {
