@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::signals::Signal;
+use crate::signals::{DefaultAction, Signal};
 use crate::tree::Process;
 
 /// The longest command line a diagnosis shows.
@@ -81,7 +81,16 @@ pub fn diagnose(
             in_sigwait: false,
         }
     };
-    let hint = hint(process, disposition, taken, has_children);
+    let hint = match (disposition, signal.default_action()) {
+        // The default action of SIGWINCH or SIGCHLD (a stop signal rewritten to one) does not end anything.
+        (Disposition::Default, action) if action != DefaultAction::Terminate && !taken.in_sigwait => {
+            match action {
+                DefaultAction::Stop => "the signal's default action stops it, and grace's SIGCONT continues it: only a handler would make it exit",
+                _ => "the signal's default action does nothing to it: only a handler would make it exit",
+            }
+        }
+        _ => hint(process, disposition, taken, has_children),
+    };
     Diagnosis {
         command_line: command_line(process.pid),
         disposition,
@@ -335,6 +344,21 @@ mod tests {
         assert!(!executes_a_shell(std::process::id() as i32));
         drop(shell.stdin.take());
         shell.wait().unwrap();
+    }
+
+    /// A process at the default action for SIGWINCH (a stop signal rewritten to it) is not told that the
+    /// default action would end it.
+    #[test]
+    fn the_default_action_of_a_harmless_signal_is_not_said_to_end_it() {
+        let me = crate::tree::read_process(std::process::id() as i32).unwrap();
+        let winch = "WINCH".parse::<Signal>().unwrap();
+        let diagnosis = diagnose(&me, winch, true, false);
+        assert_eq!(diagnosis.disposition, Disposition::Default);
+        assert!(
+            diagnosis.hint.contains("does nothing to it"),
+            "{}",
+            diagnosis.hint
+        );
     }
 
     #[test]

@@ -667,7 +667,15 @@ impl Supervisor {
         };
         let pid = self.run.main.pid;
         let takes_it = match diagnosis::disposition_of(pid, forwarded) {
-            diagnosis::Disposition::Default => diagnosis::waits_for_signals(pid),
+            // At the default only if it is asleep or stopped: one that waits in sigwaitinfo shows the
+            // signal unblocked, and the forward has just woken it; its mask is restored only as it returns,
+            // and while it runs, /proc cannot tell it from a process at the default action. A process truly
+            // at the default was not woken at all: the kernel discards such a signal unqueued.
+            diagnosis::Disposition::Default => {
+                diagnosis::waits_for_signals(pid)
+                    || !tree::read_process(pid)
+                        .is_some_and(|process| matches!(process.state, 'S' | 'D' | 'T' | 't'))
+            }
             diagnosis::Disposition::Ignores => false,
             // Caught, blocked (read from a signalfd, or taken later), or not known: no warning.
             _ => true,
