@@ -37,22 +37,14 @@ pub struct MainChild {
     pub path: PathBuf,
 }
 
-/// Finds `command[0]`, then starts it in a new process group with `setup` applied before exec, and without
-/// the environment variables `withheld` (grace's own settings).
-pub fn spawn(
-    command: &[OsString],
-    setup: ChildSetup,
-    withheld: &[&str],
-) -> Result<MainChild, SpawnError> {
+/// Finds `command[0]`, then starts it in a new process group with `setup` applied before exec.
+pub fn spawn(command: &[OsString], setup: ChildSetup) -> Result<MainChild, SpawnError> {
     let (program, arguments) = command
         .split_first()
         .ok_or_else(|| not_found("no command given".to_string()))?;
     let path = resolve(program, std::env::var_os("PATH").as_deref())?;
     let mut process = Command::new(&path);
     process.arg0(program).args(arguments).process_group(0);
-    for name in withheld {
-        process.env_remove(name);
-    }
     sys::apply_in_child(&mut process, setup);
     let child = process.spawn().map_err(|err| exec_failed(&path, &err))?;
     let pid = i32::try_from(child.id())

@@ -374,14 +374,14 @@ fn check_stop_rewrites(
             Signal::CONT => "which grace sends with every forwarded stop signal anyway",
             _ => continue,
         };
+        // GRACE_REWRITE is the one variable for rewrites.
         let given = match source {
-            Source::Environment(name) => format!("{name} rewrites"),
-            _ => "--rewrite rewrites".to_string(),
+            Source::Environment(_) => "GRACE_REWRITE",
+            _ => "--rewrite",
         };
         return Err(UsageError(format!(
-            "{given} the stop signal {from} to {to}, {why}: every stop would do nothing until the SIGKILL \
-             (forward a signal the command stops on, or {}:0 to forward nothing)",
-            from.to_string().trim_start_matches("SIG"),
+            "{given} rewrites the stop signal {from} to {to}, {why}: every stop would do nothing until the \
+             SIGKILL (forward a signal the command stops on, or {from}:0 to forward nothing)"
         )));
     }
     Ok(())

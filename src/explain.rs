@@ -205,17 +205,11 @@ fn timeline(config: &Config, text: &mut String) {
     let mut steps: Vec<(Duration, String)> = vec![(delay, forwarded)];
     // The rest's SIGTERM is not sent while the stop signal is held: with a pre-stop delay longer than the
     // grace period less the cleanup timeout, it goes out with the forwarded stop signal.
-    let rest_at = grace.saturating_sub(config.cleanup_timeout).max(delay);
-    let with_forward = if rest_at == delay && !delay.is_zero() {
-        ", with the forwarded stop signal (the pre-stop delay leaves no time before it)"
-    } else {
-        ""
-    };
+    // (The warning below says so.)
     steps.push((
-        rest_at,
-        format!(
-            "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs{with_forward}"
-        ),
+        grace.saturating_sub(config.cleanup_timeout).max(delay),
+        "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs"
+            .to_string(),
     ));
     if let Some(final_timeout) = timings.final_timeout {
         steps.push((

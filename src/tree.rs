@@ -152,12 +152,10 @@ impl Tree {
         }
         let mut listed: Vec<Process> = match self.scope {
             // The namespace's /proc shows only the namespace: listing all of it is listing the tree.
-            Scope::Namespace => {
-                let mut all = all_processes();
-                mark_visitors(&mut all);
-                all.retain(|process| process.pid != 1);
-                all
-            }
+            Scope::Namespace => all_processes()
+                .into_iter()
+                .filter(|process| process.pid != 1)
+                .collect(),
             // On a busy host /proc may list tens of thousands of processes; walking down from grace reads
             // only its own tree. The full scan is the fallback for kernels without /proc/PID/task/TID/children.
             Scope::Descendants { root } => {
@@ -165,6 +163,9 @@ impl Tree {
             }
         };
         listed.sort_by_key(|process| process.pid);
+        if self.scope == Scope::Namespace {
+            mark_visitors(&mut listed);
+        }
         listed
     }
 
@@ -253,7 +254,8 @@ impl Tree {
     }
 }
 
-/// Marks the processes of a listing of grace's namespace (grace is pid 1) that are not its command's:
+/// Marks the processes of a listing of grace's namespace (by pid; grace, pid 1, may be left out) that are not
+/// its command's:
 /// those whose parent is outside the namespace (pid 0 from inside: `nsenter`, `kubectl exec`), those in a
 /// process group whose leader is outside it (a visitor's process keeps its group, and so does a process a
 /// visitor left behind, orphaned to grace), and their descendants. A process of the command has neither:
@@ -263,54 +265,52 @@ impl Tree {
 /// What a visitor started in a group or session of its own (an interactive `kubectl exec -it` shell's
 /// background job) and then left orphaned looks like the command's: nothing in /proc tells them apart.
 pub fn mark_visitors(listed: &mut [Process]) {
-    use std::collections::HashMap;
-    // Nothing entered from outside (the usual case): one pass, no map.
+    // Nothing entered from outside (the usual case): one pass.
     let outside =
         |process: &Process| process.pid != 1 && (process.parent_pid == 0 || process.group_id == 0);
     if !listed.iter().any(outside) {
         return;
     }
-    let by_pid: HashMap<i32, (i32, i32)> = listed
-        .iter()
-        .map(|process| (process.pid, (process.parent_pid, process.group_id)))
-        .collect();
-    // Each answer is kept, so that every chain is walked once however deep the tree (a chain of a thousand
-    // processes would otherwise take a million steps).
-    let mut known: HashMap<i32, bool> = HashMap::with_capacity(listed.len());
+    // A parent is found by binary search (the listing is by pid); each answer is kept (`known`, by index), so
+    // that every chain is walked once however deep the tree (a chain of a thousand processes would otherwise
+    // take a million steps).
+    let mut known: Vec<Option<bool>> = vec![None; listed.len()];
     let mut path = Vec::new();
-    for process in listed.iter() {
+    for start in 0..listed.len() {
         path.clear();
-        let mut current = process.pid;
+        let mut current = Some(start);
         let visitor = loop {
-            if let Some(&visitor) = known.get(&current) {
+            // A parent that exited as the listing was read: its children go to grace, and count as the
+            // command's, which a restart must not leave behind.
+            let Some(index) = current else { break false };
+            if let Some(&Some(visitor)) = known.get(index) {
                 break visitor;
             }
             // A chain longer than the listing would be a loop: pid reuse in a racing listing.
-            if path.len() > by_pid.len() {
+            let Some(process) = listed.get(index).filter(|_| path.len() <= listed.len()) else {
                 break false;
+            };
+            if process.pid == 1 {
+                break false; // grace
             }
-            match by_pid.get(&current) {
-                // A parent that exited as the listing was read: its children go to grace, and count as the
-                // command's, which a restart must not leave behind.
-                None => break false,
-                Some(_) if current == 1 => break false, // grace
-                // Its group's leader, or its parent, is outside the namespace.
-                Some(&(_, 0) | &(0, _)) => {
-                    path.push(current);
-                    break true;
-                }
-                Some(&(parent, _)) => {
-                    path.push(current);
-                    current = parent;
-                }
+            path.push(index);
+            // Its group's leader, or its parent, is outside the namespace.
+            if process.group_id == 0 || process.parent_pid == 0 {
+                break true;
             }
+            let parent = process.parent_pid;
+            current = listed
+                .binary_search_by_key(&parent, |process| process.pid)
+                .ok();
         };
-        for &pid in &path {
-            known.insert(pid, visitor);
+        for &index in &path {
+            if let Some(slot) = known.get_mut(index) {
+                *slot = Some(visitor);
+            }
         }
     }
-    for process in listed.iter_mut() {
-        process.entered_from_outside = known.get(&process.pid).copied().unwrap_or(false);
+    for (process, visitor) in listed.iter_mut().zip(known) {
+        process.entered_from_outside = visitor.unwrap_or(false);
     }
 }
 

@@ -367,7 +367,7 @@ impl Supervisor {
     /// Starts the command again: the next generation. A command that cannot be started gives the usual
     /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
-        let main = match child::spawn(&self.config.command, self.setup, &self.config.withheld) {
+        let main = match child::spawn(&self.config.command, self.setup) {
             Ok(main) => main,
             Err(err) => {
                 log::error!(event = "failed", status = err.status; "restart failed: {err}");
@@ -394,19 +394,12 @@ impl Supervisor {
         let bit = 1 << (signal.number() - 1);
         let was_pending_at_exec = self.pending_at_exec & bit != 0;
         self.pending_at_exec &= !bit;
-        if received.sender_pid == self.own_pid {
-            if !was_pending_at_exec {
-                // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's
-                // business. Not logged either: with stderr closed, that line would raise the next SIGPIPE.
-                return;
-            }
-            // Sent before grace's exec by the process that became grace (its pid is grace's): the child's,
-            // as with tini.
-            log::debug!(
-                "{signal} from pid {} was pending when grace started (sent before its exec by the process \
-                 that became grace): passed on",
-                received.sender_pid
-            );
+        // From grace's own pid: raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr, which
+        // is not the child's business (and not logged either: with stderr closed, that line would raise the
+        // next SIGPIPE) — unless it was pending at exec, sent before grace's exec by the process that became
+        // grace: then it is the child's, as with tini.
+        if received.sender_pid == self.own_pid && !was_pending_at_exec {
+            return;
         }
         if self.config.is_stop_signal(signal) {
             if let Ending::Restart(by) = self.run.ending {
@@ -684,7 +677,7 @@ impl Supervisor {
             return;
         }
         log::warn!(
-            event = "stop_not_handled", signal:% = forwarded, received:% = received, pid = self.run.main.pid;
+            event = "stop_not_handled";
             "the main child {} does not handle {forwarded}, {fate}: the stop signal {received}, forwarded as \
              {forwarded}, does not stop it; SIGKILL of what remains in {}",
             self.main_name(), seconds(self.until_grace_deadline()),
@@ -696,7 +689,7 @@ impl Supervisor {
         self.run.main_status = Some(status);
         self.run.exited_at = Some(now);
         let reported = exit_status::remap_success(status, &self.config.success_exits);
-        if self.run.ending == Ending::Undecided && self.restarts.would_restart(reported) {
+        if matches!(self.run.ending, Ending::Undecided) && self.restarts.would_restart(reported) {
             // The cleanup that follows is a restart's.
             self.remains.set_reach(Reach::Run);
         }
@@ -776,7 +769,7 @@ impl Supervisor {
         // after it) does not end grace.
         let since = self
             .since_stop()
-            .filter(|_| self.run.ending == Ending::Stop);
+            .filter(|_| matches!(self.run.ending, Ending::Stop));
         let timing = since
             .map(|since| format!(", {} after the stop signal", seconds(since)))
             .unwrap_or_default();

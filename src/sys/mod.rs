@@ -139,6 +139,21 @@ pub fn reap_one() -> io::Result<Option<(i32, i32)>> {
     }
 }
 
+/// Removes `name` from this process's environment, which the command inherits. Only while grace is
+/// single-threaded (it always is): nothing else may read the environment meanwhile. std's `remove_var`
+/// would do the same with a lock and helpers that cost about a kilobyte of a static binary's budget.
+pub fn remove_environment_variable(name: &str) -> io::Result<()> {
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `name` is a live NUL-terminated string for the call; grace has one thread, so no other reads
+    // or writes the environment at the same time.
+    if unsafe { libc::unsetenv(name.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Sets the signal this process receives when its parent exits (PR_SET_PDEATHSIG).
 pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     // SAFETY: prctl with PR_SET_PDEATHSIG reads only its integer arguments.
