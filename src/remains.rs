@@ -140,7 +140,8 @@ impl Remains {
         self.reach
     }
 
-    /// Whether visitors are left out: as PID 1, with a listing to tell them by, for a restart.
+    /// Whether visitors are left out: as PID 1, for a restart. (Without /proc nothing tells them apart, and
+    /// the paths for that case reach the whole namespace with kill(-1) whatever the reach.)
     fn spares_visitors(&self) -> bool {
         self.reach == Reach::Run && self.tree.scope() == Scope::Namespace
     }
