@@ -45,7 +45,7 @@ Options (each also read from the environment variable shown):
       --restart POLICY           when the main child exits on its own: never, on-failure or always start it
                                  again [GRACE_RESTART] (never)
       --restart-delay DURATION   wait before a restart after an exit; doubles while runs stay under 10s, to
-                                 1m at most [GRACE_RESTART_DELAY] (1s)
+                                 1m at most, 1s at least after the first [GRACE_RESTART_DELAY] (1s)
       --max-restarts N           after N restarts after exits, exit with the last status [GRACE_MAX_RESTARTS]
   -v, --verbose                  more detail; repeat for more [GRACE_LOG=error|warn|info|debug|trace, TINI_VERBOSITY]
   -q, --quiet                    warnings and errors only

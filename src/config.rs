@@ -42,7 +42,32 @@ pub struct Config {
     pub sources: Sources,
     /// KUBERNETES_SERVICE_HOST was set: grace runs in a Kubernetes pod.
     pub in_kubernetes: bool,
+    /// The variables of [`VARIABLES`] set in grace's environment: the command does not get them.
+    pub withheld: Vec<&'static str>,
 }
+
+/// The environment variables grace reads as its own settings. The command is started without them, so
+/// that a grace it runs in turn (a script that starts grace itself) acts only on what is set for it, not on
+/// the outer grace's policy; every other variable passes through. KUBERNETES_SERVICE_HOST is read too, but
+/// it describes the pod, not grace, and passes through.
+pub const VARIABLES: [&str; 16] = [
+    "GRACE_PERIOD",
+    "GRACE_CLEANUP_TIMEOUT",
+    "GRACE_STOP_SIGNALS",
+    "GRACE_REWRITE",
+    "GRACE_PROCESS_GROUP",
+    "GRACE_LOG",
+    "GRACE_PRE_STOP_DELAY",
+    "GRACE_FINAL_SIGNAL",
+    "GRACE_FINAL_TIMEOUT",
+    "GRACE_LOG_FORMAT",
+    "GRACE_RESTART_SIGNAL",
+    "GRACE_RESTART",
+    "GRACE_RESTART_DELAY",
+    "GRACE_MAX_RESTARTS",
+    "TINI_KILL_PROCESS_GROUP",
+    "TINI_VERBOSITY",
+];
 
 /// Where a setting's value came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +195,7 @@ impl Config {
         for rewrite in rewrite_list {
             rewrites.set(rewrite.from, rewrite.to);
         }
+        check_stop_rewrites(&stop_signals, &rewrites, rewrites_source)?;
         let mut success_exits = [false; 256];
         for code in cli.success_exits {
             if let Some(slot) = success_exits.get_mut(usize::from(code)) {
@@ -305,6 +331,10 @@ impl Config {
             ignored_stop_signals: 0,
             sources,
             in_kubernetes,
+            withheld: VARIABLES
+                .into_iter()
+                .filter(|name| environment.var(name).is_some())
+                .collect(),
         })
     }
 
@@ -327,6 +357,40 @@ impl Config {
     pub fn inherited_ignore(&self, signal: Signal) -> bool {
         self.ignored_stop_signals & (1 << (signal.number() - 1)) != 0
     }
+}
+
+/// A stop signal must reach the main child as something that can stop it: not SIGCHLD, which tells a process
+/// that a child of its changed state (a handler would go and reap), nor SIGCONT, which grace sends with every
+/// forwarded stop signal anyway. Either would turn every stop into nothing until the SIGKILL. A signal that a
+/// process ignores or is stopped by unless it handles it (SIGWINCH is Apache httpd's graceful stop) is
+/// accepted: `--explain` warns of it, and so does the stop when the main child does not handle it.
+fn check_stop_rewrites(
+    stop_signals: &[Signal],
+    rewrites: &RewriteMap,
+    source: Source,
+) -> Result<(), UsageError> {
+    for &from in stop_signals {
+        let Some(to) = rewrites.apply(from).filter(|&to| to != from) else {
+            continue;
+        };
+        let why = match to {
+            Signal::CHLD => {
+                "which tells a process that a child of its changed state, never to stop"
+            }
+            Signal::CONT => "which grace sends with every forwarded stop signal anyway",
+            _ => continue,
+        };
+        // GRACE_REWRITE is the one variable for rewrites.
+        let given = match source {
+            Source::Environment(_) => "GRACE_REWRITE",
+            _ => "--rewrite",
+        };
+        return Err(UsageError(format!(
+            "{given} rewrites the stop signal {from} to {to}, {why}: every stop would do nothing until the \
+             SIGKILL (forward a signal the command stops on, or {from}:0 to forward nothing)"
+        )));
+    }
+    Ok(())
 }
 
 /// The final signal comes between a SIGTERM and the SIGKILL that follows it, so that a process has had its
@@ -634,6 +698,42 @@ mod tests {
         assert!(config.success_exits[143] && !config.success_exits[0]);
         assert!(config.is_stop_signal(Signal::TERM) && config.is_stop_signal(signal("INT")));
         assert!(!config.is_stop_signal(signal("QUIT")));
+    }
+
+    /// Every variable grace reads, but the pod's KUBERNETES_SERVICE_HOST, is one the command does not get:
+    /// a setting added without its name in VARIABLES would reach a nested grace again.
+    #[test]
+    fn the_variables_withheld_are_those_grace_reads() {
+        struct Recording(std::cell::RefCell<Vec<String>>);
+        impl Environment for Recording {
+            fn var(&self, name: &str) -> Option<String> {
+                self.0.borrow_mut().push(name.to_string());
+                None
+            }
+        }
+        let Ok(Request::Run(cli)) = cli::parse(["x"]) else {
+            panic!("`x` is a valid command line")
+        };
+        let recording = Recording(std::cell::RefCell::new(Vec::new()));
+        let config = Config::new(*cli, &recording).unwrap();
+        assert!(config.withheld.is_empty());
+        let mut read: Vec<String> = recording.0.take();
+        read.retain(|name| name != "KUBERNETES_SERVICE_HOST");
+        read.sort();
+        read.dedup();
+        let mut variables: Vec<String> = VARIABLES.iter().map(|name| name.to_string()).collect();
+        variables.sort();
+        assert_eq!(read, variables);
+        let set = config_with(&[
+            ("GRACE_PERIOD", "3s"),
+            ("TINI_VERBOSITY", ""),
+            ("GRACE_OTHER", "1"),
+        ]);
+        assert_eq!(set.withheld, ["GRACE_PERIOD", "TINI_VERBOSITY"]);
+    }
+
+    fn config_with(environment: &[(&'static str, &'static str)]) -> Config {
+        config(&["grace", "x"], environment)
     }
 
     #[test]

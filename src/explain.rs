@@ -208,21 +208,24 @@ fn timeline(config: &Config, text: &mut String) {
         Some(signal) => format!("forwarded to the main child as {signal}, with SIGCONT"),
         None => "not forwarded (dropped by --rewrite)".to_string(),
     };
-    if delay.is_zero() {
-        let _ = writeln!(text, "  {:<10} {forwarded}", "t0");
-    } else {
+    if !delay.is_zero() {
         let _ = writeln!(
             text,
             "  {:<10} held for the pre-stop delay (load balancers stop routing meanwhile)",
             "t0"
         );
-        let _ = writeln!(text, "  {:<10} {forwarded}", at(delay));
     }
-    let mut steps: Vec<(Duration, String)> = vec![(
-        grace.saturating_sub(config.cleanup_timeout),
+    // The steps in the order the shutdown takes them: by time, and at the same time in this order (the
+    // forward before the rest's SIGTERM, that before the final signal).
+    let mut steps: Vec<(Duration, String)> = vec![(delay, forwarded)];
+    // The rest's SIGTERM is not sent while the stop signal is held: with a pre-stop delay longer than the
+    // grace period less the cleanup timeout, it goes out with the forwarded stop signal.
+    // (The warning below says so.)
+    steps.push((
+        grace.saturating_sub(config.cleanup_timeout).max(delay),
         "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs"
             .to_string(),
-    )];
+    ));
     if let Some(final_timeout) = timings.final_timeout {
         steps.push((
             grace.saturating_sub(final_timeout),
@@ -241,9 +244,14 @@ fn timeline(config: &Config, text: &mut String) {
         "SIGKILL to everything that remains, logged with pids and names; sweeps follow for what forks"
             .to_string(),
     ));
-    steps.sort_by_key(|(offset, _)| *offset);
+    steps.sort_by_key(|(offset, _)| *offset); // stable: equal times keep the order above
     for (offset, step) in steps {
-        let _ = writeln!(text, "  {:<10} {step}", at(offset));
+        let when = if offset.is_zero() {
+            "t0".to_string()
+        } else {
+            at(offset)
+        };
+        let _ = writeln!(text, "  {when:<10} {step}");
     }
     let _ = writeln!(
         text,
@@ -296,9 +304,11 @@ fn timeline(config: &Config, text: &mut String) {
         let _ = writeln!(
             text,
             "When the main child exits on its own (--restart {}), the rest gets the same cleanup, and the \
-             command starts again {} later (doubling while runs end within 10s, up to {}){}.",
+             command starts again {} later (doubling while runs end within 10s, at least {} from the second \
+             restart on, up to {}){}.",
             config.restart.as_str(),
             configured(config.restart_delay),
+            configured(crate::restart::SHORTEST_LOOP_DELAY),
             configured(crate::restart::LONGEST_DELAY.max(config.restart_delay)),
             config
                 .max_restarts
@@ -347,6 +357,22 @@ pub fn warnings(config: &Config) -> Vec<String> {
             configured(config.cleanup_timeout),
             configured(grace.saturating_sub(config.pre_stop_delay)),
         ));
+    }
+    for &from in &config.stop_signals {
+        let Some(to) = config.rewrites.apply(from) else {
+            continue;
+        };
+        if let Some(fate) = to.default_action().as_a_stop() {
+            let forwarded = if to == from {
+                "forwarded as it is".to_string()
+            } else {
+                format!("forwarded as {to}")
+            };
+            warnings.push(format!(
+                "the stop signal {from} is {forwarded}, {fate}: it stops only a command that handles {to} (as \
+                 Apache httpd does SIGWINCH); any other gets SIGKILL at the end of the grace period"
+            ));
+        }
     }
     if grace >= KUBERNETES_TERMINATION_GRACE {
         warnings.push(format!(

@@ -132,6 +132,17 @@ fn run(config: Config) -> Result<u8, SpawnError> {
         take_terminal: supervisor::owns_terminal_foreground(),
         descriptor_limit: sys::raise_descriptor_limit(),
     };
+    if !config.withheld.is_empty() {
+        // Out of grace's own environment, which every start of the command inherits as it is: grace has read
+        // them. (Command::env_remove would cost 8 KiB of std's environment capture for the same effect.)
+        for name in &config.withheld {
+            let _ = sys::remove_environment_variable(name);
+        }
+        log::debug!(
+            "not passed on to the command: {:?} (grace's own settings; see docs/command-line.md)",
+            config.withheld
+        );
+    }
     let main = child::spawn(&config.command, setup)?;
     let command = supervisor::shown_command(&config.command);
     let mode = if tree.scope() == Scope::Namespace {
