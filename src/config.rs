@@ -44,7 +44,33 @@ pub struct Config {
     pub in_kubernetes: bool,
     /// `--services FILE` (GRACE_SERVICES): several services, the command as the main one.
     pub services: Option<std::path::PathBuf>,
+    /// The variables of [`VARIABLES`] set in grace's environment: the command does not get them.
+    pub withheld: Vec<&'static str>,
 }
+
+/// The environment variables grace reads as its own settings. The command is started without them, so
+/// that a grace it runs in turn (a script that starts grace itself) acts only on what is set for it, not on
+/// the outer grace's policy; every other variable passes through. KUBERNETES_SERVICE_HOST is read too, but
+/// it describes the pod, not grace, and passes through.
+pub const VARIABLES: [&str; 17] = [
+    "GRACE_PERIOD",
+    "GRACE_CLEANUP_TIMEOUT",
+    "GRACE_STOP_SIGNALS",
+    "GRACE_REWRITE",
+    "GRACE_PROCESS_GROUP",
+    "GRACE_LOG",
+    "GRACE_PRE_STOP_DELAY",
+    "GRACE_FINAL_SIGNAL",
+    "GRACE_FINAL_TIMEOUT",
+    "GRACE_LOG_FORMAT",
+    "GRACE_RESTART_SIGNAL",
+    "GRACE_RESTART",
+    "GRACE_RESTART_DELAY",
+    "GRACE_MAX_RESTARTS",
+    "GRACE_SERVICES",
+    "TINI_KILL_PROCESS_GROUP",
+    "TINI_VERBOSITY",
+];
 
 /// Where a setting's value came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,15 +138,21 @@ impl Environment for ProcessEnvironment {
 /// log line come before theirs.
 const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(8);
 /// In a Kubernetes pod (KUBERNETES_SERVICE_HOST set: the kubelet injects it into every container, even with
-/// `enableServiceLinks: false`): the kubelet's default terminationGracePeriodSeconds of 30 s, less room for
-/// a short preStop hook and for grace's own SIGKILL and report to come first. A shorter default would cut
-/// off a server that the platform would have let finish.
+/// `enableServiceLinks: false`): the kubelet's default terminationGracePeriodSeconds of 30 s, less 5 s for
+/// grace's own SIGKILL and report to come first. A shorter default would cut off a server that the platform
+/// would have let finish. grace cannot see the pod's period nor its preStop hook (whose time the kubelet
+/// takes from that period): this default assumes 30 s or more and no hook, and says so when grace starts.
 pub const KUBERNETES_GRACE_PERIOD: Duration = Duration::from_secs(25);
 /// The first wait before a restart after an exit.
 const DEFAULT_RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// The kubelet's default terminationGracePeriodSeconds.
 pub const KUBERNETES_TERMINATION_GRACE: Duration = Duration::from_secs(30);
+/// What the pod default leaves between grace's SIGKILL and the kubelet's: room for grace's report and for
+/// processes SIGKILL is slow to end. Any pod needs it: GRACE_PERIOD ≤ terminationGracePeriodSeconds − the
+/// preStop hook's time − this.
+pub const KUBERNETES_MARGIN: Duration =
+    KUBERNETES_TERMINATION_GRACE.saturating_sub(KUBERNETES_GRACE_PERIOD);
 const DEFAULT_CLEANUP_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_FINAL_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -180,6 +212,7 @@ impl Config {
         for rewrite in rewrite_list {
             rewrites.set(rewrite.from, rewrite.to);
         }
+        check_stop_rewrites(&stop_signals, &rewrites, rewrites_source)?;
         let mut success_exits = [false; 256];
         for code in cli.success_exits {
             if let Some(slot) = success_exits.get_mut(usize::from(code)) {
@@ -316,6 +349,10 @@ impl Config {
             sources,
             in_kubernetes,
             services,
+            withheld: VARIABLES
+                .into_iter()
+                .filter(|name| environment.var(name).is_some())
+                .collect(),
         })
     }
 
@@ -338,6 +375,40 @@ impl Config {
     pub fn inherited_ignore(&self, signal: Signal) -> bool {
         self.ignored_stop_signals & (1 << (signal.number() - 1)) != 0
     }
+}
+
+/// A stop signal must reach the main child as something that can stop it: not SIGCHLD, which tells a process
+/// that a child of its changed state (a handler would go and reap), nor SIGCONT, which grace sends with every
+/// forwarded stop signal anyway. Either would turn every stop into nothing until the SIGKILL. A signal that a
+/// process ignores or is stopped by unless it handles it (SIGWINCH is Apache httpd's graceful stop) is
+/// accepted: `--explain` warns of it, and so does the stop when the main child does not handle it.
+fn check_stop_rewrites(
+    stop_signals: &[Signal],
+    rewrites: &RewriteMap,
+    source: Source,
+) -> Result<(), UsageError> {
+    for &from in stop_signals {
+        let Some(to) = rewrites.apply(from).filter(|&to| to != from) else {
+            continue;
+        };
+        let why = match to {
+            Signal::CHLD => {
+                "which tells a process that a child of its changed state, never to stop"
+            }
+            Signal::CONT => "which grace sends with every forwarded stop signal anyway",
+            _ => continue,
+        };
+        // GRACE_REWRITE is the one variable for rewrites.
+        let given = match source {
+            Source::Environment(_) => "GRACE_REWRITE",
+            _ => "--rewrite",
+        };
+        return Err(UsageError(format!(
+            "{given} rewrites the stop signal {from} to {to}, {why}: every stop would do nothing until the \
+             SIGKILL (forward a signal the command stops on, or {from}:0 to forward nothing)"
+        )));
+    }
+    Ok(())
 }
 
 /// The final signal comes between a SIGTERM and the SIGKILL that follows it, so that a process has had its
@@ -475,6 +546,24 @@ mod tests {
 
     fn config(args: &[&str], environment: &[(&'static str, &'static str)]) -> Config {
         try_config(args, environment).unwrap()
+    }
+
+    #[test]
+    fn a_command_is_needed_unless_a_services_file_may_give_one() {
+        let err = try_config(&["grace"], &[]).unwrap_err();
+        assert!(err.0.contains("no command given"), "{err}");
+        assert!(try_config(&["grace", "--explain"], &[]).is_ok());
+        let from_file = config(&["grace", "--services", "/etc/grace/services.toml"], &[]);
+        assert_eq!(
+            from_file.services.as_deref(),
+            Some(std::path::Path::new("/etc/grace/services.toml"))
+        );
+        let from_environment = config(&["grace"], &[("GRACE_SERVICES", "/s.toml")]);
+        assert_eq!(
+            from_environment.services.as_deref(),
+            Some(std::path::Path::new("/s.toml"))
+        );
+        assert!(from_environment.withheld.contains(&"GRACE_SERVICES"));
     }
 
     #[test]
@@ -645,6 +734,42 @@ mod tests {
         assert!(config.success_exits[143] && !config.success_exits[0]);
         assert!(config.is_stop_signal(Signal::TERM) && config.is_stop_signal(signal("INT")));
         assert!(!config.is_stop_signal(signal("QUIT")));
+    }
+
+    /// Every variable grace reads, but the pod's KUBERNETES_SERVICE_HOST, is one the command does not get:
+    /// a setting added without its name in VARIABLES would reach a nested grace again.
+    #[test]
+    fn the_variables_withheld_are_those_grace_reads() {
+        struct Recording(std::cell::RefCell<Vec<String>>);
+        impl Environment for Recording {
+            fn var(&self, name: &str) -> Option<String> {
+                self.0.borrow_mut().push(name.to_string());
+                None
+            }
+        }
+        let Ok(Request::Run(cli)) = cli::parse(["x"]) else {
+            panic!("`x` is a valid command line")
+        };
+        let recording = Recording(std::cell::RefCell::new(Vec::new()));
+        let config = Config::new(*cli, &recording).unwrap();
+        assert!(config.withheld.is_empty());
+        let mut read: Vec<String> = recording.0.take();
+        read.retain(|name| name != "KUBERNETES_SERVICE_HOST");
+        read.sort();
+        read.dedup();
+        let mut variables: Vec<String> = VARIABLES.iter().map(|name| name.to_string()).collect();
+        variables.sort();
+        assert_eq!(read, variables);
+        let set = config_with(&[
+            ("GRACE_PERIOD", "3s"),
+            ("TINI_VERBOSITY", ""),
+            ("GRACE_OTHER", "1"),
+        ]);
+        assert_eq!(set.withheld, ["GRACE_PERIOD", "TINI_VERBOSITY"]);
+    }
+
+    fn config_with(environment: &[(&'static str, &'static str)]) -> Config {
+        config(&["grace", "x"], environment)
     }
 
     #[test]

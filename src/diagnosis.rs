@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::signals::Signal;
+use crate::signals::{DefaultAction, Signal};
 use crate::tree::Process;
 
 /// The longest command line a diagnosis shows.
@@ -73,10 +73,7 @@ pub fn diagnose(
     let taken = if already_sent {
         Taken {
             pending: is_pending(&status, signal),
-            // While a process waits in sigwaitinfo the kernel unblocks the signals it waits for, so /proc
-            // shows them as neither blocked nor caught: its wait channel tells.
-            in_sigwait: fs::read_to_string(format!("/proc/{}/wchan", process.pid))
-                .is_ok_and(|wchan| wchan.contains("sigtimedwait")),
+            in_sigwait: waits_for_signals(process.pid),
         }
     } else {
         Taken {
@@ -84,7 +81,16 @@ pub fn diagnose(
             in_sigwait: false,
         }
     };
-    let hint = hint(process, disposition, taken, has_children);
+    let hint = match (disposition, signal.default_action()) {
+        // The default action of SIGWINCH or SIGCHLD (a stop signal rewritten to one) does not end anything.
+        (Disposition::Default, action) if action != DefaultAction::Terminate && !taken.in_sigwait => {
+            match action {
+                DefaultAction::Stop => "the signal's default action stops it, and grace's SIGCONT continues it: only a handler would make it exit",
+                _ => "the signal's default action does nothing to it: only a handler would make it exit",
+            }
+        }
+        _ => hint(process, disposition, taken, has_children),
+    };
     Diagnosis {
         command_line: command_line(process.pid),
         disposition,
@@ -97,6 +103,13 @@ pub fn diagnose(
 pub fn disposition_of(pid: i32, signal: Signal) -> Disposition {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     disposition(&status, signal)
+}
+
+/// Whether `pid` is waiting in sigwaitinfo (or sigtimedwait). While it does, the kernel unblocks the signals
+/// it waits for, so /proc shows them as neither blocked nor caught: its wait channel tells.
+pub fn waits_for_signals(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.contains("sigtimedwait"))
 }
 
 /// Whether `name` (a process name or a file name) is a shell.
@@ -135,6 +148,9 @@ fn hint(
         'D' => return "uninterruptible sleep: blocked in the kernel (I/O, a hung mount); even SIGKILL waits until that returns",
         'T' | 't' => return "stopped: it cannot act on any signal until it is continued",
         _ => {}
+    }
+    if process.entered_from_outside {
+        return "entered the namespace from outside (`kubectl exec`, `nsenter`): not started by the command";
     }
     if has_children && (is_shell(&process.name) || executes_a_shell(process.pid)) {
         return "a shell that did not exec its server: it does not pass SIGTERM on to its children (use `exec server`)";
@@ -227,11 +243,13 @@ mod tests {
         let process = |name: &str, state| Process {
             pid: 2,
             parent_pid: 1,
+            group_id: 2,
             name: name.into(),
             state,
             start_time: 0,
             exited: false,
             wait_status: None,
+            entered_from_outside: false,
         };
         let none = Taken::default();
         let pending = Taken {
@@ -294,6 +312,16 @@ mod tests {
                 "{name} {state} {disposition:?} {taken:?}: {text}"
             );
         }
+        // A visitor's shell with a child is none of the command's: no "did not exec".
+        let visitor = Process {
+            entered_from_outside: true,
+            ..process("sh", 'S')
+        };
+        let text = hint(&visitor, Disposition::Ignores, none, true);
+        assert!(
+            text.contains("entered the namespace from outside"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -316,6 +344,21 @@ mod tests {
         assert!(!executes_a_shell(std::process::id() as i32));
         drop(shell.stdin.take());
         shell.wait().unwrap();
+    }
+
+    /// A process at the default action for SIGWINCH (a stop signal rewritten to it) is not told that the
+    /// default action would end it.
+    #[test]
+    fn the_default_action_of_a_harmless_signal_is_not_said_to_end_it() {
+        let me = crate::tree::read_process(std::process::id() as i32).unwrap();
+        let winch = "WINCH".parse::<Signal>().unwrap();
+        let diagnosis = diagnose(&me, winch, true, false);
+        assert_eq!(diagnosis.disposition, Disposition::Default);
+        assert!(
+            diagnosis.hint.contains("does nothing to it"),
+            "{}",
+            diagnosis.hint
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::config::{Config, Source, KUBERNETES_TERMINATION_GRACE};
+use crate::config::{
+    Config, Source, KUBERNETES_GRACE_PERIOD, KUBERNETES_MARGIN, KUBERNETES_TERMINATION_GRACE,
+};
 use crate::shutdown::{KILLING_LIMIT, SETTLE, SURVEY_LEAD, UNKILLABLE_WAIT};
 use crate::signals::Signal;
 use crate::wording::configured;
@@ -31,15 +33,28 @@ pub fn explain(config: &Config, services: Option<&crate::services::ServiceTable>
     text
 }
 
+/// What the default grace period in a pod assumes of the pod, which grace cannot see, and the rule for any
+/// other pod: on the start line and in `--explain`, so that a chart that shortens the pod's time meets it.
+pub fn kubernetes_default_assumption() -> String {
+    format!(
+        "the {} default in a pod assumes terminationGracePeriodSeconds of {} or more and no preStop hook: \
+         otherwise set GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − {}",
+        configured(KUBERNETES_GRACE_PERIOD),
+        configured(KUBERNETES_TERMINATION_GRACE),
+        configured(KUBERNETES_MARGIN),
+    )
+}
+
 /// Where a value came from, in words.
 pub fn origin(source: Source) -> String {
     match source {
         Source::CommandLine => "the command line".to_string(),
         Source::Environment(name) => format!("the environment ({name})"),
         Source::Kubernetes => format!(
-            "the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set): the kubelet's {} less room \
-             for a preStop hook and for grace's own SIGKILL",
-            configured(KUBERNETES_TERMINATION_GRACE)
+            "the default in a Kubernetes pod (KUBERNETES_SERVICE_HOST is set): the kubelet's {} less {} for \
+             grace's own SIGKILL and report to come first",
+            configured(KUBERNETES_TERMINATION_GRACE),
+            configured(KUBERNETES_MARGIN)
         ),
         Source::Default => "the default".to_string(),
     }
@@ -196,21 +211,24 @@ fn timeline(config: &Config, text: &mut String) {
         Some(signal) => format!("forwarded to the main child as {signal}, with SIGCONT"),
         None => "not forwarded (dropped by --rewrite)".to_string(),
     };
-    if delay.is_zero() {
-        let _ = writeln!(text, "  {:<10} {forwarded}", "t0");
-    } else {
+    if !delay.is_zero() {
         let _ = writeln!(
             text,
             "  {:<10} held for the pre-stop delay (load balancers stop routing meanwhile)",
             "t0"
         );
-        let _ = writeln!(text, "  {:<10} {forwarded}", at(delay));
     }
-    let mut steps: Vec<(Duration, String)> = vec![(
-        grace.saturating_sub(config.cleanup_timeout),
+    // The steps in the order the shutdown takes them: by time, and at the same time in this order (the
+    // forward before the rest's SIGTERM, that before the final signal).
+    let mut steps: Vec<(Duration, String)> = vec![(delay, forwarded)];
+    // The rest's SIGTERM is not sent while the stop signal is held: with a pre-stop delay longer than the
+    // grace period less the cleanup timeout, it goes out with the forwarded stop signal.
+    // (The warning below says so.)
+    steps.push((
+        grace.saturating_sub(config.cleanup_timeout).max(delay),
         "SIGTERM and SIGCONT to every other process of the tree, if the main child still runs"
             .to_string(),
-    )];
+    ));
     if let Some(final_timeout) = timings.final_timeout {
         steps.push((
             grace.saturating_sub(final_timeout),
@@ -229,9 +247,14 @@ fn timeline(config: &Config, text: &mut String) {
         "SIGKILL to everything that remains, logged with pids and names; sweeps follow for what forks"
             .to_string(),
     ));
-    steps.sort_by_key(|(offset, _)| *offset);
+    steps.sort_by_key(|(offset, _)| *offset); // stable: equal times keep the order above
     for (offset, step) in steps {
-        let _ = writeln!(text, "  {:<10} {step}", at(offset));
+        let when = if offset.is_zero() {
+            "t0".to_string()
+        } else {
+            at(offset)
+        };
+        let _ = writeln!(text, "  {when:<10} {step}");
     }
     let _ = writeln!(
         text,
@@ -271,6 +294,9 @@ fn timeline(config: &Config, text: &mut String) {
             configured(platform_kill),
         );
     }
+    if config.in_kubernetes {
+        let _ = writeln!(text, "{}", pod_fit(config));
+    }
     if let Some(signal) = config.restart_signal {
         let _ = writeln!(
             text,
@@ -281,15 +307,41 @@ fn timeline(config: &Config, text: &mut String) {
         let _ = writeln!(
             text,
             "When the main child exits on its own (--restart {}), the rest gets the same cleanup, and the \
-             command starts again {} later (doubling while runs end within 10s, up to {}){}.",
+             command starts again {} later (doubling while runs end within 10s, at least {} from the second \
+             restart on, up to {}){}.",
             config.restart.as_str(),
             configured(config.restart_delay),
+            configured(crate::restart::SHORTEST_LOOP_DELAY),
             configured(crate::restart::LONGEST_DELAY.max(config.restart_delay)),
             config
                 .max_restarts
                 .map(|max| format!(", {max} times at most"))
                 .unwrap_or_default(),
         );
+    }
+}
+
+/// In a pod: what the grace period needs of the pod's terminationGracePeriodSeconds and preStop hook,
+/// neither of which grace can see. The kubelet's SIGKILL comes that period, less the hook's time, after its
+/// stop signal.
+fn pod_fit(config: &Config) -> String {
+    let consequence = "or the kubelet's SIGKILL comes first and grace reports nothing";
+    if config.sources.grace_period == Source::Kubernetes {
+        // Joined with a semicolon, not a new sentence: capitalising would link Unicode's case tables (20 KB).
+        format!(
+            "grace cannot see the pod's terminationGracePeriodSeconds nor its preStop hook, whose time the \
+             kubelet takes from it; {}, {consequence}. A chart can set GRACE_PERIOD from the value it gives \
+             terminationGracePeriodSeconds.",
+            kubernetes_default_assumption()
+        )
+    } else {
+        format!(
+            "This grace period needs a terminationGracePeriodSeconds of at least {} plus the preStop hook's \
+             time, if the pod has one (GRACE_PERIOD ≤ terminationGracePeriodSeconds − preStop − {}), \
+             {consequence}.",
+            configured(config.grace_period + KUBERNETES_MARGIN),
+            configured(KUBERNETES_MARGIN),
+        )
     }
 }
 
@@ -309,13 +361,29 @@ pub fn warnings(config: &Config) -> Vec<String> {
             configured(grace.saturating_sub(config.pre_stop_delay)),
         ));
     }
+    for &from in &config.stop_signals {
+        let Some(to) = config.rewrites.apply(from) else {
+            continue;
+        };
+        if let Some(fate) = to.default_action().as_a_stop() {
+            let forwarded = if to == from {
+                "forwarded as it is".to_string()
+            } else {
+                format!("forwarded as {to}")
+            };
+            warnings.push(format!(
+                "the stop signal {from} is {forwarded}, {fate}: it stops only a command that handles {to} (as \
+                 Apache httpd does SIGWINCH); any other gets SIGKILL at the end of the grace period"
+            ));
+        }
+    }
     if grace >= KUBERNETES_TERMINATION_GRACE {
         warnings.push(format!(
             "the grace period ({}) reaches Kubernetes' default terminationGracePeriodSeconds ({}): unless the \
              pod sets one of at least {}, the kubelet's SIGKILL comes first, and nothing logs it",
             configured(grace),
             configured(KUBERNETES_TERMINATION_GRACE),
-            configured(grace + Duration::from_secs(5)),
+            configured(grace + KUBERNETES_MARGIN),
         ));
     }
     warnings

@@ -140,6 +140,17 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         take_terminal: supervisor::owns_terminal_foreground(),
         descriptor_limit: sys::raise_descriptor_limit(),
     };
+    if !config.withheld.is_empty() {
+        // Out of grace's own environment, which every start of the command inherits as it is: grace has read
+        // them. (Command::env_remove would cost 8 KiB of std's environment capture for the same effect.)
+        for name in &config.withheld {
+            let _ = sys::remove_environment_variable(name);
+        }
+        log::debug!(
+            "not passed on to the command: {:?} (grace's own settings; see docs/command-line.md)",
+            config.withheld
+        );
+    }
     if let Some(table) = services {
         let mode = if tree.scope() == Scope::Namespace {
             "as PID 1"
@@ -167,11 +178,18 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
     } else {
         "subreaper"
     };
+    // grace cannot see the pod's terminationGracePeriodSeconds: the first line of the container's log says
+    // what the default assumes of it.
+    let assumption = if config.sources.grace_period == config::Source::Kubernetes {
+        format!("; {}", explain::kubernetes_default_assumption())
+    } else {
+        String::new()
+    };
     log::info!(
         event = "started", pid = main.pid, command = command.as_str(), mode = mode,
         grace_period_ms = wording::millis(config.grace_period),
         grace_period_source = config.sources.grace_period.kind();
-        "started pid {}: {command} (grace period {}, {})",
+        "started pid {}: {command} (grace period {}, {}){assumption}",
         main.pid,
         wording::configured(config.grace_period),
         if mode == "pid1" { "as PID 1" } else { "as a subreaper" },

@@ -4,7 +4,12 @@
 //!
 //! Where /proc cannot list the tree, what can still be reached is signalled as a whole: as PID 1 every other
 //! process of the namespace with kill(-1); as a subreaper the main child's process group.
+//!
+//! As PID 1, a restart reaches only the run's own processes: processes that entered the namespace from
+//! outside (`kubectl exec`, `nsenter`) are not its business, so they are neither listed, signalled nor
+//! waited for, and kill(-1), which would reach them, is not used (see [`Reach`]).
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::Instant;
 
@@ -72,10 +77,27 @@ pub struct Killed {
     pub main_refused: bool,
 }
 
+/// Which processes the end of a generation reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// The whole tree: as PID 1 every other process of the namespace, processes that entered it from outside
+    /// included. The final stop: as grace exits the kernel would SIGKILL them anyway, and this way they get
+    /// their SIGTERM first.
+    Everything,
+    /// The run's own processes only: as PID 1, not those that entered the namespace from outside and their
+    /// descendants (see [`crate::tree::mark_visitors`]). A restart: it starts the command again, and what
+    /// an operator runs beside it is none of its business.
+    Run,
+}
+
 /// The account of what was sent to whom.
 #[derive(Debug)]
 pub struct Remains {
     tree: Tree,
+    reach: Reach,
+    /// A listing of this generation's end found processes that entered from outside: grace's children may
+    /// include some (a visitor's orphans), so the run's end must be read from a listing.
+    visitors_seen: Cell<bool>,
     /// Processes sent SIGKILL, by (pid, start time).
     killed: HashSet<(i32, u64)>,
     /// Processes grace may not signal (EPERM), by (pid, start time).
@@ -87,6 +109,8 @@ impl Remains {
     pub fn new(tree: Tree) -> Remains {
         Remains {
             tree,
+            reach: Reach::Everything,
+            visitors_seen: Cell::new(false),
             killed: HashSet::new(),
             not_permitted: HashSet::new(),
             survey: None,
@@ -97,11 +121,68 @@ impl Remains {
         &self.tree
     }
 
-    /// A new generation starts: nothing of the last one's account applies to it.
+    /// A new generation starts: nothing of the last one's account applies to it, and until something
+    /// decides otherwise its end is a final stop's.
     pub fn start_over(&mut self) {
         self.killed.clear();
         self.not_permitted.clear();
         self.survey = None;
+        self.reach = Reach::Everything;
+        self.visitors_seen.set(false);
+    }
+
+    /// What the end of this generation reaches from now on.
+    pub fn set_reach(&mut self, reach: Reach) {
+        self.reach = reach;
+    }
+
+    pub fn reach(&self) -> Reach {
+        self.reach
+    }
+
+    /// Whether visitors are left out: as PID 1, for a restart. (Without /proc nothing tells them apart, and
+    /// the paths for that case reach the whole namespace with kill(-1) whatever the reach.)
+    fn spares_visitors(&self) -> bool {
+        self.reach == Reach::Run && self.tree.scope() == Scope::Namespace
+    }
+
+    /// The live processes this generation's end reaches: the tree's members, less the processes that
+    /// entered from outside while they are spared.
+    pub fn members(&self) -> Vec<Process> {
+        let mut members = self.tree.members();
+        if self.spares_visitors() {
+            let before = members.len();
+            members.retain(|process| !process.entered_from_outside);
+            if members.len() < before {
+                self.visitors_seen.set(true);
+            }
+        }
+        members
+    }
+
+    /// Whether a listing of this generation's end found processes that entered from outside.
+    pub fn visitors_seen(&self) -> bool {
+        self.visitors_seen.get()
+    }
+
+    /// Whether any process of the run remains, as a listing shows (true when /proc cannot tell).
+    pub fn run_remains(&self) -> bool {
+        !self.tree.can_list() || !self.members().is_empty()
+    }
+
+    /// SIGTERM and SIGCONT to the processes that entered from outside: a restart's cleanup that spared
+    /// them became the final stop, which ends them too. Returns those it reached.
+    pub fn terminate_visitors(&mut self) -> Signalled {
+        let mut result = Signalled::default();
+        if self.tree.scope() != Scope::Namespace || !self.tree.can_list() {
+            return result;
+        }
+        for process in self.tree.members() {
+            if process.entered_from_outside && self.deliver(&process, Signal::TERM, &mut result) {
+                let _ = self.tree.signal(&process, Signal::CONT);
+            }
+        }
+        result
     }
 
     /// Sends `signal` (and SIGCONT after it when `and_continue`, so that a stopped process can act on it) to
@@ -133,7 +214,7 @@ impl Remains {
             };
         }
         let mut result = Signalled::default();
-        for process in self.tree.members() {
+        for process in self.members() {
             if main.is(&process) {
                 continue;
             }
@@ -180,15 +261,14 @@ impl Remains {
         if !self.tree.can_list() {
             return;
         }
-        let members = self.tree.members();
-        // As PID 1, kill(-1) needs no pins. As a subreaper, one per process up to the descriptor limit, with
-        // room kept for everything else grace opens.
+        let members = self.members();
+        // As PID 1, kill(-1) needs no pins. As a subreaper, or for a restart that spares visitors (no
+        // kill(-1) then), one per process up to the descriptor limit, with room kept for everything else
+        // grace opens.
         let max_pins = match self.tree.scope() {
-            Scope::Namespace => 0,
-            Scope::Descendants { .. } => {
-                usize::try_from(sys::descriptor_limit().saturating_sub(RESERVED_DESCRIPTORS))
-                    .unwrap_or(usize::MAX)
-            }
+            Scope::Namespace if !self.spares_visitors() => 0,
+            _ => usize::try_from(sys::descriptor_limit().saturating_sub(RESERVED_DESCRIPTORS))
+                .unwrap_or(usize::MAX),
         };
         let tree = &self.tree;
         self.survey = Some(Survey::take(
@@ -236,7 +316,7 @@ impl Remains {
                 send_whole(whole, Signal::KILL);
                 signalled.unlisted = Some(whole);
             }
-            (Scope::Namespace, true) => {
+            (Scope::Namespace, true) if !self.spares_visitors() => {
                 // Which of the surveyed processes still exist, with signal 0: one cheap system call each (a
                 // thousand take well under a millisecond), where reading /proc would make the kill late. After
                 // the SIGKILL a parent dying of it may still reap its child, which then vanishes from /proc.
@@ -274,9 +354,9 @@ impl Remains {
                 }
                 present.extend(killed);
             }
-            (Scope::Descendants { .. }, true) => {
-                // What the survey saw first (no listing stands between the deadline and their SIGKILL), then
-                // a listing for what it did not see.
+            (_, true) => {
+                // As a subreaper, or as PID 1 sparing visitors: what the survey saw first (no listing stands
+                // between the deadline and their SIGKILL), then a listing for what it did not see.
                 // The pinned ones first: no reading of /proc between the deadline and their SIGKILL.
                 let (pinned, unpinned): (Vec<_>, Vec<_>) = survey
                     .entries
@@ -317,7 +397,7 @@ impl Remains {
                 send_whole(self.whole(main), Signal::KILL);
                 Vec::new()
             }
-            (Scope::Namespace, true) => {
+            (Scope::Namespace, true) if !self.spares_visitors() => {
                 let _ = sys::send_signal(-1, Signal::KILL.number());
                 let new: Vec<Process> = self
                     .tree
@@ -327,7 +407,7 @@ impl Remains {
                     .collect();
                 new
             }
-            (Scope::Descendants { .. }, true) => self.kill_unkilled(main, &mut signalled),
+            (_, true) => self.kill_unkilled(main, &mut signalled),
         }
     }
 
@@ -335,7 +415,7 @@ impl Remains {
     /// signal, and any other.
     pub fn remaining(&self) -> Remaining {
         let mut remaining = Remaining::default();
-        for process in self.tree.members() {
+        for process in self.members() {
             let key = survey::key(&process);
             if self.killed.contains(&key) {
                 remaining.survived_kill.push(process);
@@ -353,7 +433,7 @@ impl Remains {
         if !self.tree.can_list() {
             return false;
         }
-        let members = self.tree.members();
+        let members = self.members();
         !members.is_empty() && members.iter().all(|process| self.is_unsignallable(process))
     }
 
@@ -394,7 +474,7 @@ impl Remains {
     /// by pid); returns them.
     fn kill_unkilled(&mut self, main: MainChild, signalled: &mut Signalled) -> Vec<Process> {
         let mut new = Vec::new();
-        for process in self.tree.members() {
+        for process in self.members() {
             if main.is(&process) || self.killed.contains(&survey::key(&process)) {
                 continue;
             }

@@ -1,7 +1,8 @@
 //! When grace starts its command again: the policy for a main child that exits on its own (`--restart`),
-//! and the delay before it, which grows while the command keeps failing fast, so that a crash loop cannot
-//! spin (as runit's and s6's minimum pause, and systemd's RestartSec). Pure: the supervisor passes the
-//! facts in and carries the decision out.
+//! and the delay before it, which grows while the command keeps failing fast and, after the first restart of
+//! a crash loop, is never under a second, so that a crash loop cannot spin (as runit's one-second pause,
+//! s6-supervise's one start per second, and systemd's RestartSec). Pure: the supervisor passes the facts in
+//! and carries the decision out.
 
 use std::time::Duration;
 
@@ -42,6 +43,12 @@ pub const LONGEST_DELAY: Duration = Duration::from_secs(60);
 /// A run at least this long is not part of a crash loop: the delay goes back to its first value.
 pub const STABLE_RUN: Duration = Duration::from_secs(10);
 
+/// The shortest wait of every restart of a crash loop but its first: a command that fails at once starts at
+/// most once a second (runit pauses a second, s6-supervise starts a service at most once a second), and a
+/// delay of 0, which doubling would leave at 0, still grows. The first restart waits `--restart-delay`, so
+/// 0 still means "at once" for a command that fails now and then.
+pub const SHORTEST_LOOP_DELAY: Duration = Duration::from_secs(1);
+
 /// What follows a main child's exit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -81,17 +88,19 @@ impl Restarts {
         self.policy
     }
 
-    /// The main child exited on its own with `status` (after `-e`) after running for `ran`.
+    /// Whether an exit with `status` (after `-e`) would be followed by a restart: the policy wants one and
+    /// the limit is not reached. [`Restarts::after_exit`] decides the same, and counts it.
+    pub fn would_restart(&self, status: u8) -> bool {
+        self.wanted(status) && !self.limit_reached()
+    }
+
+    /// The main child exited on its own with `status` (after `-e`) after running for `ran` — or could not
+    /// be started again (`ran` zero): a failed run all the same.
     pub fn after_exit(&mut self, status: u8, ran: Duration) -> Decision {
-        let wanted = match self.policy {
-            Policy::Never => false,
-            Policy::OnFailure => status != 0,
-            Policy::Always => true,
-        };
-        if !wanted {
+        if !self.wanted(status) {
             return Decision::Exit;
         }
-        if self.max.is_some_and(|max| self.done >= max) {
+        if self.limit_reached() {
             return Decision::LimitReached;
         }
         if ran >= STABLE_RUN {
@@ -100,9 +109,25 @@ impl Restarts {
         let delay = self.next_delay;
         // Never shorter than the configured delay, even when that is over a minute.
         let longest = LONGEST_DELAY.max(self.first_delay);
-        self.next_delay = self.next_delay.saturating_mul(2).min(longest);
+        self.next_delay = self
+            .next_delay
+            .saturating_mul(2)
+            .max(SHORTEST_LOOP_DELAY)
+            .min(longest);
         self.done += 1;
         Decision::RestartAfter(delay)
+    }
+
+    fn wanted(&self, status: u8) -> bool {
+        match self.policy {
+            Policy::Never => false,
+            Policy::OnFailure => status != 0,
+            Policy::Always => true,
+        }
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.max.is_some_and(|max| self.done >= max)
     }
 
     /// How many restarts after an exit there have been.
@@ -204,16 +229,92 @@ mod tests {
         );
     }
 
+    /// The delays of `count` restarts after quick failures.
+    fn delays(first: Duration, count: usize) -> Vec<Duration> {
+        let mut restarts = Restarts::new(Policy::Always, first, None);
+        (0..count)
+            .map(|_| match restarts.after_exit(1, QUICK) {
+                Decision::RestartAfter(delay) => delay,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     #[test]
-    fn a_zero_delay_stays_zero() {
-        let mut restarts = Restarts::new(Policy::Always, Duration::ZERO, None);
+    fn a_zero_delay_restarts_at_once_then_grows_from_a_second() {
+        let millis: Vec<u128> = delays(Duration::ZERO, 9)
+            .iter()
+            .map(Duration::as_millis)
+            .collect();
         assert_eq!(
-            restarts.after_exit(1, QUICK),
-            Decision::RestartAfter(Duration::ZERO)
+            millis,
+            [0, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
         );
-        assert_eq!(
-            restarts.after_exit(1, QUICK),
-            Decision::RestartAfter(Duration::ZERO)
-        );
+        // A short delay is kept for the first restart, and the floor holds from the second.
+        let millis: Vec<u128> = delays(Duration::from_millis(200), 4)
+            .iter()
+            .map(Duration::as_millis)
+            .collect();
+        assert_eq!(millis, [200, 1000, 2000, 4000]);
+        let millis: Vec<u128> = delays(Duration::from_millis(700), 3)
+            .iter()
+            .map(Duration::as_millis)
+            .collect();
+        assert_eq!(millis, [700, 1400, 2800]);
+    }
+
+    #[test]
+    fn would_restart_agrees_with_the_decision() {
+        for policy in [Policy::Never, Policy::OnFailure, Policy::Always] {
+            for max in [None, Some(0), Some(1)] {
+                let mut restarts = Restarts::new(policy, SECOND, max);
+                for status in [0, 1, 0, 5] {
+                    let would = restarts.would_restart(status);
+                    let decided = restarts.after_exit(status, QUICK);
+                    assert_eq!(
+                        would,
+                        matches!(decided, Decision::RestartAfter(_)),
+                        "{policy:?} {max:?} {status}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Properties over arbitrary first delays and runs: a crash loop never starts the command more than once a
+/// second after its first restart, the delay never exceeds its bound, and a stable run starts the loop over.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn a_crash_loop_cannot_spin(
+            first_millis in prop_oneof![Just(0u64), 0u64..3_000, 0u64..200_000],
+            runs in prop::collection::vec(prop_oneof![3 => 0u64..2_000, 1 => 10_000u64..20_000], 1..40),
+        ) {
+            let first = Duration::from_millis(first_millis);
+            let longest = LONGEST_DELAY.max(first);
+            let mut restarts = Restarts::new(Policy::Always, first, None);
+            let mut in_loop = 0usize;
+            for ran in runs {
+                let ran = Duration::from_millis(ran);
+                let Decision::RestartAfter(delay) = restarts.after_exit(1, ran) else {
+                    return Err(TestCaseError::fail("Always with no limit restarts"));
+                };
+                in_loop = if ran >= STABLE_RUN { 1 } else { in_loop + 1 };
+                prop_assert!(delay <= longest, "{delay:?} over {longest:?}");
+                if in_loop == 1 {
+                    prop_assert_eq!(delay, first, "the first restart of a loop waits the configured delay");
+                } else {
+                    prop_assert!(delay >= SHORTEST_LOOP_DELAY.min(longest), "{:?} in a loop", delay);
+                    prop_assert!(delay >= first, "{:?} under the configured {:?}", delay, first);
+                }
+            }
+        }
     }
 }

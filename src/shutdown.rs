@@ -7,7 +7,7 @@
 //! t0            start the clock; with P, wait (other signals are still forwarded at once)
 //! t0+P          forward the stop signal (+ SIGCONT) to the main child
 //! t0+G-C        main child still running: SIGTERM (+ SIGCONT) to the rest of the tree, so no daemon dies
-//!               without one
+//!               without one (not while the stop signal is held: with P > G-C, at t0+P, after the forward)
 //! main exits    settle briefly, then SIGTERM the rest; SIGKILL after C, never past t0+G
 //! t0+G-F        the final signal (e.g. SIGQUIT for a thread dump) to everything that remains
 //! t0+G-100ms    survey what remains (for the report), so that reading /proc does not make the kill late

@@ -46,6 +46,40 @@ impl Signal {
     pub fn is_catchable(self) -> bool {
         self != Signal::KILL && self != Signal::STOP
     }
+
+    /// What the kernel does with it to a process that neither handles, blocks nor ignores it.
+    pub fn default_action(self) -> DefaultAction {
+        match self.0 {
+            libc::SIGCHLD | libc::SIGURG | libc::SIGWINCH => DefaultAction::Ignore,
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => DefaultAction::Stop,
+            libc::SIGCONT => DefaultAction::Continue,
+            _ => DefaultAction::Terminate,
+        }
+    }
+}
+
+/// The default action of a signal (signal(7)); a core dump counts as terminating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultAction {
+    Terminate,
+    Ignore,
+    Stop,
+    Continue,
+}
+
+impl DefaultAction {
+    /// How a stop signal forwarded as a signal with this default action fares with a process that does not
+    /// handle it; `None` when it ends it.
+    pub fn as_a_stop(self) -> Option<&'static str> {
+        match self {
+            DefaultAction::Terminate => None,
+            DefaultAction::Ignore => Some("which by default a process ignores"),
+            DefaultAction::Stop => Some(
+                "which by default stops a process (and grace's SIGCONT right after continues it)",
+            ),
+            DefaultAction::Continue => Some("which by default only continues a process"),
+        }
+    }
 }
 
 impl fmt::Display for Signal {
@@ -410,6 +444,23 @@ mod tests {
         ] {
             assert!(text.parse::<Signal>().is_err(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn default_actions_follow_signal_7() {
+        let action = |name: &str| name.parse::<Signal>().unwrap().default_action();
+        for name in [
+            "TERM", "INT", "QUIT", "HUP", "USR1", "PWR", "SYS", "RTMIN+3",
+        ] {
+            assert_eq!(action(name), DefaultAction::Terminate, "{name}");
+        }
+        for name in ["CHLD", "URG", "WINCH"] {
+            assert_eq!(action(name), DefaultAction::Ignore, "{name}");
+        }
+        for name in ["TSTP", "TTIN", "TTOU", "STOP"] {
+            assert_eq!(action(name), DefaultAction::Stop, "{name}");
+        }
+        assert_eq!(action("CONT"), DefaultAction::Continue);
     }
 
     #[test]

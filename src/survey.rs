@@ -172,11 +172,13 @@ mod tests {
         Process {
             pid,
             parent_pid: 1,
+            group_id: pid,
             name: name.to_string(),
             state: 'S',
             start_time: 100 + pid as u64,
             exited: false,
             wait_status: None,
+            entered_from_outside: false,
         }
     }
 

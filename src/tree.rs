@@ -9,6 +9,9 @@
 //!
 //! Kernel threads are never part of it: they show in /proc only in the initial PID namespace (grace as a
 //! machine's or microVM's first process), ignore signals, and never exit.
+//!
+//! As PID 1, a listing also tells which processes entered the namespace from outside (`kubectl exec`,
+//! `nsenter`): visitors, which a final stop ends with the rest but a restart leaves alone.
 
 use std::cell::Cell;
 use std::fs;
@@ -23,6 +26,9 @@ use crate::sys;
 pub struct Process {
     pub pid: i32,
     pub parent_pid: i32,
+    /// Its process group's id, as grace's namespace sees it: 0 when the group's leader is outside the
+    /// namespace (a process that entered it keeps its group).
+    pub group_id: i32,
     /// The kernel's short name for it (`comm`, at most 15 bytes).
     pub name: String,
     /// `R`, `S`, `D`, `T`, `Z`…, as in ps. `Z` with [`Process::exited`] false: its main thread exited
@@ -35,6 +41,9 @@ pub struct Process {
     /// For a process that has exited, its wait status (field 52 of /proc/PID/stat, Linux 3.5 and later),
     /// when /proc shows it.
     pub wait_status: Option<i32>,
+    /// As PID 1, it entered the namespace from outside, or descends from a process that did (see
+    /// [`mark_visitors`]): not started by grace's command. Known from a listing of the namespace only.
+    pub entered_from_outside: bool,
 }
 
 impl Process {
@@ -154,6 +163,9 @@ impl Tree {
             }
         };
         listed.sort_by_key(|process| process.pid);
+        if self.scope == Scope::Namespace {
+            mark_visitors(&mut listed);
+        }
         listed
     }
 
@@ -239,6 +251,66 @@ impl Tree {
             self.pidfds_usable.set(false);
         }
         by_kill
+    }
+}
+
+/// Marks the processes of a listing of grace's namespace (by pid; grace, pid 1, may be left out) that are not
+/// its command's:
+/// those whose parent is outside the namespace (pid 0 from inside: `nsenter`, `kubectl exec`), those in a
+/// process group whose leader is outside it (a visitor's process keeps its group, and so does a process a
+/// visitor left behind, orphaned to grace), and their descendants. A process of the command has neither:
+/// its parent is inside (an orphan goes to grace), and its group is the main child's (grace starts it in a
+/// group of its own) or one a process inside made, as a group outside cannot be named from inside.
+///
+/// What a visitor started in a group or session of its own (an interactive `kubectl exec -it` shell's
+/// background job) and then left orphaned looks like the command's: nothing in /proc tells them apart.
+pub fn mark_visitors(listed: &mut [Process]) {
+    // Nothing entered from outside (the usual case): one pass.
+    let outside =
+        |process: &Process| process.pid != 1 && (process.parent_pid == 0 || process.group_id == 0);
+    if !listed.iter().any(outside) {
+        return;
+    }
+    // A parent is found by binary search (the listing is by pid); each answer is kept (`known`, by index), so
+    // that every chain is walked once however deep the tree (a chain of a thousand processes would otherwise
+    // take a million steps).
+    let mut known: Vec<Option<bool>> = vec![None; listed.len()];
+    let mut path = Vec::new();
+    for start in 0..listed.len() {
+        path.clear();
+        let mut current = Some(start);
+        let visitor = loop {
+            // A parent that exited as the listing was read: its children go to grace, and count as the
+            // command's, which a restart must not leave behind.
+            let Some(index) = current else { break false };
+            if let Some(&Some(visitor)) = known.get(index) {
+                break visitor;
+            }
+            // A chain longer than the listing would be a loop: pid reuse in a racing listing.
+            let Some(process) = listed.get(index).filter(|_| path.len() <= listed.len()) else {
+                break false;
+            };
+            if process.pid == 1 {
+                break false; // grace
+            }
+            path.push(index);
+            // Its group's leader, or its parent, is outside the namespace.
+            if process.group_id == 0 || process.parent_pid == 0 {
+                break true;
+            }
+            let parent = process.parent_pid;
+            current = listed
+                .binary_search_by_key(&parent, |process| process.pid)
+                .ok();
+        };
+        for &index in &path {
+            if let Some(slot) = known.get_mut(index) {
+                *slot = Some(visitor);
+            }
+        }
+    }
+    for (process, visitor) in listed.iter_mut().zip(known) {
+        process.entered_from_outside = visitor.unwrap_or(false);
     }
 }
 
@@ -385,9 +457,10 @@ fn parse_stat(pid: i32, stat: &[u8]) -> Option<Stat> {
     let mut fields = rest.split_ascii_whitespace();
     let state = fields.next()?.chars().next()?;
     let parent_pid = fields.next()?.parse().ok()?;
+    let group_id = fields.next()?.parse().ok()?;
     // flags is field 9 of the line, starttime field 22, exit_code field 52; state was field 3, the parent
-    // field 4.
-    let flags = fields.nth(9 - 4 - 1)?.parse().ok()?;
+    // field 4, the process group field 5.
+    let flags = fields.nth(9 - 5 - 1)?.parse().ok()?;
     let start_time = fields.nth(22 - 9 - 1)?.parse().ok()?;
     let exited = state == 'Z';
     let wait_status = fields
@@ -398,11 +471,13 @@ fn parse_stat(pid: i32, stat: &[u8]) -> Option<Stat> {
         process: Process {
             pid,
             parent_pid,
+            group_id,
             name,
             state,
             start_time,
             exited,
             wait_status,
+            entered_from_outside: false,
         },
         flags,
     })
@@ -442,11 +517,13 @@ mod tests {
         Process {
             pid,
             parent_pid,
+            group_id: pid,
             name: format!("p{pid}"),
             state: 'S',
             start_time,
             exited: false,
             wait_status: None,
+            entered_from_outside: false,
         }
     }
 
@@ -461,11 +538,13 @@ mod tests {
                 process: Process {
                     pid: 42,
                     parent_pid: 7,
+                    group_id: 42,
                     name: "a) b (c)".into(),
                     state: 'S',
                     start_time: 12345,
                     exited: false,
                     wait_status: None,
+                    entered_from_outside: false,
                 },
                 flags: 4194560,
             }
@@ -515,6 +594,33 @@ mod tests {
             read_process(me.pid).map(|again| again.start_time),
             Some(me.start_time)
         );
+    }
+
+    #[test]
+    fn visitors_are_told_by_their_parent_or_their_group() {
+        let with_group = |pid, parent_pid, group_id| Process {
+            group_id,
+            ..process(pid, parent_pid, 0)
+        };
+        let mut listed = vec![
+            with_group(1, 0, 0), // grace: its own group may be outside, as under `unshare --fork`
+            with_group(2, 1, 2), // the main child, in its own group
+            with_group(3, 2, 2), // its worker
+            with_group(4, 1, 4), // a setsid daemon of the command, orphaned to grace
+            with_group(7, 0, 0), // entered from outside (nsenter)
+            with_group(8, 7, 0), // the visitor's child
+            with_group(9, 1, 0), // what a visitor left behind, orphaned to grace: the visitor's group
+            with_group(10, 0, 10), // entered in a session of its own (kubectl exec -it)
+            with_group(11, 10, 11), // its job, in a group of its own
+            with_group(12, 99, 12), // its parent exited as the listing was read
+        ];
+        mark_visitors(&mut listed);
+        let visitors: Vec<i32> = listed
+            .iter()
+            .filter(|process| process.entered_from_outside)
+            .map(|process| process.pid)
+            .collect();
+        assert_eq!(visitors, [7, 8, 9, 10, 11]);
     }
 
     #[test]

@@ -321,3 +321,100 @@ fn an_invalid_grace_period_in_the_environment_is_a_usage_error() {
     );
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
+
+/// grace's own configuration variables (the GRACE_* options, TINI_KILL_PROCESS_GROUP, TINI_VERBOSITY) are
+/// not passed on to the command, and `-v` says which were withheld; any other variable is passed on. A grace
+/// that the command runs in turn therefore acts only on what is set for it: with the outer grace's
+/// `GRACE_MAX_RESTARTS=1` the inner command runs twice in all, not four times.
+#[test]
+fn grace_s_own_variables_do_not_reach_the_command() {
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
+    let (status, stdout, stderr) = run_to_end(
+        Grace::new(Mode::Subreaper)
+            .args(["-v"])
+            .env("GRACE_PERIOD", "3s")
+            .env("GRACE_MAX_RESTARTS", "1")
+            .env("GRACE_REWRITE", "")
+            .env("TINI_VERBOSITY", "2")
+            .env("TINI_KILL_PROCESS_GROUP", "")
+            .env("GRACE_SERVER_PORT", "8080")
+            .env("TINI_SUBREAPER", "1"),
+        &common::sh("env | grep -E '^(GRACE|TINI)_' | sort"),
+    );
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["GRACE_SERVER_PORT=8080", "TINI_SUBREAPER=1"],
+        "{stderr}"
+    );
+    let withheld = stderr
+        .lines()
+        .find(|line| line.contains("not passed on to the command"))
+        .unwrap_or_else(|| panic!("no line says what was withheld:\n{stderr}"));
+    for name in [
+        "GRACE_PERIOD",
+        "GRACE_MAX_RESTARTS",
+        "GRACE_REWRITE",
+        "TINI_VERBOSITY",
+        "TINI_KILL_PROCESS_GROUP",
+    ] {
+        assert!(withheld.contains(name), "{name}: {withheld}");
+    }
+    assert!(!withheld.contains("GRACE_SERVER_PORT"), "{withheld}");
+
+    // A grace in a grace: the outer restarts its command (the inner grace) once; the inner one, with no
+    // policy of its own, runs its command once each time.
+    let (status, stdout, stderr) = run_to_end(
+        Grace::new(Mode::Subreaper)
+            .env("GRACE_RESTART", "on-failure")
+            .env("GRACE_RESTART_DELAY", "0")
+            .env("GRACE_MAX_RESTARTS", "1"),
+        &[
+            common::grace_binary().to_string(),
+            "--".to_string(),
+            "sh".to_string(),
+            "-c".to_string(),
+            "echo run; exit 3".to_string(),
+        ],
+    );
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|line| *line == "run").count(),
+        2,
+        "{stdout}\n{stderr}"
+    );
+}
+
+/// A stop signal rewritten to SIGCHLD (which tells a process a child changed state) or SIGCONT (which grace
+/// sends with every forwarded stop signal anyway) would turn every stop into nothing: refused with one line
+/// and status 2, from the command line and the environment alike. Such a rewrite of a signal that does not
+/// stop grace is the operator's business, and is accepted.
+#[test]
+fn a_stop_signal_rewritten_to_one_that_cannot_stop_is_refused() {
+    assert_usage_error(&["-r", "TERM:CHLD", "true"], "SIGCHLD");
+    assert_usage_error(&["-r", "INT:CONT", "true"], "SIGCONT");
+    assert_usage_error(
+        &["--stop-signals", "QUIT", "-r", "QUIT:CHLD", "true"],
+        "stop signal SIGQUIT",
+    );
+    let (status, stdout, stderr) = run_to_end(
+        Grace::new(Mode::Subreaper).env("GRACE_REWRITE", "HUP:0,TERM:CHLD"),
+        &["true".to_string()],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("GRACE_REWRITE"), "{stderr}");
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
+    let output = run_exact(Mode::Subreaper, ["-r", "HUP:CHLD", "true"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -231,3 +231,88 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A signal that the process which became grace sent itself before its exec (blocked, so pending when grace
+/// starts, its sender grace's own pid) is the child's, and is forwarded, as tini does; a signal grace raises
+/// itself (SIGPIPE from a log write, above) is not.
+#[test]
+fn a_signal_pending_when_grace_started_is_forwarded() {
+    for mode in MODES {
+        let mut grace = Grace::new(mode)
+            .wrapped(child(&["exec-with", "--raise", "10", "--"]))
+            .spawn(&child(&["signals", "15"]));
+        grace.wait_stdout("ready");
+        grace.signal(libc::SIGTERM);
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{}", finished.dump());
+        let got: Vec<&str> = finished
+            .lines
+            .iter()
+            .filter(|line| line.stream == common::Stream::Stdout && line.text.starts_with("got "))
+            .map(|line| line.text.as_str())
+            .collect();
+        assert_eq!(got.len(), 2, "{mode:?}\n{}", finished.dump());
+        assert!(
+            got[0].starts_with("got 10 from "),
+            "{mode:?}\n{}",
+            finished.dump()
+        );
+        assert!(
+            got[1].starts_with("got 15 from "),
+            "{mode:?}\n{}",
+            finished.dump()
+        );
+    }
+}
+
+/// A stop signal rewritten to one whose default action does not end a process (SIGWINCH: ignored) stops only
+/// a child that handles it — Apache httpd's graceful stop is SIGWINCH — so grace accepts it; when the stop
+/// comes and the main child does not handle it, grace warns that the stop will not stop it.
+#[test]
+fn a_stop_signal_rewritten_to_one_ignored_by_default_warns_unless_the_child_handles_it() {
+    // A child that takes SIGWINCH (28) as its stop: no warning, it exits.
+    let mut grace = Grace::new(Mode::Pid1)
+        .args(["-r", "TERM:WINCH"])
+        .spawn(&child(&["signals", "28"]));
+    grace.wait_stdout("ready");
+    grace.signal(libc::SIGTERM);
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 0, "{}", finished.dump());
+    assert!(
+        !finished.has(common::Stream::Stderr, "does not handle"),
+        "{}",
+        finished.dump()
+    );
+
+    if common::subreaper_refusal_is_fatal() {
+        return;
+    }
+    // A child at SIGWINCH's default, asleep in pause(): the stop does nothing to it, and grace says so at
+    // once. (Only of a child asleep or stopped: while one runs, /proc cannot tell the default from one that
+    // the forward has just woken out of sigwaitinfo, so grace says nothing rather than something false.)
+    let mut grace = Grace::new(Mode::Subreaper)
+        .args(["-r", "TERM:WINCH", "-t", "1s"])
+        .spawn(&child(&["ignore-term"]));
+    let pid = common::pid_in(&grace.wait_stdout("ready").text);
+    common::wait_for_state(pid, 'S');
+    grace.signal(libc::SIGTERM);
+    let warning = grace.wait_log("does not handle SIGWINCH");
+    assert!(warning.text.contains("warning:"), "{}", warning.text);
+    assert!(
+        warning.text.contains("forwarded as SIGWINCH"),
+        "{}",
+        warning.text
+    );
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+    // The report at the SIGKILL does not say that SIGWINCH's default action would have ended it.
+    let report = finished.line(
+        common::Stream::Stderr,
+        &format!("main child pid {pid} (python3), parent"),
+    );
+    assert!(
+        report.text.contains("does nothing to it"),
+        "{}",
+        report.text
+    );
+}

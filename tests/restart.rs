@@ -149,12 +149,15 @@ fn each_policy_decides_what_follows_an_exit() {
     let finished = grace.finish();
     assert_eq!(finished.code(), 0, "{}", finished.dump());
     assert_eq!(runs(&finished).len(), 3, "{}", finished.dump());
-    assert_eq!(
-        count(&finished, "restarting in 0.000s"),
-        2,
-        "{}",
-        finished.dump()
-    );
+    // The first restart of the loop at once, the next after the one-second floor.
+    for delay in ["0.000s", "1.000s"] {
+        assert_eq!(
+            count(&finished, &format!("restarting in {delay}")),
+            1,
+            "{}",
+            finished.dump()
+        );
+    }
 
     // never: the first failure is the end.
     let counter = Counter::new("never");
@@ -195,35 +198,37 @@ fn each_policy_decides_what_follows_an_exit() {
     );
 }
 
-/// While the command keeps failing fast, each wait doubles: 200 ms, 400 ms, 800 ms (exact lower bounds, as
-/// logged and as measured between the runs).
+/// While the command keeps failing fast, each wait doubles, and from the second on it is at least a second:
+/// with `--restart-delay 0` the first restart is immediate, the next ones wait 1 s and 2 s (exact lower
+/// bounds, as logged and as measured between the runs) — a crash loop cannot spin.
 #[test]
-fn the_delay_doubles_while_the_command_keeps_failing() {
+fn the_delay_doubles_from_a_floor_while_the_command_keeps_failing() {
     let counter = Counter::new("backoff");
     let finished = Grace::new(Mode::Subreaper)
         .args([
             "--restart",
             "on-failure",
             "--restart-delay",
-            "200ms",
+            "0",
             "--max-restarts",
             "3",
         ])
         .spawn(&counter.command("exit 5"))
         .finish();
     assert_eq!(finished.code(), 5, "{}", finished.dump());
-    for delay in ["0.200s", "0.400s", "0.800s"] {
+    for delay in ["0.000s", "1.000s", "2.000s"] {
         finished.line(Stream::Stderr, &format!("restarting in {delay}"));
     }
     let starts = runs(&finished);
     assert_eq!(starts.len(), 4, "{}", finished.dump());
-    for (index, wanted) in [200, 400, 800].into_iter().enumerate() {
+    for (index, wanted) in [0, 1000, 2000].into_iter().enumerate() {
         let gap = starts[index + 1].1.duration_since(starts[index].1);
         let wanted = Duration::from_millis(wanted);
         assert!(
             gap >= wanted && gap < wanted + LATE,
-            "run {}: {gap:?}",
-            index + 2
+            "run {}: {gap:?}\n{}",
+            index + 2,
+            finished.dump()
         );
     }
 }
@@ -390,4 +395,310 @@ fn bad_restart_settings_are_usage_errors() {
         assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{arguments:?}: {stderr}");
     }
+}
+
+/// A script of the test's own, in a directory of its own, removed when dropped.
+struct Script(PathBuf);
+
+impl Script {
+    fn new(name: &str, text: &str) -> Script {
+        let directory =
+            std::env::temp_dir().join(format!("grace-restart-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("creating a directory");
+        let script = Script(directory.join("server"));
+        script.write(text);
+        script
+    }
+
+    /// Puts `text` in place as an executable, at once (a rename), as a deploy would.
+    fn write(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let new = self.0.with_extension("new");
+        std::fs::write(&new, text).expect("writing the script");
+        std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&new, &self.0).expect("renaming the script into place");
+    }
+
+    fn command(&self) -> Vec<String> {
+        vec![self.0.display().to_string()]
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.parent().expect("a directory"));
+    }
+}
+
+/// A restart whose exec fails (the binary deleted by a deploy, a bad `#!`) is a failed run: retried after
+/// the backoff, counted by --max-restarts, and grace ends with `exiting` and the status of the last failure
+/// (127 not found, 126 not executable). A command that comes back is started again.
+#[test]
+fn a_failed_start_at_a_restart_is_a_failed_run() {
+    for mode in MODES {
+        // The first run deletes its own file: the first restart finds nothing (127), the test puts the file
+        // back while grace waits out the backoff, and the restart after it runs.
+        let text = "#!/bin/sh\necho run; rm \"$0\"; exit 1\n";
+        let script = Script::new("deleted", text);
+        let mut grace = Grace::new(mode)
+            .args(["--restart", "on-failure", "--restart-delay", "0"])
+            .spawn(&script.command());
+        grace.wait_stdout("run");
+        grace.wait_log("restart failed: ");
+        grace.wait_log("restarting in 1.000s: the command could not be started again (status 127)");
+        script.write("#!/bin/sh\necho back; exit 0\n");
+        grace.wait_stdout("back");
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{}", finished.dump());
+        finished.line(Stream::Stderr, "exiting with status 0");
+
+        // The first run breaks its own `#!` line: every restart fails with 126 until the limit.
+        let text = "#!/bin/sh\necho run; echo '#!/nonexistent/interpreter' > \"$0\"; exit 1\n";
+        let script = Script::new("bad-interpreter", text);
+        let finished = Grace::new(mode)
+            .args([
+                "--restart",
+                "on-failure",
+                "--restart-delay",
+                "0",
+                "--max-restarts",
+                "2",
+            ])
+            .spawn(&script.command())
+            .finish();
+        assert_eq!(finished.code(), 126, "{mode:?}\n{}", finished.dump());
+        assert_eq!(
+            count(&finished, "restart failed: "),
+            2,
+            "{}",
+            finished.dump()
+        );
+        finished.line(Stream::Stderr, "bad interpreter");
+        finished.line(Stream::Stderr, "restarting in 1.000s");
+        finished.line(
+            Stream::Stderr,
+            "not restarting: --max-restarts reached (2 restarts)",
+        );
+        finished.line(Stream::Stderr, "exiting with status 126");
+    }
+}
+
+/// The pid, as the test sees it, of the process that is `inner` in the PID namespace of `grace_pid`.
+fn outer_pid(grace_pid: i32, inner: i32) -> i32 {
+    let namespace =
+        std::fs::read_link(format!("/proc/{grace_pid}/ns/pid")).expect("grace's namespace");
+    let entries = std::fs::read_dir("/proc").expect("listing /proc");
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| {
+            let same =
+                std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() == Some(namespace.clone());
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let inner_pid = status
+                .lines()
+                .find_map(|line| line.strip_prefix("NSpid:"))
+                .and_then(|pids| pids.split_whitespace().last()?.parse::<i32>().ok());
+            same && inner_pid == Some(inner)
+        })
+        .unwrap_or_else(|| panic!("no process is pid {inner} in grace's namespace"))
+}
+
+/// A process started in grace's PID namespace with nsenter, as `kubectl exec` would.
+struct Visitor {
+    nsenter: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Visitor {
+    /// Starts `sh -c script` and returns it with the first line it prints.
+    fn start(grace_pid: i32, script: &str) -> (Visitor, String) {
+        use std::process::{Command, Stdio};
+        let mut nsenter = Command::new("nsenter")
+            .args([
+                "--target",
+                &grace_pid.to_string(),
+                "--pid",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("nsenter (util-linux)");
+        let stdout = std::io::BufReader::new(nsenter.stdout.take().expect("stdout"));
+        let mut visitor = Visitor { nsenter, stdout };
+        let line = visitor.next_line();
+        (visitor, line)
+    }
+
+    fn next_line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .expect("the visitor's line");
+        line.trim_end().to_string()
+    }
+}
+
+impl Drop for Visitor {
+    fn drop(&mut self) {
+        let _ = self.nsenter.kill();
+        let _ = self.nsenter.wait();
+    }
+}
+
+/// As PID 1, processes that entered the namespace from outside (`kubectl exec`, `nsenter`) are not the
+/// run's: a restart's cleanup leaves them alone — a visitor's shell with its child, and a process a visitor
+/// left behind (orphaned, so reparented to grace, but in the visitor's process group) — and names none of
+/// them, while the run's own leftover still gets SIGTERM and SIGKILL. The final stop ends them all, and its
+/// report says where the visitor's shell came from rather than calling it a shell that did not exec.
+#[test]
+fn a_restart_leaves_processes_that_entered_from_outside_alone() {
+    let counter = Counter::new("visitors");
+    let daemon = child(&["daemons", "leftover:ignore", "--main", "exit:0"]).join(" ");
+    let mut grace = Grace::new(Mode::Pid1)
+        .args([
+            "--restart",
+            "on-failure",
+            "--restart-delay",
+            "0",
+            "--cleanup-timeout",
+            "1s",
+            "-t",
+            "2s",
+        ])
+        .spawn(&counter.command(&format!(
+            "if [ $n -eq 1 ]; then {daemon}; trap 'exit 1' USR1; echo waiting; while :; do sleep 0.05; done; fi; \
+             echo second run up; exec {}",
+            child(&["handle-term"]).join(" ")
+        )));
+    let leftover = pid_in(&grace.wait_stdout("daemon leftover pid").text);
+    grace.wait_stdout("waiting");
+    let grace_pid = grace.grace_pid();
+    let leftover_outer = outer_pid(grace_pid, leftover);
+    let (shell_visitor, said) = Visitor::start(
+        grace_pid,
+        "trap '' TERM; sleep 1000 & echo \"visitor shell $$ child $!\"; wait",
+    );
+    let words: Vec<&str> = said.split_whitespace().collect();
+    let (shell, shell_child) = (words[2], words[4]);
+    let (mut orphan_visitor, said) = Visitor::start(grace_pid, "sleep 1000 & echo \"orphan $!\"");
+    let orphan = said
+        .split_whitespace()
+        .nth(1)
+        .expect("the orphan's pid")
+        .to_string();
+    orphan_visitor
+        .nsenter
+        .wait()
+        .expect("the orphan's parent exits");
+    let outer: Vec<i32> = [shell, shell_child, orphan.as_str()]
+        .iter()
+        .map(|pid| outer_pid(grace_pid, pid.parse().expect("a pid")))
+        .collect();
+    let _cleanup = common::KillOnFailure(outer.clone());
+
+    grace.signal(libc::SIGUSR1); // the first run fails: restart
+    grace.wait_stdout("second run up");
+    for (pid, what) in outer.iter().zip(["visitor shell", "its child", "orphan"]) {
+        assert!(
+            is_alive(*pid),
+            "the restart killed the {what}\n{}",
+            grace.dump()
+        );
+    }
+    let kill = grace.wait_log("cleanup timeout of 1s expired: SIGKILL to 1 process");
+    assert!(
+        !is_alive(leftover_outer),
+        "the run's leftover lived into the next run"
+    );
+    let restart_log = grace.dump();
+    for visitor in [shell, shell_child, orphan.as_str()] {
+        assert!(
+            !restart_log.contains(&format!(" {visitor} (")),
+            "the restart named visitor {visitor}\n{restart_log}"
+        );
+    }
+    assert!(
+        kill.text.contains(&format!("{leftover} (python3)")),
+        "{}",
+        kill.text
+    );
+
+    grace.wait_stdout("ready pid");
+    stop(&grace);
+    let finished = grace.finish();
+    drop(shell_visitor);
+    assert_eq!(finished.code(), 0, "{}", finished.dump());
+    for pid in &outer {
+        assert!(
+            !is_alive(*pid),
+            "the final stop left {pid}\n{}",
+            finished.dump()
+        );
+    }
+    let term = finished
+        .log()
+        .into_iter()
+        .rev()
+        .find(|line| line.contains("sending SIGTERM"))
+        .expect("the final stop's SIGTERM")
+        .to_string();
+    assert!(term.contains(&format!(" {shell} (sh)")), "{term}");
+    assert!(
+        !finished.has(Stream::Stderr, "did not exec"),
+        "{}",
+        finished.dump()
+    );
+    finished.line(Stream::Stderr, "entered the namespace from outside");
+}
+
+/// A restart by signal spares the processes that entered from outside too (no kill(-1) at its deadline); a
+/// stop signal that turns the restart into the final stop, after the rest of the tree had its SIGTERM, gives
+/// the visitor its SIGTERM then, before the SIGKILL at the deadline.
+#[test]
+fn a_restart_made_final_gives_processes_that_entered_from_outside_their_sigterm() {
+    let mut grace = Grace::new(Mode::Pid1)
+        .args([
+            "--restart-signal",
+            "HUP",
+            "-t",
+            "2s",
+            "--cleanup-timeout",
+            "1s",
+        ])
+        .spawn(&child(&["daemons", "worker:handle", "--main", "ignore"]));
+    grace.wait_stdout("daemons ready");
+    let grace_pid = grace.grace_pid();
+    let (mut visitor, said) = Visitor::start(
+        grace_pid,
+        "trap 'echo visitor got TERM; exit 0' TERM; echo visitor pid $$; while :; do sleep 0.05; done",
+    );
+    let inner = pid_in(&said);
+    let _cleanup = common::KillOnFailure(vec![outer_pid(grace_pid, inner)]);
+
+    grace.signal(libc::SIGHUP);
+    let term = grace.wait_log("main child still running with");
+    assert!(!term.text.contains(&format!(" {inner} (")), "{}", term.text);
+    grace.wait_stdout("daemon worker got TERM");
+    stop(&grace);
+    let visitor_term = grace.wait_log("the restart became the final stop");
+    assert!(
+        visitor_term
+            .text
+            .contains(&format!("sending SIGTERM: {inner} (sh)")),
+        "{}",
+        visitor_term.text
+    );
+    assert_eq!(visitor.next_line(), "visitor got TERM");
+    let finished = grace.finish();
+    assert_eq!(finished.code(), 137, "{}", finished.dump());
+    assert!(
+        !finished.has(Stream::Stderr, "restarted pid"),
+        "{}",
+        finished.dump()
+    );
 }

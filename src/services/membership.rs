@@ -104,6 +104,8 @@ mod tests {
             start_time: pid as u64,
             exited: false,
             wait_status: None,
+            group_id: pid,
+            entered_from_outside: false,
         }
     }
 

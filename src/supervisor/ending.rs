@@ -70,7 +70,7 @@ impl Supervisor {
             "main child has exited".to_string()
         };
         if log::log_enabled!(log::Level::Debug) && self.remains.tree().can_list() {
-            let members = self.remains.tree().members();
+            let members = self.remains.members();
             let parents: std::collections::HashSet<i32> =
                 members.iter().map(|process| process.parent_pid).collect();
             for process in members

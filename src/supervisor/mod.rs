@@ -15,13 +15,13 @@ use crate::exit_status;
 use crate::generation::{Ending, Generation};
 use crate::log_sink;
 use crate::reaper;
-use crate::remains::{self, Remains};
+use crate::remains::{self, Reach, Remains};
 use crate::restart::{Decision, Restarts};
 use crate::shutdown::{Action, Phase};
 use crate::signals::{Received, Signal, SignalSource};
 use crate::sys;
 use crate::sys::ChildSetup;
-use crate::tree::{self, Process, Scope, Tree};
+use crate::tree::{self, Scope, Tree};
 use crate::wording::{
     configured, millis, name_list, pid_list, processes, seconds, sender, wait_status,
 };
@@ -42,6 +42,8 @@ pub struct Supervisor {
     /// How each generation's main child is started (kept for restarts).
     setup: ChildSetup,
     own_pid: i32,
+    /// Signals pending when grace started, not read yet (bit N-1 for signal N): see [`Supervisor::on_signal`].
+    pending_at_exec: sys::SignalMask,
     /// Job control applies: grace, not PID 1, handed its terminal to the child, so it is a job in an
     /// interactive shell, and stops and continues with its child.
     job_control: bool,
@@ -100,6 +102,7 @@ impl Supervisor {
             restarts,
             setup,
             own_pid: std::process::id() as i32,
+            pending_at_exec: sys::inherited::pending_at_exec(),
             job_control,
             outsiders: false,
             unsignallable_seen: false,
@@ -113,13 +116,16 @@ impl Supervisor {
         let mut received = Vec::with_capacity(64);
         loop {
             let ended = self.run_generation(&mut received);
-            match self.next_after(ended, &mut received) {
-                Next::Exit(status) => return self.exit(status),
-                Next::Start => {
-                    if let Err(status) = self.start_next() {
-                        return status;
-                    }
+            let mut next = self.next_after(ended, &mut received);
+            // A start that fails is a failed run: the policy decides what follows it, as after an exit.
+            while let Next::Start = next {
+                match self.start_next() {
+                    Ok(()) => break,
+                    Err(status) => next = self.after_failed_start(status, &mut received),
                 }
+            }
+            if let Next::Exit(status) = next {
+                return self.exit(status);
             }
         }
     }
@@ -141,10 +147,14 @@ impl Supervisor {
                     self.on_main_stopped(signal);
                 }
                 if reaped.tree_empty {
-                    if !self.remains.others_remain() {
+                    // No child of grace is left, so no process of the run is (each descends from grace, or
+                    // was reparented to it); a restart leaves the processes that entered from outside alone.
+                    if self.remains.reach() == Reach::Run || !self.remains.others_remain() {
                         return self.ended(true);
                     }
                     self.outsiders = true;
+                } else if self.run_is_over() {
+                    return self.ended(true);
                 }
                 if (main_exited || self.unsignallable_seen || !self.remains.tree().can_list())
                     && self.nothing_to_wait_for()
@@ -165,6 +175,9 @@ impl Supervisor {
                     }
                     action => {
                         self.perform(action, None);
+                        if self.run_is_over() {
+                            return self.ended(true);
+                        }
                         if (self.unsignallable_seen || !self.remains.tree().can_list())
                             && self.nothing_to_wait_for()
                         {
@@ -189,6 +202,16 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// For a restart as PID 1, whether the run is over though grace still has children: processes that
+    /// entered the namespace from outside were seen, and grace may have inherited their orphans, so that only
+    /// a listing says that nothing of the run is left.
+    fn run_is_over(&self) -> bool {
+        self.run.main_status.is_some()
+            && self.remains.reach() == Reach::Run
+            && self.remains.visitors_seen()
+            && !self.remains.run_remains()
     }
 
     /// Waits for signals until `deadline` (or for the log to take output), into `received`.
@@ -220,34 +243,12 @@ impl Supervisor {
             }
             Ending::Undecided => {
                 let reported = exit_status::remap_success(status, &self.config.success_exits);
-                let delay = match self.restarts.after_exit(reported, self.run.ran()) {
-                    Decision::Exit => return Next::Exit(status),
-                    Decision::LimitReached => {
-                        log::warn!(
-                            event = "restart_limit", restarts = self.restarts.done();
-                            "not restarting: --max-restarts reached ({} restarts)", self.restarts.done()
-                        );
-                        return Next::Exit(status);
-                    }
-                    Decision::RestartAfter(delay) => delay,
-                };
-                if !ended.clean {
-                    return self.not_restarting(status);
-                }
+                let ran = self.run.ran();
                 let why = format!(
-                    "the main child exited with status {reported} after {} (--restart {})",
-                    seconds(self.run.ran()),
-                    self.restarts.policy().as_str()
+                    "the main child exited with status {reported} after {}",
+                    seconds(ran)
                 );
-                log::info!(
-                    event = "restarting", reason = "exit", status = status, delay_ms = millis(delay),
-                    generation = self.run.number;
-                    "restarting in {}: {why}", seconds(delay)
-                );
-                return match self.wait_to_restart(delay, status, received) {
-                    Some(status) => Next::Exit(status),
-                    None => Next::Start,
-                };
+                return self.after_failure(status, ran, ended.clean, "exit", &why, received);
             }
         };
         if !ended.clean {
@@ -259,6 +260,52 @@ impl Supervisor {
             "restarting now: {reason}; the last run's status was {status}"
         );
         Next::Start
+    }
+
+    /// The command could not be started again (`status` 126, 127, or 1 for a limit): a run that failed at
+    /// once, for `--restart` as for `--max-restarts` (a deploy may be rewriting the binary: the backoff gives
+    /// it time). Without a policy that restarts it (a restart by signal with `--restart never`), grace exits.
+    fn after_failed_start(&mut self, status: u8, received: &mut Vec<Received>) -> Next {
+        let why = format!("the command could not be started again (status {status})");
+        self.after_failure(status, Duration::ZERO, true, "start_failed", &why, received)
+    }
+
+    /// A run ended by itself with `status` after `ran` (`clean`: nothing of it remains): exit, or wait and
+    /// start again, as `--restart`, the backoff and `--max-restarts` say. `reason` and `why` go to the
+    /// `restarting` line.
+    fn after_failure(
+        &mut self,
+        status: u8,
+        ran: Duration,
+        clean: bool,
+        reason: &str,
+        why: &str,
+        received: &mut Vec<Received>,
+    ) -> Next {
+        let reported = exit_status::remap_success(status, &self.config.success_exits);
+        let delay = match self.restarts.after_exit(reported, ran) {
+            Decision::Exit => return Next::Exit(status),
+            Decision::LimitReached => {
+                log::warn!(
+                    event = "restart_limit", restarts = self.restarts.done();
+                    "not restarting: --max-restarts reached ({} restarts)", self.restarts.done()
+                );
+                return Next::Exit(status);
+            }
+            Decision::RestartAfter(delay) => delay,
+        };
+        if !clean {
+            return self.not_restarting(status);
+        }
+        log::info!(
+            event = "restarting", reason = reason, status = status, delay_ms = millis(delay),
+            generation = self.run.number;
+            "restarting in {}: {why} (--restart {})", seconds(delay), self.restarts.policy().as_str()
+        );
+        match self.wait_to_restart(delay, status, received) {
+            Some(status) => Next::Exit(status),
+            None => Next::Start,
+        }
     }
 
     /// A restart was due, but processes of the last run remain (they survived SIGKILL, or grace may not
@@ -317,8 +364,8 @@ impl Supervisor {
         }
     }
 
-    /// Starts the command again: the next generation. A command that can no longer be started ends grace
-    /// with the usual status (126, 127, or 1).
+    /// Starts the command again: the next generation. A command that cannot be started gives the usual
+    /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
         let main = match child::spawn(&self.config.command, self.setup) {
             Ok(main) => main,
@@ -342,9 +389,16 @@ impl Supervisor {
 
     fn on_signal(&mut self, received: Received) {
         let signal = received.signal;
-        if received.sender_pid == self.own_pid {
-            // Raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr: not the child's
-            // business. Not logged either: with stderr closed, that line would raise the next SIGPIPE.
+        // The first of each signal read is the one pending at exec, if one was: a pending signal is queued
+        // before any sent later (and a standard one coalesces with them).
+        let bit = 1 << (signal.number() - 1);
+        let was_pending_at_exec = self.pending_at_exec & bit != 0;
+        self.pending_at_exec &= !bit;
+        // From grace's own pid: raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr, which
+        // is not the child's business (and not logged either: with stderr closed, that line would raise the
+        // next SIGPIPE) — unless it was pending at exec, sent before grace's exec by the process that became
+        // grace: then it is the child's, as with tini.
+        if received.sender_pid == self.own_pid && !was_pending_at_exec {
             return;
         }
         if self.config.is_stop_signal(signal) {
@@ -356,6 +410,7 @@ impl Supervisor {
                 );
             }
             self.run.ending = Ending::Stop;
+            self.reach_everything();
             let action = self.run.shutdown.on_stop_signal(Instant::now());
             self.perform(action, Some(received));
             return;
@@ -420,6 +475,7 @@ impl Supervisor {
             Ending::Undecided => {}
         }
         self.run.ending = Ending::Restart(received);
+        self.remains.set_reach(Reach::Run);
         let as_stop = Received {
             signal: self
                 .config
@@ -431,6 +487,36 @@ impl Supervisor {
         };
         let action = self.run.shutdown.on_stop_signal(Instant::now());
         self.perform(action, Some(as_stop));
+    }
+
+    /// The generation's end is the final stop now, though a restart's cleanup began: it reaches the
+    /// processes that entered the namespace from outside too, and if the rest of the tree has had its SIGTERM
+    /// already, they get theirs now.
+    fn reach_everything(&mut self) {
+        if self.remains.reach() == Reach::Everything {
+            return;
+        }
+        self.remains.set_reach(Reach::Everything);
+        let rest_signalled = match self.run.shutdown.phase() {
+            Phase::Stopping { rest_signalled, .. } => rest_signalled,
+            Phase::CleaningUp { .. } | Phase::Killing { .. } => true,
+            Phase::Running | Phase::Delaying { .. } | Phase::Settling { .. } => false,
+        };
+        if !rest_signalled {
+            return;
+        }
+        let signalled = self.remains.terminate_visitors();
+        self.log_not_permitted(&signalled.newly_not_permitted, Signal::TERM);
+        self.log_failures(&signalled.failed, Signal::TERM);
+        let sent = &signalled.sent;
+        if !sent.is_empty() {
+            log::info!(
+                event = "terminating", count = sent.len(), pids:% = pid_list(sent), names:% = name_list(sent);
+                "the restart became the final stop: {} that entered the namespace from outside, spared until \
+                 now, sending SIGTERM: {}; SIGKILL in {}",
+                processes(sent.len()), tree::describe(sent), seconds(self.until_kill()),
+            );
+        }
     }
 
     /// `SIGTERM`, or `SIGHUP (the restart signal)` when the stop in progress is a restart's.
@@ -518,6 +604,7 @@ impl Supervisor {
         // time on the log line (measured: ~10 µs off the forwarding latency on 2 cores).
         std::thread::yield_now();
         let from = sender(received.sender_pid); // may read /proc: after the forward, not before
+        let forwarded_ok = forwarded.filter(|_| failure.is_none());
         let what = match (forwarded, failure) {
             (Some(forwarded), None) => format!("forwarded {forwarded} to {}", self.target()),
             (Some(forwarded), Some(why)) => {
@@ -559,12 +646,53 @@ impl Supervisor {
                 seconds(self.until_grace_deadline()),
             );
         }
+        if let (1, Some(forwarded)) = (repeat, forwarded_ok) {
+            self.warn_if_the_stop_cannot_stop(signal, forwarded);
+        }
+    }
+
+    /// The stop signal went out as one that does nothing to a process that does not handle it (`--rewrite
+    /// TERM:WINCH`, `--stop-signals WINCH`): Apache httpd handles SIGWINCH as its graceful stop, most servers
+    /// do not. If the main child does not, grace says so now rather than at the SIGKILL.
+    fn warn_if_the_stop_cannot_stop(&self, received: Signal, forwarded: Signal) {
+        let Some(fate) = forwarded.default_action().as_a_stop() else {
+            return;
+        };
+        let pid = self.run.main.pid;
+        let takes_it = match diagnosis::disposition_of(pid, forwarded) {
+            // At the default only if it is asleep or stopped: one that waits in sigwaitinfo shows the
+            // signal unblocked, and the forward has just woken it; its mask is restored only as it returns,
+            // and while it runs, /proc cannot tell it from a process at the default action. A process truly
+            // at the default was not woken at all: the kernel discards such a signal unqueued.
+            diagnosis::Disposition::Default => {
+                diagnosis::waits_for_signals(pid)
+                    || !tree::read_process(pid)
+                        .is_some_and(|process| matches!(process.state, 'S' | 'D' | 'T' | 't'))
+            }
+            diagnosis::Disposition::Ignores => false,
+            // Caught, blocked (read from a signalfd, or taken later), or not known: no warning.
+            _ => true,
+        };
+        if takes_it {
+            return;
+        }
+        log::warn!(
+            event = "stop_not_handled";
+            "the main child {} does not handle {forwarded}, {fate}: the stop signal {received}, forwarded as \
+             {forwarded}, does not stop it; SIGKILL of what remains in {}",
+            self.main_name(), seconds(self.until_grace_deadline()),
+        );
     }
 
     fn on_main_exit(&mut self, raw_status: i32, now: Instant) {
         let status = exit_status::from_wait_status(raw_status);
         self.run.main_status = Some(status);
         self.run.exited_at = Some(now);
+        let reported = exit_status::remap_success(status, &self.config.success_exits);
+        if matches!(self.run.ending, Ending::Undecided) && self.restarts.would_restart(reported) {
+            // The cleanup that follows is a restart's.
+            self.remains.set_reach(Reach::Run);
+        }
         let how = wait_status(raw_status, status);
         let pid = self.run.main.pid;
         match self.run.shutdown.stopped_at() {
@@ -586,7 +714,8 @@ impl Supervisor {
     /// The classic hang: a shell as the main child dies of the stop signal, and the server it started (rather
     /// than exec'd) never hears of it. Only when a signal ended the shell — one that exits with a status did
     /// not die of the stop signal (it may have failed to fork) — and not when grace killed it; and only for
-    /// processes that descend from grace (not those an `nsenter` or `kubectl exec` started).
+    /// the command's processes (not those that entered the namespace from outside, with `nsenter` or `kubectl
+    /// exec`).
     fn warn_if_the_shell_did_not_exec(&self, raw_status: i32) {
         use std::os::unix::process::ExitStatusExt;
         let killed_by_a_signal = std::process::ExitStatus::from_raw(raw_status)
@@ -600,7 +729,8 @@ impl Supervisor {
         {
             return;
         }
-        let left = descended_from_grace(self.remains.tree().members(), self.own_pid);
+        let mut left = self.remains.tree().members();
+        left.retain(|process| !process.entered_from_outside);
         if !left.is_empty() {
             log::warn!(
                 event = "shell_did_not_exec", pid = self.run.main.pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
@@ -635,7 +765,11 @@ impl Supervisor {
     /// Logs the exit, with the child's `status` mapped by `-e`, and returns grace's exit status.
     fn exit(&self, status: u8) -> u8 {
         let reported = exit_status::remap_success(status, &self.config.success_exits);
-        let since = self.since_stop();
+        // Only a stop signal's shutdown has a time to count from: a restart's signal (or a failed start
+        // after it) does not end grace.
+        let since = self
+            .since_stop()
+            .filter(|_| matches!(self.run.ending, Ending::Stop));
         let timing = since
             .map(|since| format!(", {} after the stop signal", seconds(since)))
             .unwrap_or_default();
@@ -747,32 +881,6 @@ fn explain(err: &io::Error) -> String {
     }
 }
 
-/// The members whose chain of parents, within the listing, leads to `root` (grace) without passing through
-/// a process whose parent is outside the namespace (pid 0: started by `nsenter` or `kubectl exec`).
-fn descended_from_grace(members: Vec<Process>, root: i32) -> Vec<Process> {
-    use std::collections::HashMap;
-    let parents: HashMap<i32, i32> = members
-        .iter()
-        .map(|process| (process.pid, process.parent_pid))
-        .collect();
-    let leads_to_root = |pid: i32| {
-        let mut current = pid;
-        // A chain longer than the listing would be a loop: pid reuse in a racing listing.
-        for _ in 0..=parents.len() {
-            match parents.get(&current) {
-                Some(&parent) if parent == root => return true,
-                Some(&parent) => current = parent,
-                None => return false,
-            }
-        }
-        false
-    };
-    members
-        .into_iter()
-        .filter(|process| leads_to_root(process.pid))
-        .collect()
-}
-
 /// `python3 -u 'a b'`: the command as a shell would show it, cut to [`MAX_COMMAND_SHOWN`] characters with
 /// its full length, so that a 2 MB argv does not make a 2 MB log line.
 pub fn shown_command(command: &[std::ffi::OsString]) -> String {
@@ -798,34 +906,6 @@ pub fn shown_command(command: &[std::ffi::OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn process(pid: i32, parent_pid: i32) -> Process {
-        Process {
-            pid,
-            parent_pid,
-            name: format!("p{pid}"),
-            state: 'S',
-            start_time: 0,
-            exited: false,
-            wait_status: None,
-        }
-    }
-
-    #[test]
-    fn processes_under_an_outsider_are_not_grace_s() {
-        let members = vec![
-            process(2, 1), // the shell's server
-            process(3, 2), // its worker
-            process(7, 0), // entered from outside (nsenter)
-            process(8, 7), // a child of the outsider
-            process(9, 1), // an orphan, reparented to grace
-        ];
-        let ours: Vec<i32> = descended_from_grace(members, 1)
-            .iter()
-            .map(|process| process.pid)
-            .collect();
-        assert_eq!(ours, [2, 3, 9]);
-    }
 
     #[test]
     fn a_long_command_is_cut_with_its_length() {

@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
 
-use super::{set_signal_mask, SignalMask, ALL_SIGNALS};
+use super::{pending_signals, set_signal_mask, SignalMask, ALL_SIGNALS};
 
 static MASK: AtomicU64 = AtomicU64::new(0);
+static PENDING_AT_EXEC: AtomicU64 = AtomicU64::new(0);
 static MASK_RECORDED: AtomicBool = AtomicBool::new(false);
 static SIGPIPE_IGNORED: AtomicBool = AtomicBool::new(false);
 static SIGCHLD_IGNORED: AtomicBool = AtomicBool::new(false);
@@ -29,6 +30,13 @@ pub fn signal_mask() -> Option<SignalMask> {
     MASK_RECORDED
         .load(Ordering::Relaxed)
         .then(|| MASK.load(Ordering::Relaxed))
+}
+
+/// The signals pending when grace started (bit N-1 for signal N): sent before the exec that started grace,
+/// blocked until then, and kept by the kernel across it. One the process that became grace sent itself
+/// carries grace's own pid as its sender, like a signal grace raises itself, but it is not grace's.
+pub fn pending_at_exec() -> SignalMask {
+    PENDING_AT_EXEC.load(Ordering::Relaxed)
 }
 
 /// Whether grace was started with SIGPIPE ignored (Rust's runtime ignores it anyway, and std's `Command`
@@ -63,6 +71,11 @@ extern "C" fn record_and_undo() {
     if let Ok(previous) = set_signal_mask(ALL_SIGNALS) {
         MASK.store(previous, Ordering::Relaxed);
         MASK_RECORDED.store(true, Ordering::Relaxed);
+    }
+    // Before grace can raise anything itself: all of these came from before (or from others, in this
+    // instant, which their sender pid tells).
+    if let Ok(pending) = pending_signals() {
+        PENDING_AT_EXEC.store(pending, Ordering::Relaxed);
     }
     SIGPIPE_IGNORED.store(is_ignored(libc::SIGPIPE), Ordering::Relaxed);
     SIGCHLD_IGNORED.store(is_ignored(libc::SIGCHLD), Ordering::Relaxed);

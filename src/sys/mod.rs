@@ -8,8 +8,8 @@
 //!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
 //! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix.
 //!
-//! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, closed standard
-//! descriptors) so that the child gets the same.
+//! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, signals pending
+//! at exec, closed standard descriptors) so that the child gets the same.
 #![allow(unsafe_code)]
 
 pub mod inherited;
@@ -44,6 +44,24 @@ pub fn set_signal_mask(mask: SignalMask) -> io::Result<SignalMask> {
     };
     if result == 0 {
         Ok(previous)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The signals pending for the calling thread or its process. Async-signal-safe (one system call).
+pub fn pending_signals() -> io::Result<SignalMask> {
+    let mut pending: SignalMask = 0;
+    // SAFETY: `pending` is a live 8-byte mask the kernel writes, and the size argument matches it.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigpending,
+            &mut pending as *mut SignalMask,
+            KERNEL_MASK_BYTES,
+        )
+    };
+    if result == 0 {
+        Ok(pending)
     } else {
         Err(io::Error::last_os_error())
     }
@@ -118,6 +136,21 @@ pub fn reap_one() -> io::Result<Option<(i32, i32)>> {
         0 => Ok(None),
         pid if pid > 0 => Ok(Some((pid, status))),
         _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Removes `name` from this process's environment, which the command inherits. Only while grace is
+/// single-threaded (it always is): nothing else may read the environment meanwhile. std's `remove_var`
+/// would do the same with a lock and helpers that cost about a kilobyte of a static binary's budget.
+pub fn remove_environment_variable(name: &str) -> io::Result<()> {
+    let name =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `name` is a live NUL-terminated string for the call; grace has one thread, so no other reads
+    // or writes the environment at the same time.
+    if unsafe { libc::unsetenv(name.as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 

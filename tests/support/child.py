@@ -22,10 +22,12 @@ Usage: child.py MODE [ARGS...]
   with-daemons SPEC... -- MODE ARGS...
                          start setsid daemons as `daemons` does (each prints "daemon NAME pid P ready"), then
                          exec child.py MODE ARGS... in this same process
-  exec-with [--block N,...] [--ignore N,...] [--fd] -- PROGRAM ARGS...
+  exec-with [--block N,...] [--ignore N,...] [--raise N,...] [--fd] -- PROGRAM ARGS...
                          reset SIGPIPE and SIGXFSZ to the default (as subprocess does), block signals N...,
-                         ignore signals N..., with --fd open an inheritable descriptor (print "fd N"),
-                         then exec PROGRAM (found in PATH) in place of this process
+                         ignore signals N..., with --raise block signals N... and send them to this process
+                         (so that they are pending at exec, sent by the pid PROGRAM will have), with --fd
+                         open an inheritable descriptor (print "fd N"), then exec PROGRAM (found in PATH) in
+                         place of this process
   popen PROGRAM ARGS...  start PROGRAM as a child, print "popen pid P", and wait to be killed
   stderr-then TEXT MODE ARGS...
                          write TEXT to stderr, then exec child.py MODE ARGS... in this same process
@@ -266,11 +268,13 @@ def signal_numbers(text):
 
 
 def mode_exec_with(args):
-    block, ignore, extra_fd = set(), set(), False
+    block, ignore, raised, extra_fd = set(), set(), set(), False
     while args and args[0] != "--":
         option = args.pop(0)
         if option == "--block":
             block = signal_numbers(args.pop(0))
+        elif option == "--raise":
+            raised = signal_numbers(args.pop(0))
         elif option == "--ignore":
             ignore = signal_numbers(args.pop(0))
         elif option == "--fd":
@@ -283,7 +287,9 @@ def mode_exec_with(args):
         signal.signal(number, signal.SIG_DFL)
     for number in ignore:
         signal.signal(number, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_BLOCK, block)
+    signal.pthread_sigmask(signal.SIG_BLOCK, block | raised)
+    for number in raised:
+        os.kill(os.getpid(), number)
     if extra_fd:
         fd = os.open("/dev/null", os.O_RDONLY)
         os.set_inheritable(fd, True)
