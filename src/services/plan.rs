@@ -30,7 +30,6 @@ pub struct Facts {
 }
 
 impl Facts {
-    #[cfg(test)]
     pub fn empty(self) -> bool {
         !self.own_alive && !self.rest_alive
     }

@@ -1073,10 +1073,18 @@ impl ServicesSupervisor {
                     facts: facts.get(id).copied().unwrap_or_default(),
                 }),
         );
+        // A `once` task that completed has nothing to stop (unless it left daemons, which its turn handles).
         let order: Vec<String> = members
             .iter()
             .rev()
             .filter(|member| member.service < self.services.len())
+            .filter(|member| {
+                !member.facts.empty()
+                    || self
+                        .runs
+                        .get(member.service)
+                        .is_some_and(|run| run.state != State::Completed)
+            })
             .map(|member| self.name(member.service))
             .collect();
         log::info!(
