@@ -210,6 +210,35 @@ pub struct Received {
     pub sender_pid: i32,
 }
 
+/// Tells a signal grace raised itself (SIGPIPE from a log write to a closed stderr: nobody else's business)
+/// from one sent from grace's own pid before its exec, by the process that became grace, and pending since
+/// (the child's, as with tini). Both come with grace's pid as the sender.
+#[derive(Debug)]
+pub struct OwnSignals {
+    own_pid: i32,
+    /// Signals pending at exec that have not been read yet.
+    pending_at_exec: sys::SignalMask,
+}
+
+impl OwnSignals {
+    pub fn new() -> OwnSignals {
+        OwnSignals {
+            own_pid: std::process::id() as i32,
+            pending_at_exec: sys::inherited::pending_at_exec(),
+        }
+    }
+
+    /// Whether `received` is one grace raised itself. The first of each signal read is the one pending at
+    /// exec, if one was: a pending signal is queued before any sent later (and a standard one coalesces with
+    /// them).
+    pub fn raised_by_grace(&mut self, received: Received) -> bool {
+        let bit = 1 << (received.signal.number() - 1);
+        let was_pending_at_exec = self.pending_at_exec & bit != 0;
+        self.pending_at_exec &= !bit;
+        received.sender_pid == self.own_pid && !was_pending_at_exec
+    }
+}
+
 /// Every signal blocked and readable from one descriptor: no handlers, no races, and a signal that arrives
 /// at any moment (even before the child exists) waits in the queue until it is read.
 pub struct SignalSource {

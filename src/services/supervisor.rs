@@ -21,7 +21,7 @@ use crate::reaper;
 use crate::remains::{self, Remains};
 use crate::restart::{Decision, Policy, Restarts};
 use crate::shutdown::{Action, KillReason, Shutdown, SETTLE, UNKILLABLE_WAIT};
-use crate::signals::{Received, Signal, SignalSource};
+use crate::signals::{OwnSignals, Received, Signal, SignalSource};
 use crate::survey::{self, Detail, Surveyed};
 use crate::sys::{self, ChildSetup};
 use crate::tree::{self, Process, Tree};
@@ -46,7 +46,8 @@ pub struct ServicesSupervisor {
     signals: SignalSource,
     remains: Remains,
     setup: ChildSetup,
-    own_pid: i32,
+    /// Tells signals grace raised itself from those pending when it started.
+    own_signals: OwnSignals,
     /// During start-up, the next service to start (or to wait for).
     next_to_start: Option<ServiceId>,
     /// The container's one clock: pre-stop delay, grace period − cleanup timeout, final signal, SIGKILL.
@@ -167,7 +168,7 @@ impl ServicesSupervisor {
             signals,
             remains: Remains::new(tree),
             setup,
-            own_pid: std::process::id() as i32,
+            own_signals: OwnSignals::new(),
             next_to_start: Some(0),
             clock,
             stop: None,
@@ -854,8 +855,8 @@ impl ServicesSupervisor {
 
     fn on_signal(&mut self, received: Received) {
         let signal = received.signal;
-        if received.sender_pid == self.own_pid {
-            return; // raised by grace itself (SIGPIPE from a log write): nobody's business
+        if self.own_signals.raised_by_grace(received) {
+            return;
         }
         let now = Instant::now();
         if self.config.is_stop_signal(signal) {

@@ -18,7 +18,7 @@ use crate::reaper;
 use crate::remains::{self, Reach, Remains};
 use crate::restart::{Decision, Restarts};
 use crate::shutdown::{Action, Phase};
-use crate::signals::{Received, Signal, SignalSource};
+use crate::signals::{OwnSignals, Received, Signal, SignalSource};
 use crate::sys;
 use crate::sys::ChildSetup;
 use crate::tree::{self, Scope, Tree};
@@ -42,8 +42,8 @@ pub struct Supervisor {
     /// How each generation's main child is started (kept for restarts).
     setup: ChildSetup,
     own_pid: i32,
-    /// Signals pending when grace started, not read yet (bit N-1 for signal N): see [`Supervisor::on_signal`].
-    pending_at_exec: sys::SignalMask,
+    /// Tells signals grace raised itself from those pending when it started.
+    own_signals: OwnSignals,
     /// Job control applies: grace, not PID 1, handed its terminal to the child, so it is a job in an
     /// interactive shell, and stops and continues with its child.
     job_control: bool,
@@ -102,7 +102,7 @@ impl Supervisor {
             restarts,
             setup,
             own_pid: std::process::id() as i32,
-            pending_at_exec: sys::inherited::pending_at_exec(),
+            own_signals: OwnSignals::new(),
             job_control,
             outsiders: false,
             unsignallable_seen: false,
@@ -389,16 +389,8 @@ impl Supervisor {
 
     fn on_signal(&mut self, received: Received) {
         let signal = received.signal;
-        // The first of each signal read is the one pending at exec, if one was: a pending signal is queued
-        // before any sent later (and a standard one coalesces with them).
-        let bit = 1 << (signal.number() - 1);
-        let was_pending_at_exec = self.pending_at_exec & bit != 0;
-        self.pending_at_exec &= !bit;
-        // From grace's own pid: raised by grace itself, e.g. SIGPIPE from a log write to a closed stderr, which
-        // is not the child's business (and not logged either: with stderr closed, that line would raise the
-        // next SIGPIPE) — unless it was pending at exec, sent before grace's exec by the process that became
-        // grace: then it is the child's, as with tini.
-        if received.sender_pid == self.own_pid && !was_pending_at_exec {
+        // Not logged either: with stderr closed, that line would raise the next SIGPIPE.
+        if self.own_signals.raised_by_grace(received) {
             return;
         }
         if self.config.is_stop_signal(signal) {
