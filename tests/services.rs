@@ -659,3 +659,30 @@ stop-timeout = "5s"
     assert_eq!(status.code(), Some(2), "{stdout}{stderr}");
     assert!(stderr.contains("services.toml:3:"), "{stderr}");
 }
+
+/// What is not a services file is refused at once with status 2, never read for ever: a device that never
+/// ends, a FIFO nobody writes, a directory, a file over 1 MiB.
+#[test]
+fn what_is_not_a_services_file_is_refused_at_once() {
+    let setup = Setup::new("not-a-file");
+    let fifo = setup.path("fifo");
+    let made = std::ffi::CString::new(fifo.clone()).expect("a path");
+    assert_eq!(unsafe { libc::mkfifo(made.as_ptr(), 0o600) }, 0, "mkfifo");
+    let huge = setup.path("huge.toml");
+    std::fs::write(&huge, "#".repeat(1024 * 1024 + 1)).expect("writing");
+    let directory = setup.path("");
+    for (path, expected) in [
+        ("/dev/zero", "not a regular file"),
+        (fifo.as_str(), "not a regular file"),
+        (directory.as_str(), "directory"),
+        (huge.as_str(), "larger than 1 MiB"),
+    ] {
+        let (status, _, stderr) = common::run_to_end(
+            Grace::new(Mode::Subreaper).args(["--services", path]),
+            &["true".to_string()],
+        );
+        assert_eq!(status.code(), Some(2), "{path}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{path}: {stderr}");
+    }
+}

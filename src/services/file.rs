@@ -79,7 +79,7 @@ impl std::error::Error for FileError {}
 #[inline(never)]
 pub fn read(path: &Path) -> Result<Vec<Table>, FileError> {
     let shown = path.display().to_string();
-    let (line, message) = match std::fs::read(path) {
+    let (line, message) = match read_regular_file(path) {
         Err(err) => (0, format!("cannot read it: {err}")),
         Ok(bytes) => match std::str::from_utf8(&bytes) {
             Ok(text) => return parse(&shown, text),
@@ -98,6 +98,36 @@ pub fn read(path: &Path) -> Result<Vec<Table>, FileError> {
         line,
         message,
     })
+}
+
+/// The largest services file grace reads: far more than any real one, little enough that a wrong path
+/// (/dev/zero, a log file) is refused at once rather than filling memory.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The file's bytes, if it is a regular file of at most [`MAX_FILE_BYTES`]: a FIFO would block grace before
+/// anything starts, and a device could be endless.
+fn read_regular_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking, so that opening a FIFO does not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other(if metadata.is_dir() {
+            "it is a directory"
+        } else {
+            "not a regular file"
+        }));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(std::io::Error::other("larger than 1 MiB"));
+    }
+    Ok(bytes)
 }
 
 /// Parses `text`, naming it `path_shown` in messages.

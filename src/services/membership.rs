@@ -142,11 +142,20 @@ mod tests {
 
     #[test]
     fn an_orphan_is_named_by_its_environment() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
+        // Synchronised on its first line: until the new image has set up its stack, /proc shows an empty
+        // environment (the parent returns from the spawn before that).
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "echo up; exec sleep 30"])
             .env(MARKER, "logs")
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
         let pid = child.id() as i32;
         let members = [process(pid, 1)];
         let mut membership = Membership::default();

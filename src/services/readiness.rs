@@ -77,6 +77,8 @@ pub enum Step {
     NotYet(String),
     /// A check command must be started (the supervisor spawns it and reports its pid and exit).
     RunCheck(Vec<OsString>),
+    /// A `file:` probe must be forked (see [`crate::sys::probe_exists`]); reported as a check is.
+    ProbeFile(std::path::PathBuf),
     /// Nothing to do now.
     Idle,
 }
@@ -92,29 +94,22 @@ pub struct Waiter {
     last_error: Option<String>,
     /// A TCP connect still in progress.
     connecting: Option<OwnedFd>,
-    /// The check command running, and when it started.
+    /// The check command (or `file:` probe) running, and when it started.
     check: Option<(i32, Instant)>,
+    /// The running check ran past [`CHECK_TIMEOUT`] and was handed over to be killed: its timeout is no
+    /// longer a deadline (a check stuck in the kernel may outlive its SIGKILL, and the loop must not spin).
+    check_overdue: bool,
     /// The sd_notify socket (notify only).
     notify: Option<NotifySocket>,
 }
 
 impl Waiter {
-    /// Begins the wait for `service` at `now`, before the service starts: removes a stale readiness file,
-    /// and opens the notify socket (whose name the service gets in `NOTIFY_SOCKET`).
-    pub fn new(readiness: &Readiness, service: &str, now: Instant) -> io::Result<Waiter> {
+    /// Begins the wait at `now`, before the service starts, opening the notify socket (whose name the service
+    /// gets in `NOTIFY_SOCKET`). A stale readiness file is removed by the service's own process before it
+    /// execs (see [`Waiter::stale_file`]).
+    pub fn new(readiness: &Readiness, now: Instant) -> io::Result<Waiter> {
         let notify = match readiness {
             Readiness::Notify => Some(NotifySocket::open()?),
-            Readiness::File(path) => {
-                match std::fs::remove_file(path) {
-                    Ok(()) => log::debug!(
-                        "removed the stale readiness file {} of {service}",
-                        path.display()
-                    ),
-                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(err),
-                }
-                None
-            }
             _ => None,
         };
         Ok(Waiter {
@@ -126,8 +121,18 @@ impl Waiter {
             last_error: None,
             connecting: None,
             check: None,
+            check_overdue: false,
             notify,
         })
+    }
+
+    /// The file to remove before the service starts: a stale one would pass the check at once.
+    pub fn stale_file(&self) -> Option<std::ffi::CString> {
+        use std::os::unix::ffi::OsStrExt;
+        match &self.readiness {
+            Readiness::File(path) => std::ffi::CString::new(path.as_os_str().as_bytes()).ok(),
+            _ => None,
+        }
     }
 
     pub fn readiness(&self) -> &Readiness {
@@ -168,7 +173,7 @@ impl Waiter {
         if self.notify.is_none() && self.check.is_none() {
             next = next.min(self.next_probe);
         }
-        if let Some((_, started)) = self.check {
+        if let (Some((_, started)), false) = (self.check, self.check_overdue) {
             next = next.min(started + CHECK_TIMEOUT);
         }
         next
@@ -187,7 +192,14 @@ impl Waiter {
     /// the supervisor to kill (its exit then counts as a failure).
     pub fn on_time(&mut self, now: Instant) -> (Step, Option<i32>) {
         if let Some((pid, started)) = self.check {
-            let overdue = (now >= started + CHECK_TIMEOUT).then_some(pid);
+            let overdue = (!self.check_overdue && now >= started + CHECK_TIMEOUT).then_some(pid);
+            self.check_overdue |= overdue.is_some();
+            if overdue.is_some() {
+                self.last_error = Some(format!(
+                    "the check ran for {} and was killed",
+                    crate::wording::seconds(CHECK_TIMEOUT)
+                ));
+            }
             return (Step::Idle, overdue);
         }
         if self.notify.is_some() || now < self.next_probe {
@@ -196,10 +208,7 @@ impl Waiter {
         self.interval = next_interval(self.interval);
         self.next_probe = now + self.interval;
         let step = match &self.readiness {
-            Readiness::File(path) => match std::fs::metadata(path) {
-                Ok(_) => Step::Ready,
-                Err(err) => Step::NotYet(format!("{}: {err}", path.display())),
-            },
+            Readiness::File(path) => Step::ProbeFile(path.clone()),
             Readiness::Tcp { host, port } => {
                 let (host, port) = (host.clone(), *port);
                 self.probe_tcp(&host, port)
@@ -213,6 +222,7 @@ impl Waiter {
     /// The supervisor started the check command as `pid`.
     pub fn check_started(&mut self, pid: i32, now: Instant) {
         self.check = Some((pid, now));
+        self.check_overdue = false;
     }
 
     /// The check command could not be started.
@@ -233,6 +243,9 @@ impl Waiter {
                 "the check ran for {} and was killed",
                 crate::wording::seconds(ran)
             )),
+            _ if matches!(self.readiness, Readiness::File(_)) => {
+                Step::NotYet(format!("{} does not exist yet", self.readiness))
+            }
             status => Step::NotYet(format!("the check exited with status {status}")),
         };
         self.note(step)
@@ -429,12 +442,12 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        let mut waiter = Waiter::new(&tcp, "proxy", now).unwrap();
+        let mut waiter = Waiter::new(&tcp, now).unwrap();
         assert_eq!(waiter.on_time(now).0, Step::Idle); // not due yet
         let (step, _) = waiter.on_time(now + FIRST_PROBE_INTERVAL);
         assert_eq!(step, Step::Ready);
         drop(listener);
-        let mut waiter = Waiter::new(&tcp, "proxy", now).unwrap();
+        let mut waiter = Waiter::new(&tcp, now).unwrap();
         let (step, _) = waiter.on_time(now + FIRST_PROBE_INTERVAL);
         assert!(
             matches!(step, Step::NotYet(ref why) if why.contains("refused")),
@@ -446,7 +459,7 @@ mod tests {
     #[test]
     fn notify_reads_ready_from_the_socket_it_names() {
         let now = Instant::now();
-        let mut waiter = Waiter::new(&Readiness::Notify, "notifier-test", now).unwrap();
+        let mut waiter = Waiter::new(&Readiness::Notify, now).unwrap();
         let environment = waiter.environment();
         let name = environment[0].1.to_str().unwrap().to_string();
         assert!(name.starts_with('@') && name.len() > 1, "{name}");
@@ -465,28 +478,36 @@ mod tests {
         assert_eq!(waiter.on_readable(), Step::Ready);
     }
 
+    /// A `file:` check is probed in a child (a hung filesystem must not hold PID 1), and its stale file is
+    /// named for the service's own process to remove before it execs.
     #[test]
-    fn a_stale_readiness_file_is_removed_before_the_start() {
-        let path = std::env::temp_dir().join(format!("grace-ready-{}", std::process::id()));
-        std::fs::write(&path, "stale").unwrap();
+    fn a_file_check_is_probed_in_a_child_and_names_its_stale_file() {
+        let path = std::path::PathBuf::from("/run/app.ready");
         let now = Instant::now();
-        let mut waiter = Waiter::new(&Readiness::File(path.clone()), "app", now).unwrap();
-        assert!(!path.exists());
-        assert!(matches!(
+        let mut waiter = Waiter::new(&Readiness::File(path.clone()), now).unwrap();
+        assert_eq!(
+            waiter.stale_file().unwrap().to_str().unwrap(),
+            "/run/app.ready"
+        );
+        assert_eq!(
             waiter.on_time(now + FIRST_PROBE_INTERVAL).0,
-            Step::NotYet(_)
-        ));
-        std::fs::write(&path, "").unwrap();
-        let later = now + FIRST_PROBE_INTERVAL + LAST_PROBE_INTERVAL;
-        assert_eq!(waiter.on_time(later).0, Step::Ready);
-        std::fs::remove_file(&path).unwrap();
+            Step::ProbeFile(path)
+        );
+        waiter.check_started(4242, now);
+        let step = waiter.on_check_exit(1, now + MS);
+        assert!(
+            matches!(step, Step::NotYet(ref why) if why.contains("does not exist yet")),
+            "{step:?}"
+        );
+        waiter.check_started(4243, now);
+        assert_eq!(waiter.on_check_exit(0, now + MS), Step::Ready);
     }
 
     #[test]
     fn a_check_command_is_ready_on_status_zero_only() {
         let now = Instant::now();
         let check = Readiness::Command(vec!["/bin/true".into()]);
-        let mut waiter = Waiter::new(&check, "app", now).unwrap();
+        let mut waiter = Waiter::new(&check, now).unwrap();
         let (step, _) = waiter.on_time(now + FIRST_PROBE_INTERVAL);
         assert_eq!(step, Step::RunCheck(vec!["/bin/true".into()]));
         waiter.check_started(4242, now);

@@ -89,13 +89,15 @@ enum State {
     /// A `once` task that exited 0.
     Completed,
     /// Its own process exited and it starts again at `restart_at`, once nothing of its last run is left:
-    /// the rest of its tree gets SIGTERM at `term_at` and SIGKILL at `kill_at`.
+    /// the rest of its tree gets SIGTERM at `term_at` and SIGKILL at `kill_at`. `empty`: nothing is left,
+    /// and only `restart_at` remains to wait for.
     Cleaning {
         restart_at: Instant,
         term_at: Instant,
         kill_at: Instant,
         termed: bool,
         killed: bool,
+        empty: bool,
     },
     /// Ended for good.
     Ended,
@@ -291,14 +293,10 @@ impl ServicesSupervisor {
         let first = self.runs.get(id).is_some_and(|run| run.starts == 0);
         if first {
             if let Some(readiness) = &service.ready {
-                let waiter =
-                    Waiter::new(readiness, &service.name, now).map_err(|err| SpawnError {
-                        status: exit_status::INIT_FAILED,
-                        message: format!(
-                            "preparing the readiness check of {}: {err}",
-                            service.name
-                        ),
-                    })?;
+                let waiter = Waiter::new(readiness, now).map_err(|err| SpawnError {
+                    status: exit_status::INIT_FAILED,
+                    message: format!("preparing the readiness check of {}: {err}", service.name),
+                })?;
                 if let Some(run) = self.runs.get_mut(id) {
                     run.waiter = Some(waiter);
                 }
@@ -315,9 +313,11 @@ impl ServicesSupervisor {
             take_terminal: is_main && self.setup.take_terminal,
             ..self.setup
         };
+        let stale_file = run.and_then(|run| run.waiter.as_ref()?.stale_file());
         let launch = Launch {
             environment: &environment,
             null_stdin: !is_main,
+            remove_before_exec: stale_file.as_deref(),
         };
         let started = child::spawn_with(&service.command, setup, launch)?;
         let waiting = run.is_some_and(|run| run.waiter.is_some()) || service.once;
@@ -362,11 +362,11 @@ impl ServicesSupervisor {
         let first_start = self.runs.get(id).is_some_and(|run| run.starts == 0);
         if !first_start {
             // A run that could not start is a failed run for the restart policy.
-            self.after_exit(id, err.status, now);
+            self.after_exit(id, err.status, "could not be started", now);
             return;
         }
+        self.end(id);
         if let Some(run) = self.runs.get_mut(id) {
-            run.state = State::Ended;
             run.status = Some(err.status);
         }
         self.ended_for_good(id, err.status, format!("could not be started: {err}"), now);
@@ -478,12 +478,13 @@ impl ServicesSupervisor {
             }
             return;
         }
-        self.after_exit(id, status, now);
+        self.after_exit(id, status, &how, now);
     }
 
     /// What follows an exit of `id`'s own process (or a failed restart): a restart under its policy, or
     /// its end.
-    fn after_exit(&mut self, id: ServiceId, status: u8, now: Instant) {
+    /// `how` says how its run ended, for the log: `exited with status 3`, `was killed by SIGKILL…`.
+    fn after_exit(&mut self, id: ServiceId, status: u8, how: &str, now: Instant) {
         let name = self.name(id);
         let is_main = id == self.main;
         let stopping = self.stop.is_some();
@@ -524,18 +525,18 @@ impl ServicesSupervisor {
                 );
             }
             Decision::Exit | Decision::LimitReached => {
-                run.state = State::Ended;
-                if stopping {
-                    return;
-                }
                 let why = if decision == Decision::LimitReached {
                     format!(
-                        "exited with status {status}, and max-restarts was reached ({} restarts)",
+                        "{how}, and max-restarts was reached ({} restarts)",
                         run.restarts.done()
                     )
                 } else {
-                    format!("exited with status {status}")
+                    how.to_string()
                 };
+                self.end(id);
+                if stopping {
+                    return;
+                }
                 if is_main {
                     self.begin_stop(Cause::MainExited, false, now);
                 } else {
@@ -613,15 +614,20 @@ impl ServicesSupervisor {
                 kill_at,
                 termed,
                 killed,
+                empty,
             } = run.state
             {
+                // Each deadline is offered only until it has been acted on: one in the past would make the
+                // loop spin.
                 consider(Some(restart_at));
-                consider((!termed).then_some(term_at));
-                consider(Some(if killed {
-                    kill_at + UNKILLABLE_WAIT
-                } else {
-                    kill_at
-                }));
+                if !empty {
+                    consider((!termed).then_some(term_at));
+                    consider(Some(if killed {
+                        kill_at + UNKILLABLE_WAIT
+                    } else {
+                        kill_at
+                    }));
+                }
             }
         }
         if self.outsiders {
@@ -710,6 +716,7 @@ impl ServicesSupervisor {
             match step {
                 Step::Ready => self.ready(id, now),
                 Step::RunCheck(argv) => self.run_check(id, &argv, now),
+                Step::ProbeFile(path) => self.probe_file(id, &path, now),
                 Step::NotYet(_) | Step::Idle => {}
             }
         }
@@ -731,6 +738,7 @@ impl ServicesSupervisor {
         let launch = Launch {
             environment: &environment,
             null_stdin: true,
+            remove_before_exec: None,
         };
         let spawned = child::spawn_with(argv, setup, launch);
         let Some(waiter) = self.runs.get_mut(id).and_then(|run| run.waiter.as_mut()) else {
@@ -744,22 +752,54 @@ impl ServicesSupervisor {
         }
     }
 
+    /// Forks a `file:` probe for `id` (see [`sys::probe_exists`]).
+    fn probe_file(&mut self, id: ServiceId, path: &std::path::Path, now: Instant) {
+        use std::os::unix::ffi::OsStrExt;
+        let probe = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(std::io::Error::other)
+            .and_then(|path| sys::probe_exists(&path));
+        let Some(waiter) = self.runs.get_mut(id).and_then(|run| run.waiter.as_mut()) else {
+            return;
+        };
+        match probe {
+            Ok(pid) => waiter.check_started(pid, now),
+            Err(err) => {
+                waiter.check_failed(format!("the probe could not be started: {err}"));
+            }
+        }
+    }
+
     /// A service being cleaned up before a restart: SIGTERM, SIGKILL, and the restart once nothing is left.
     fn clean_on_time(&mut self, id: ServiceId, now: Instant) {
         let Some(State::Cleaning {
             restart_at,
             term_at,
             kill_at,
-            termed,
-            killed,
+            mut termed,
+            mut killed,
+            empty,
         }) = self.runs.get(id).map(|run| run.state)
         else {
             return;
         };
-        let leftovers = self.processes_of(id);
+        // Once nothing is left, nothing of the last run can come back: no more listing.
+        let leftovers = if empty {
+            Vec::new()
+        } else {
+            self.processes_of(id)
+        };
         if leftovers.is_empty() {
             if now >= restart_at {
                 self.restart(id, now);
+            } else if let Some(run) = self.runs.get_mut(id) {
+                run.state = State::Cleaning {
+                    restart_at,
+                    term_at,
+                    kill_at,
+                    termed,
+                    killed,
+                    empty: true,
+                };
             }
             return;
         }
@@ -772,17 +812,14 @@ impl ServicesSupervisor {
                 processes(leftovers.len()), tree::describe(&leftovers)
             );
             let status = self.runs.get(id).and_then(|run| run.status).unwrap_or(1);
-            if let Some(run) = self.runs.get_mut(id) {
-                run.state = State::Ended;
-            }
+            self.end(id);
             if self.stop.is_none() {
                 self.ended_for_good(id, status, "could not be restarted".to_string(), now);
             }
             return;
         }
-        let mut next = (restart_at, term_at, kill_at, termed, killed);
         if !termed && now >= term_at {
-            next.3 = true;
+            termed = true;
             let signalled = self
                 .remains
                 .signal_processes(&leftovers, Signal::TERM, true);
@@ -796,7 +833,7 @@ impl ServicesSupervisor {
             }
         }
         if !killed && now >= kill_at {
-            next.4 = true;
+            killed = true;
             let signalled = self.remains.kill_processes(&leftovers);
             if !signalled.sent.is_empty() {
                 log::warn!(
@@ -810,28 +847,37 @@ impl ServicesSupervisor {
         }
         if let Some(run) = self.runs.get_mut(id) {
             run.state = State::Cleaning {
-                restart_at: next.0,
-                term_at: next.1,
-                kill_at: next.2,
-                termed: next.3,
-                killed: next.4,
+                restart_at,
+                term_at,
+                kill_at,
+                termed,
+                killed,
+                empty: false,
             };
+        }
+    }
+
+    /// `id` will not run again: its readiness wait ends too (its check killed, its notify socket closed).
+    fn end(&mut self, id: ServiceId) {
+        if let Some(run) = self.runs.get_mut(id) {
+            run.state = State::Ended;
+            if let Some(pid) = run.waiter.take().and_then(|waiter| waiter.check_pid()) {
+                let _ = sys::send_signal(-pid, Signal::KILL.number());
+            }
         }
     }
 
     /// Starts `id` again; a command that can no longer be started is a failed run.
     fn restart(&mut self, id: ServiceId, now: Instant) {
-        if let Some(plan) = self.stop.as_ref().and_then(|stop| stop.plan.as_ref()) {
-            if !plan.may_restart(id) {
-                if let Some(run) = self.runs.get_mut(id) {
-                    run.state = State::Ended;
-                }
-                return;
-            }
-        } else if self.stop.is_some() && id == self.main {
-            if let Some(run) = self.runs.get_mut(id) {
-                run.state = State::Ended;
-            }
+        // Once a stop began, nothing new starts but a helper waiting for its turn (so that it is there for the
+        // drain of what depends on it); never the main service.
+        let allowed = match self.stop.as_ref() {
+            None => true,
+            Some(_) if id == self.main => false,
+            Some(stop) => stop.plan.as_ref().map_or(true, |plan| plan.may_restart(id)),
+        };
+        if !allowed {
+            self.end(id);
             return;
         }
         if let Some(run) = self.runs.get_mut(id) {
@@ -1591,5 +1637,6 @@ fn cleaning(
         kill_at: (now + SETTLE + cleanup_timeout).min(latest_kill.max(now + SETTLE)),
         termed: false,
         killed: false,
+        empty: false,
     }
 }
