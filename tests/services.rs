@@ -686,3 +686,54 @@ fn what_is_not_a_services_file_is_refused_at_once() {
         assert!(stderr.contains(expected), "{path}: {stderr}");
     }
 }
+
+/// Only the service's own processes may say it is ready: a READY=1 from anything else that reaches the
+/// abstract socket (here the test itself; in a pod, another container) is refused and logged, and the next
+/// service still waits for the service's own word.
+#[test]
+fn notify_takes_ready_only_from_the_service() {
+    for mode in MODES {
+        let setup = Setup::new("notify");
+        let text = format!(
+            "[notifier]\ncommand = {}\nready = \"notify\"\n\n[app]\nmain = true\n",
+            command(
+                "notifier",
+                &[
+                    "--env",
+                    "NOTIFY_SOCKET",
+                    "--ready-after",
+                    "1500",
+                    "--notify"
+                ]
+            ),
+        );
+        let mut grace = start(mode, setup.file(&text), main_command("app", &[]));
+        let line = grace.wait_stdout("svc notifier env");
+        let name = line
+            .text
+            .split("NOTIFY_SOCKET=@")
+            .nth(1)
+            .expect("an abstract socket name")
+            .to_string();
+        let impostor = std::os::unix::net::UnixDatagram::unbound().expect("a socket");
+        let address = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
+            name.as_bytes(),
+        )
+        .expect("an address");
+        impostor
+            .send_to_addr(b"READY=1\n", &address)
+            .expect("sending");
+        grace.wait_log("which is not one of the service's processes: ignored");
+        grace.wait_stdout("svc app ready");
+        common::stop(&grace);
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{output}");
+        let ready = time_of(&finished, "notifier", "ready", "");
+        let app = time_of(&finished, "app", "started", "");
+        assert!(
+            app >= ready,
+            "{mode:?}: the app started before the notifier's own READY=1\n{output}"
+        );
+    }
+}

@@ -78,7 +78,7 @@ impl Membership {
 }
 
 /// The value of `GRACE_SERVICE` in /proc/PID/environ, if it has one.
-fn marker_of(pid: i32) -> Option<Vec<u8>> {
+pub fn marker_of(pid: i32) -> Option<Vec<u8>> {
     let environment = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     find_marker(&environment)
 }

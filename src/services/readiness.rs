@@ -252,16 +252,31 @@ impl Waiter {
     }
 
     /// The notify socket is readable: whether a message said `READY=1`.
-    pub fn on_readable(&mut self) -> Step {
+    /// The notify socket is readable: whether a message said `READY=1` and came from a process for which
+    /// `is_member` says yes (the service's own, or one of its tree). A message from anyone else is logged
+    /// and ignored.
+    pub fn on_readable(&mut self, is_member: impl Fn(i32) -> bool) -> Step {
         let Some(socket) = &self.notify else {
             return Step::Idle;
         };
-        let step = if socket.read_ready() {
-            Step::Ready
-        } else {
-            Step::Idle
-        };
-        self.note(step)
+        let mut step = Step::Idle;
+        for sender in socket.read_ready() {
+            if sender > 0 && is_member(sender) {
+                step = Step::Ready;
+            } else {
+                let from = if sender > 0 {
+                    format!("pid {sender}")
+                } else {
+                    "a process outside grace's PID namespace".to_string()
+                };
+                log::warn!(
+                    event = "notify_refused", pid = sender;
+                    "READY=1 from {from}, which is not one of the service's processes: ignored"
+                );
+                self.last_error = Some(format!("READY=1 came from {from}, not the service"));
+            }
+        }
+        step
     }
 
     fn note(&mut self, step: Step) -> Step {
@@ -370,6 +385,9 @@ impl NotifySocket {
         )?;
         // An address of the family alone asks the kernel for a fresh abstract name.
         socket::bind(fd.as_raw_fd(), &UnixAddr::new_unnamed())?;
+        // Each message then carries its sender's credentials: only the service's own processes may say it
+        // is ready (anything in the network namespace can reach an abstract socket: a pod's other containers).
+        socket::setsockopt(&fd, socket::sockopt::PassCred, &true)?;
         let bound: UnixAddr = socket::getsockname(fd.as_raw_fd())?;
         let abstract_name = bound.as_abstract().ok_or_else(|| {
             io::Error::other("the kernel gave the notify socket no abstract name")
@@ -379,20 +397,43 @@ impl NotifySocket {
         Ok(NotifySocket { fd, name })
     }
 
-    /// Reads every message waiting; whether one of them has a `READY=1` line.
-    fn read_ready(&self) -> bool {
-        let mut buffer = [0u8; 4096];
-        let mut ready = false;
+    /// Reads every message waiting; the pids of the senders of those with a `READY=1` line (0 for a sender
+    /// outside grace's PID namespace, whose pid the kernel cannot translate).
+    fn read_ready(&self) -> Vec<i32> {
+        use std::io::IoSliceMut;
+        // Larger than any notification (systemd takes up to 4 KiB); a longer one is cut, as systemd cuts it.
+        let mut buffer = [0u8; 8192];
+        let mut control = nix::cmsg_space!(libc::ucred);
+        let mut senders = Vec::new();
         loop {
-            match socket::recv(self.fd.as_raw_fd(), &mut buffer, MsgFlags::MSG_DONTWAIT) {
-                Ok(length) => {
-                    let message = buffer.get(..length).unwrap_or_default();
-                    ready |= message
-                        .split(|&byte| byte == b'\n')
-                        .any(|line| line == b"READY=1");
+            let mut iov = [IoSliceMut::new(&mut buffer)];
+            let received = socket::recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut control),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let (length, sender) = match received {
+                Ok(message) => {
+                    let sender = message.cmsgs().ok().and_then(|mut messages| {
+                        messages.find_map(|control| match control {
+                            socket::ControlMessageOwned::ScmCredentials(credentials) => {
+                                Some(credentials.pid())
+                            }
+                            _ => None,
+                        })
+                    });
+                    (message.bytes, sender.unwrap_or(0))
                 }
                 Err(Errno::EINTR) => continue,
-                Err(_) => return ready,
+                Err(_) => return senders,
+            };
+            let text = buffer.get(..length).unwrap_or_default();
+            if text
+                .split(|&byte| byte == b'\n')
+                .any(|line| line == b"READY=1")
+            {
+                senders.push(sender);
             }
         }
     }
@@ -468,14 +509,20 @@ mod tests {
             &name.as_bytes()[1..],
         )
         .unwrap();
+        let me = std::process::id() as i32;
         client
             .send_to_addr(b"STATUS=warming up\n", &address)
             .unwrap();
-        assert_eq!(waiter.on_readable(), Step::Idle);
+        assert_eq!(waiter.on_readable(|pid| pid == me), Step::Idle);
+        // READY=1 from a process that is not the service's is refused.
         client
             .send_to_addr(b"STATUS=up\nREADY=1\n", &address)
             .unwrap();
-        assert_eq!(waiter.on_readable(), Step::Ready);
+        assert_eq!(waiter.on_readable(|_| false), Step::Idle);
+        client
+            .send_to_addr(b"STATUS=up\nREADY=1\n", &address)
+            .unwrap();
+        assert_eq!(waiter.on_readable(|pid| pid == me), Step::Ready);
     }
 
     /// A `file:` check is probed in a child (a hung filesystem must not hold PID 1), and its stale file is

@@ -399,8 +399,10 @@ impl ServicesSupervisor {
     }
 
     fn on_notify(&mut self, id: ServiceId, now: Instant) {
+        let own = self.runs.get(id).and_then(|run| run.pid);
+        let name = self.name(id);
         let step = match self.runs.get_mut(id).and_then(|run| run.waiter.as_mut()) {
-            Some(waiter) => waiter.on_readable(),
+            Some(waiter) => waiter.on_readable(|pid| is_of_service(pid, own, &name)),
             None => return,
         };
         if step == Step::Ready {
@@ -1621,6 +1623,23 @@ impl ServicesSupervisor {
             .map(|deadline| deadline.saturating_duration_since(now))
             .unwrap_or(self.config.grace_period)
     }
+}
+
+/// Whether `pid` is `own` (a service's process), descends from it, or carries the service's `name` in its
+/// environment: who may tell grace that the service is ready.
+fn is_of_service(pid: i32, own: Option<i32>, name: &str) -> bool {
+    let mut current = pid;
+    // The chain is short (a service's process and its children); a bound keeps a pid-reuse loop finite.
+    for _ in 0..64 {
+        if Some(current) == own {
+            return true;
+        }
+        match tree::read_process(current) {
+            Some(process) if process.parent_pid > 1 => current = process.parent_pid,
+            _ => break,
+        }
+    }
+    super::membership::marker_of(pid).is_some_and(|marker| marker == name.as_bytes())
 }
 
 /// The state of a service whose own process exited at `now` and that starts again at `restart_at`: its
