@@ -737,3 +737,35 @@ fn notify_takes_ready_only_from_the_service() {
         );
     }
 }
+
+/// A `once` task is waited for with a line every 10 s, and `ready-timeout` bounds it: past it, its tree is
+/// SIGKILLed and the container ends with 124 before the app ever starts.
+#[test]
+fn a_once_task_past_its_ready_timeout_ends_the_container_with_124() {
+    for mode in MODES {
+        let setup = Setup::new("once-timeout");
+        let text = format!(
+            "[migrate]\ncommand = {}\nonce = true\nready-timeout = \"1s\"\n\n[app]\nmain = true\n",
+            command("migrate", &["--daemon", "ignore"]),
+        );
+        let mut grace = start(mode, setup.file(&text), main_command("app", &[]));
+        let started = grace.wait_log("migrate: started pid").at;
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 124, "{mode:?}\n{output}");
+        let ended = finished
+            .line(
+                Stream::Stderr,
+                "did not complete within its ready-timeout of 1s",
+            )
+            .at;
+        assert!(
+            ended.duration_since(started) >= Duration::from_millis(900),
+            "{output}"
+        );
+        assert!(
+            find(&events(&finished.lines), "app", "started", "").is_none(),
+            "{output}"
+        );
+    }
+}

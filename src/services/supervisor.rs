@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::membership::{Membership, MARKER};
 use super::plan::{self, Facts, Member, ServiceId, StopPlan};
-use super::readiness::{Step, Waiter};
+use super::readiness::{Step, Waiter, REPORT_INTERVAL};
 use super::table::{Service, ServiceTable};
 use crate::child::{self, Launch, SpawnError};
 use crate::config::Config;
@@ -78,6 +78,8 @@ struct Run {
     /// The restart signal asked for a new run (main service only): its own process was sent the stop
     /// signal, and is SIGKILLed at this deadline.
     restart_requested: Option<Instant>,
+    /// A `once` task not completed yet: when it first started, and when to say again that it still runs.
+    task: Option<(Instant, Instant)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,6 +161,7 @@ impl ServicesSupervisor {
                     status: None,
                     waiter: None,
                     restart_requested: None,
+                    task: None,
                 }
             })
             .collect();
@@ -329,6 +332,9 @@ impl ServicesSupervisor {
         run.pid = Some(started.pid);
         run.started_at = now;
         run.starts += 1;
+        if service.once && run.task.is_none() {
+            run.task = Some((now, now + REPORT_INTERVAL));
+        }
         run.state = if waiting {
             State::Starting
         } else {
@@ -470,6 +476,7 @@ impl ServicesSupervisor {
         let once = self.services.get(id).is_some_and(|service| service.once);
         if once && status == 0 && self.stop.is_none() {
             run.state = State::Completed;
+            run.task = None;
             log::info!(
                 event = "service_completed", service = name.as_str();
                 "{name}: completed"
@@ -610,6 +617,10 @@ impl ServicesSupervisor {
                 }
             }
             consider(run.restart_requested);
+            if let (Some((started, next_report)), None) = (run.task, &self.stop) {
+                consider(Some(next_report));
+                consider(service.ready_timeout.map(|timeout| started + timeout));
+            }
             if let State::Cleaning {
                 restart_at,
                 term_at,
@@ -682,6 +693,35 @@ impl ServicesSupervisor {
             }
             run.restart_requested = None;
         }
+        if let (Some((started, next_report)), false) = (run.task, stopping) {
+            let running = now.saturating_duration_since(started);
+            if ready_timeout.is_some_and(|timeout| running >= timeout) {
+                run.task = None;
+                let timeout = ready_timeout.unwrap_or_default();
+                let leftovers = self.processes_of(id);
+                let killed = self.remains.kill_processes(&leftovers);
+                let why = format!(
+                    "did not complete within its ready-timeout of {} (SIGKILL to {})",
+                    configured(timeout),
+                    processes(killed.sent.len())
+                );
+                self.end(id);
+                self.ended_for_good(id, NOT_READY, why, now);
+                return;
+            }
+            if now >= next_report {
+                run.task = Some((started, now + REPORT_INTERVAL));
+                log::info!(
+                    event = "service_waiting", service = name.as_str(), check = "completion",
+                    waited_ms = millis(running);
+                    "{name}: still running after {} (a once task: the next service starts once it completes)",
+                    seconds(running)
+                );
+            }
+        }
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
         if let (Some(waiter), false) = (run.waiter.as_mut(), stopping) {
             if let Some(timeout) = ready_timeout {
                 if waiter.waited(now) >= timeout {
@@ -863,6 +903,7 @@ impl ServicesSupervisor {
     fn end(&mut self, id: ServiceId) {
         if let Some(run) = self.runs.get_mut(id) {
             run.state = State::Ended;
+            run.task = None;
             if let Some(pid) = run.waiter.take().and_then(|waiter| waiter.check_pid()) {
                 let _ = sys::send_signal(-pid, Signal::KILL.number());
             }

@@ -244,7 +244,8 @@ fn service(table: &Table) -> Result<Service, Refusal> {
                    succeeds)";
         return contradiction("once", "restart", why);
     }
-    if service.ready_timeout.is_some() && service.ready.is_none() {
+    // A `once` task is waited for until it completes: ready-timeout bounds that wait.
+    if service.ready_timeout.is_some() && service.ready.is_none() && !service.once {
         let message = format!(
             "ready-timeout without ready in [{}]: there is nothing to wait for",
             table.name
@@ -979,7 +980,7 @@ mod properties {
                 prop_assert!(service.command == cmd || !service.command[0].is_empty());
                 prop_assert!(!(service.once && service.ready.is_some()));
                 prop_assert!(!(service.main && (service.once || service.optional)));
-                prop_assert!(service.ready_timeout.is_none() || service.ready.is_some());
+                prop_assert!(service.ready_timeout.is_none() || service.ready.is_some() || service.once);
                 prop_assert!(service.stop_signal != Some(Signal::STOP));
             }
             let built: Vec<String> = table.services.iter().map(|service| service.name.clone()).collect();
