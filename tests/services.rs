@@ -631,11 +631,17 @@ stop-timeout = "5s"
     );
     // nginx's turn lasts its stop-timeout; app's begins after it; everything is signalled at G − C = 17 s.
     assert!(
-        lines[position("t0+0s      nginx: SIGQUIT")].contains("at most 5s"),
+        lines[position("t0+0s      nginx: SIGQUIT")]
+            .contains("at most 5s (its stop-timeout: SIGKILL of its tree at t0+5s)"),
         "{stdout}"
     );
     assert!(
-        lines[position("t0+5s      app:")].contains("t0+17s at most"),
+        lines[position("t0+5s      app:")].contains("until nothing of it is left"),
+        "{stdout}"
+    );
+    // db-proxy's turn comes at G − C at worst: it is signalled with everything.
+    assert!(
+        lines[position("t0+17s     db-proxy:")].contains("with everything not yet signalled"),
         "{stdout}"
     );
     assert!(

@@ -128,7 +128,8 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
             "t0"
         );
     }
-    // The worst case of each turn: its stop-timeout, or until G − C without one.
+    // The worst case of each turn: it begins when the one before ends (its stop-timeout, or G − C without
+    // one); a stop-timeout runs from the turn's start to its SIGKILL even past G − C, but never past G.
     let mut at = start;
     let main = table.main_index();
     for (index, service) in table.services.iter().enumerate().rev() {
@@ -145,30 +146,32 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
         } else {
             service.stop_signal.unwrap_or(Signal::TERM).to_string()
         };
-        let when = if at >= everything {
-            format!("t0+{}", seconds(everything))
-        } else {
-            format!("t0+{}", seconds(at))
-        };
+        if at >= everything {
+            let _ = writeln!(
+                text,
+                "  {:<10} {}: its turn comes after grace period − cleanup timeout at worst: it gets {signal} \
+                 with everything not yet signalled",
+                format!("t0+{}", seconds(everything)),
+                service.name
+            );
+            continue;
+        }
         let until = match service.stop_timeout {
-            Some(timeout) if at + timeout < everything => {
-                format!(
-                    "at most {} (its stop-timeout, then SIGKILL of its tree)",
-                    configured(timeout)
-                )
-            }
-            _ => format!(
-                "until nothing of it is left, t0+{} at most",
-                configured(everything)
+            Some(timeout) if at + timeout < grace => format!(
+                "at most {} (its stop-timeout: SIGKILL of its tree at t0+{})",
+                configured(timeout),
+                seconds(at + timeout)
             ),
+            _ => "until nothing of it is left".to_string(),
         };
         let _ = writeln!(
             text,
-            "  {when:<10} {}: {signal}; once it has exited, SIGTERM to the rest of its tree; its turn lasts {until}",
+            "  {:<10} {}: {signal}; once it has exited, SIGTERM to the rest of its tree; its turn lasts {until}",
+            format!("t0+{}", seconds(at)),
             service.name
         );
         at = match service.stop_timeout {
-            Some(timeout) => (at + timeout).min(everything),
+            Some(timeout) => (at + timeout).min(grace),
             None => everything,
         };
     }
@@ -181,10 +184,7 @@ fn timeline(config: &Config, table: &ServiceTable, text: &mut String) {
         let _ = writeln!(
             text,
             "  {:<10} final signal {} to everything that remains",
-            format!(
-                "t0+{}",
-                configured(grace.saturating_sub(config.final_timeout))
-            ),
+            format!("t0+{}", seconds(grace.saturating_sub(config.final_timeout))),
             config.final_signal
         );
     }
