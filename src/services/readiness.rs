@@ -288,6 +288,13 @@ impl Waiter {
 
     /// One non-blocking step of a TCP probe: connect, or look at a connect already in progress.
     fn probe_tcp(&mut self, host: &str, port: u16) -> Step {
+        let bracketed;
+        let host = if host.contains(':') {
+            bracketed = format!("[{host}]");
+            bracketed.as_str()
+        } else {
+            host
+        };
         if let Some(connecting) = self.connecting.take() {
             match connect_result(&connecting) {
                 Ok(true) => return Step::Ready,

@@ -577,7 +577,14 @@ impl ServicesSupervisor {
             }
             return;
         }
-        log::error!(
+        // An error, unless it ended well (a helper under `on-failure` that exited 0): then only news.
+        let level = if status == 0 {
+            log::Level::Warn
+        } else {
+            log::Level::Error
+        };
+        log::log!(
+            level,
             event = "service_ended", service = name.as_str(), status = status, optional = false;
             "{name} {why}: stopping every service (status {status})"
         );
@@ -1202,8 +1209,13 @@ impl ServicesSupervisor {
                         log::info!(
                             event = "service_terminating", service = self.name(id).as_str(), count = sent.len(),
                             pids:% = pid_list(sent), names:% = name_list(sent);
-                            "{}: its process has exited; SIGTERM to what remains of its tree: {}",
-                            self.name(id), tree::describe(sent)
+                            "{}: SIGTERM to {}: {}", self.name(id),
+                            if id == self.unattributed() {
+                                "the processes of no service, after every service"
+                            } else {
+                                "what remains of its tree, its process having exited"
+                            },
+                            tree::describe(sent)
                         );
                     }
                 }
@@ -1268,7 +1280,18 @@ impl ServicesSupervisor {
         let _ = sys::send_signal(target, Signal::CONT.number());
         std::thread::yield_now(); // let it run its handler before grace writes the log line
         let name = self.name(id);
-        let left = self.until_deadline(Instant::now());
+        // Its SIGKILL comes at the deadline, or sooner by its stop-timeout if its turn has one.
+        let now = Instant::now();
+        let mut left = self.until_deadline(now);
+        if let Some(kill_at) = self
+            .stop
+            .as_ref()
+            .and_then(|stop| stop.plan.as_ref())
+            .and_then(StopPlan::next_deadline)
+            .filter(|_| why == "its turn to stop")
+        {
+            left = left.min(kill_at.saturating_duration_since(now));
+        }
         log::info!(
             event = "service_stopping", service = name.as_str(), pid = pid,
             signal:% = signal.map_or_else(|| "none".to_string(), |signal| signal.to_string());
