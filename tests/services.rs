@@ -159,6 +159,8 @@ fn services_start_in_order_each_once_the_one_before_is_ready_and_stop_in_reverse
         let port = free_port();
         let file = setup.path("cache-ready");
         let checked = setup.path("checked-ready");
+        // A stale readiness file from an earlier run: it must not let the next service start early.
+        std::fs::write(&file, "stale").expect("writing a stale readiness file");
         let text = format!(
             r#"
 [proxy]
@@ -773,5 +775,118 @@ fn a_once_task_past_its_ready_timeout_ends_the_container_with_124() {
             find(&events(&finished.lines), "app", "started", "").is_none(),
             "{output}"
         );
+    }
+}
+
+/// A `file:` readiness check on a file system that stops answering (a network mount whose server went away;
+/// here a FUSE server of the test's own) never holds PID 1: each probe runs in a child, the stop still comes
+/// at once, and the deadline still holds.
+#[test]
+fn a_hung_file_system_never_holds_grace() {
+    use std::io::BufRead;
+    for mode in MODES {
+        let setup = Setup::new("fuse");
+        let mountpoint = setup.path("mnt");
+        std::fs::create_dir_all(&mountpoint).expect("a mount point");
+        let stall = setup.path("stall");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/fuse_stall.py");
+        let mut server = std::process::Command::new("python3")
+            .arg(&script)
+            .args([&mountpoint, &stall])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the FUSE server");
+        let mut server_lines = std::io::BufReader::new(server.stdout.take().expect("its stdout")).lines();
+        assert_eq!(server_lines.next().and_then(Result::ok).as_deref(), Some("mounted"));
+        // Unmounted and stopped whatever happens: a stalled mount would hold every later test.
+        struct Unmount(String, std::process::Child);
+        impl Drop for Unmount {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").args(["-l", &self.0]).status();
+                let _ = self.1.kill();
+                let _ = self.1.wait();
+            }
+        }
+        let _unmount = Unmount(mountpoint.clone(), server);
+        std::fs::write(&stall, "").expect("stalling the file system");
+        let text = format!(
+            "[share]\ncommand = {}\nready = \"file:{mountpoint}/ready\"\n\n[app]\nmain = true\n",
+            command("share", &[]),
+        );
+        let mut options = setup.file(&text);
+        options.extend(["-t", "2s"].map(String::from));
+        let mut grace = start(mode, options, main_command("app", &[]));
+        grace.wait_stdout("svc share ready");
+        // Stalled already, or at the first probe: either way grace stops at once, and exits by the deadline.
+        let sent = common::stop(&grace);
+        grace.wait_log("stopping the services in reverse order");
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 128 + libc::SIGTERM, "{mode:?}\n{output}");
+        let elapsed = finished.at.saturating_duration_since(sent);
+        assert!(
+            elapsed < Duration::from_secs(2) + LATE,
+            "{mode:?}: exit {elapsed:?} after SIGTERM\n{output}"
+        );
+    }
+}
+
+/// While a helper waits to be restarted, grace sleeps: no listing of /proc, no wake-up, in a restart delay of
+/// several seconds (measured as grace's CPU time over two seconds of it, against a bound a loop would pass
+/// at once).
+#[test]
+fn a_restart_delay_costs_nothing() {
+    for mode in MODES {
+        let setup = Setup::new("delay");
+        let text = format!(
+            "[crashy]\ncommand = {}\n\n[app]\nmain = true\n",
+            command("crashy", &["--exit-after", "10", "1"]),
+        );
+        let mut options = setup.file(&text);
+        options.extend(["--restart-delay", "8s"].map(String::from));
+        let mut grace = start(mode, options, main_command("app", &[]));
+        grace.wait_log("crashy: restarting in 8.000s");
+        // Past the settle and the cleanup timeout of the last run's leftovers (2.2 s), where a loop spun.
+        let cpu = |pid: i32| -> f64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("grace's stat");
+            let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+            let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+            ticks / 100.0
+        };
+        let until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100)); // a measurement window, not synchronisation
+        }
+        let before = cpu(grace.grace_pid());
+        let window = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < window {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let used = cpu(grace.grace_pid()) - before;
+        common::stop(&grace);
+        let finished = grace.finish();
+        assert!(used < 0.2, "{mode:?}: grace used {used} s of CPU in 2 s of a restart delay\n{}", finished.dump());
+    }
+}
+
+/// Once a stop began, the main service is never started again: not by its restart policy (a stop during its
+/// restart delay), nor by the restart signal (a stop while it restarts).
+#[test]
+fn the_main_service_is_not_restarted_once_a_stop_began() {
+    for mode in MODES {
+        let setup = Setup::new("no-restart");
+        let text = format!(
+            "[app]\nmain = true\n\n[nginx]\ncommand = {}\n",
+            command("nginx", &["--drain", "2500"]),
+        );
+        let mut options = setup.file(&text);
+        options.extend(["--restart", "always", "--restart-delay", "1s"].map(String::from));
+        let mut grace = start(mode, options, main_command("app", &["--exit-after", "200", "3"]));
+        grace.wait_log("app: restarting in 1.000s");
+        common::stop(&grace);
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 3, "{mode:?}\n{output}");
+        assert!(!finished.has(Stream::Stderr, "app: restarted"), "{mode:?}: restarted during the stop\n{output}");
     }
 }
