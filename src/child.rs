@@ -44,8 +44,6 @@ pub struct Launch<'a> {
     pub environment: &'a [(OsString, OsString)],
     /// Standard input from /dev/null: of several services, only the main one reads the container's.
     pub null_stdin: bool,
-    /// A file the child removes just before it execs: a service's stale readiness file.
-    pub remove_before_exec: Option<&'a std::ffi::CStr>,
 }
 
 /// Finds `command[0]`, then starts it in a new process group with `setup` applied before exec.
@@ -78,9 +76,6 @@ pub fn spawn_with(
         process.stdin(std::process::Stdio::null());
     }
     sys::apply_in_child(&mut process, setup);
-    if let Some(path) = launch.remove_before_exec {
-        sys::remove_in_child(&mut process, path.to_owned());
-    }
     let child = process.spawn().map_err(|err| exec_failed(&path, &err))?;
     let pid = i32::try_from(child.id())
         .map_err(|_| not_executable(format!("{} got pid out of range", path.display())))?;

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::membership::{Membership, MARKER};
 use super::plan::{self, Facts, Member, ServiceId, StopPlan};
-use super::readiness::{Step, Waiter, REPORT_INTERVAL};
-use super::table::{Service, ServiceTable};
+use super::readiness::{Step, Waiter, CHECK_TIMEOUT, REPORT_INTERVAL};
+use super::table::{Readiness, Service, ServiceTable};
 use crate::child::{self, Launch, SpawnError};
 use crate::config::Config;
 use crate::exit_status;
@@ -80,6 +80,10 @@ struct Run {
     restart_requested: Option<Instant>,
     /// A `once` task not completed yet: when it first started, and when to say again that it still runs.
     task: Option<(Instant, Instant)>,
+    /// Before its first start, the child removing its stale readiness file, and when it began (see
+    /// [`sys::remove_file_in_child`]); `stale_removed` once that is over.
+    removing: Option<(i32, Instant)>,
+    stale_removed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +166,8 @@ impl ServicesSupervisor {
                     waiter: None,
                     restart_requested: None,
                     task: None,
+                    removing: None,
+                    stale_removed: false,
                 }
             })
             .collect();
@@ -294,6 +300,29 @@ impl ServicesSupervisor {
         };
         let is_main = id == self.main;
         let first = self.runs.get(id).is_some_and(|run| run.starts == 0);
+        // A stale `file:` readiness file goes first, in a child of its own (a hung file system must not hold
+        // PID 1); the service starts once it is gone (see on_removed).
+        if let (true, Some(Readiness::File(path))) = (first, &service.ready) {
+            if let Some(run) = self.runs.get_mut(id).filter(|run| !run.stale_removed) {
+                if run.removing.is_none() {
+                    use std::os::unix::ffi::OsStrExt;
+                    let removing = std::ffi::CString::new(path.as_os_str().as_bytes())
+                        .map_err(std::io::Error::other)
+                        .and_then(|path| sys::remove_file_in_child(&path));
+                    match removing {
+                        Ok(pid) => {
+                            run.removing = Some((pid, now));
+                            run.state = State::Starting;
+                        }
+                        // It could not even be forked: start as if it had been removed.
+                        Err(_) => run.stale_removed = true,
+                    }
+                }
+                if run.removing.is_some() {
+                    return Ok(());
+                }
+            }
+        }
         if first {
             if let Some(readiness) = &service.ready {
                 let waiter = Waiter::new(readiness, now).map_err(|err| SpawnError {
@@ -316,11 +345,9 @@ impl ServicesSupervisor {
             take_terminal: is_main && self.setup.take_terminal,
             ..self.setup
         };
-        let stale_file = run.and_then(|run| run.waiter.as_ref()?.stale_file());
         let launch = Launch {
             environment: &environment,
             null_stdin: !is_main,
-            remove_before_exec: stale_file.as_deref(),
         };
         let started = child::spawn_with(&service.command, setup, launch)?;
         let waiting = run.is_some_and(|run| run.waiter.is_some()) || service.once;
@@ -429,6 +456,12 @@ impl ServicesSupervisor {
             } else if let Some(id) = self
                 .runs
                 .iter()
+                .position(|run| run.removing.map(|(removing, _)| removing) == Some(pid))
+            {
+                self.on_removed(id, now);
+            } else if let Some(id) = self
+                .runs
+                .iter()
                 .position(|run| run.waiter.as_ref().and_then(Waiter::check_pid) == Some(pid))
             {
                 self.on_check_exit(id, status, now);
@@ -437,6 +470,25 @@ impl ServicesSupervisor {
             }
         }
         no_children
+    }
+
+    /// The stale readiness file of `id` is gone (or could not be removed in time): the service starts.
+    fn on_removed(&mut self, id: ServiceId, now: Instant) {
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
+        run.removing = None;
+        run.stale_removed = true;
+        if self.stop.is_some() {
+            return;
+        }
+        run.state = State::NotStarted;
+        if let Err(err) = self.start(id, now) {
+            self.could_not_start(id, err, now);
+            if self.next_to_start == Some(id) {
+                self.start_due(now);
+            }
+        }
     }
 
     fn on_check_exit(&mut self, id: ServiceId, status: u8, now: Instant) {
@@ -624,6 +676,9 @@ impl ServicesSupervisor {
                 }
             }
             consider(run.restart_requested);
+            if let (Some((_, began)), None) = (run.removing, &self.stop) {
+                consider(Some(began + CHECK_TIMEOUT));
+            }
             if let (Some((started, next_report)), None) = (run.task, &self.stop) {
                 consider(Some(next_report));
                 consider(service.ready_timeout.map(|timeout| started + timeout));
@@ -700,6 +755,21 @@ impl ServicesSupervisor {
             }
             run.restart_requested = None;
         }
+        if let (Some((pid, began)), false) = (run.removing, stopping) {
+            if now >= began + CHECK_TIMEOUT {
+                let _ = sys::send_signal(-pid, Signal::KILL.number());
+                log::warn!(
+                    event = "service_waiting", service = name.as_str(), check = "stale file";
+                    "{name}: its stale readiness file could not be removed within {} (the file system does not \
+                     answer): starting it anyway", seconds(CHECK_TIMEOUT)
+                );
+                self.on_removed(id, now);
+                return;
+            }
+        }
+        let Some(run) = self.runs.get_mut(id) else {
+            return;
+        };
         if let (Some((started, next_report)), false) = (run.task, stopping) {
             let running = now.saturating_duration_since(started);
             if ready_timeout.is_some_and(|timeout| running >= timeout) {
@@ -787,7 +857,6 @@ impl ServicesSupervisor {
         let launch = Launch {
             environment: &environment,
             null_stdin: true,
-            remove_before_exec: None,
         };
         let spawned = child::spawn_with(argv, setup, launch);
         let Some(waiter) = self.runs.get_mut(id).and_then(|run| run.waiter.as_mut()) else {
@@ -1036,7 +1105,8 @@ impl ServicesSupervisor {
         }
         self.next_to_start = None;
         for run in &mut self.runs {
-            if let Some(pid) = run.waiter.as_ref().and_then(Waiter::check_pid) {
+            let check = run.waiter.as_ref().and_then(Waiter::check_pid);
+            for pid in check.into_iter().chain(run.removing.map(|(pid, _)| pid)) {
                 let _ = sys::send_signal(-pid, Signal::KILL.number());
             }
         }

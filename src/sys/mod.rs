@@ -271,21 +271,23 @@ pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
     }
 }
 
-/// Removes `path` in the child just before exec (and after [`apply_in_child`]'s setup): a service's stale
-/// readiness file goes before the service starts, and if the filesystem hangs, the service's own process
-/// waits for it, never PID 1. A failure is ignored: nothing is there to remove, or it cannot be.
-pub fn remove_in_child(command: &mut std::process::Command, path: std::ffi::CString) {
-    use std::os::unix::process::CommandExt;
-    let remove = move || -> io::Result<()> {
-        // SAFETY: unlink(2) is async-signal-safe and reads only the NUL-terminated string it is given, which
-        // the closure owns.
-        unsafe { libc::unlink(path.as_ptr()) };
-        Ok(())
-    };
-    // SAFETY: the closure runs between fork and exec in a single-threaded child and makes one
-    // async-signal-safe system call; it neither allocates nor takes locks.
-    unsafe {
-        command.pre_exec(remove);
+/// Forks a child that removes `path` and exits: a service's stale readiness file, before the service starts.
+/// In a child, so that a hung file system holds it and not PID 1; a failure is ignored (nothing was there, or
+/// it cannot be removed). It leads a process group of its own, as a probe does. Returns its pid.
+pub fn remove_file_in_child(path: &std::ffi::CStr) -> io::Result<i32> {
+    // SAFETY: grace has one thread, so the child is a full copy that runs only what follows: setpgid, prctl,
+    // unlink and _exit, all async-signal-safe system calls, on the NUL-terminated string borrowed for the call; nothing
+    // allocates, takes a lock or returns into Rust code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => unsafe {
+            libc::setpgid(0, 0);
+            // A name of its own, for a report that must say what hangs.
+            libc::prctl(libc::PR_SET_NAME, c"grace-unlink".as_ptr(), 0, 0, 0);
+            libc::unlink(path.as_ptr());
+            libc::_exit(0)
+        },
+        pid => Ok(pid),
     }
 }
 
@@ -294,13 +296,14 @@ pub fn remove_in_child(command: &mut std::process::Command, path: std::ffi::CStr
 /// blocks, and PID 1 must not; the child is reaped and timed out like a check command. It leads a process
 /// group of its own, so that it is killed as a check's group is. Returns its pid.
 pub fn probe_exists(path: &std::ffi::CStr) -> io::Result<i32> {
-    // SAFETY: grace has one thread, so the child is a full copy that runs only what follows: setpgid,
-    // access and _exit, all async-signal-safe, on the NUL-terminated string borrowed for the call; nothing
+    // SAFETY: grace has one thread, so the child is a full copy that runs only what follows: setpgid, prctl,
+    // access and _exit, all async-signal-safe system calls, on the NUL-terminated string borrowed for the call; nothing
     // allocates, takes a lock or returns into Rust code.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => unsafe {
             libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_NAME, c"grace-probe".as_ptr(), 0, 0, 0);
             let found = libc::access(path.as_ptr(), libc::F_OK) == 0;
             libc::_exit(if found { 0 } else { 1 })
         },

@@ -8,6 +8,7 @@ Usage: fuse_stall.py MOUNTPOINT STALL_FILE"""
 import ctypes
 import errno
 import os
+import signal
 import struct
 import sys
 
@@ -41,7 +42,7 @@ while True:
     if os.path.exists(stall_file):
         print("stalled", flush=True)
         while True:
-            os.pause()
+            signal.pause()
     if opcode == INIT:
         reply(unique, 0, struct.pack("<IIIIHHIIHHII", 7, 31, 0, 0, 16, 12, 4096, 1, 0, 0, 0, 0) + b"\0" * 24)
     elif opcode == GETATTR:
