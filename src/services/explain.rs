@@ -8,10 +8,10 @@ use std::time::Duration;
 use super::readiness::READY_REPORT_NOTE;
 use super::table::{Readiness, Service, ServiceTable};
 use crate::config::Config;
+use crate::explain::seconds;
 use crate::restart::Policy;
 use crate::shutdown::SURVEY_LEAD;
 use crate::signals::Signal;
-use crate::explain::seconds;
 use crate::wording::configured;
 
 /// The services part of the explanation.
