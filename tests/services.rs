@@ -735,9 +735,17 @@ fn prefixed_lines_name_their_service_on_their_own_stream_in_text_and_json() {
             grace.wait_stdout("svc app ready");
             grace.wait_stdout("proxy up");
             grace.wait_stdout("web says hi");
-            grace.wait_log("web warns");
+            // On stderr, grace's own start lines name these words too: the service's lines are waited for.
+            grace.wait_log(if json {
+                "\"msg\":\"web warns\""
+            } else {
+                "| web warns"
+            });
             grace.wait_stdout("side untouched");
-            grace.wait_log("side err");
+            grace.wait_until(
+                |line| line.stream == Stream::Stderr && line.text == "side err",
+                "side's own line",
+            );
             common::stop(&grace);
             let finished = grace.finish();
             let output = finished.dump();
@@ -1326,6 +1334,15 @@ fn a_stalled_reader_blocks_the_service_never_grace() {
             );
             // The app exited on its SIGTERM (its lines had room of their own); the floods were killed.
             assert_eq!(status.code(), Some(0), "{mode:?}");
+            if let Some(log) = log {
+                // flood-out, blocked in write, could not act on its SIGTERM: it is in the report, SIGKILLed.
+                let rest: Vec<String> = log.iter().map(|(line, _)| line).collect();
+                assert!(
+                    rest.iter().any(|line| line.contains("  flood-out: pid")),
+                    "{mode:?}: flood-out was not among the survivors at the deadline: it was not blocked\n{}",
+                    rest.join("\n")
+                );
+            }
             drop(stderr_reader);
             eprintln!(
                 "services: stdout stalled{}, {mode:?}: the flooding services blocked in write; exit {:.3} s after \
