@@ -206,6 +206,8 @@ pub struct LineQueue {
     begun: usize,
     /// Bytes in `pending`, for the bound.
     pending_bytes: usize,
+    /// Where each write is put together; kept, so that a busy stream does not allocate one per write.
+    batch: Vec<u8>,
 }
 
 impl LineQueue {
@@ -232,14 +234,25 @@ impl LineQueue {
         descriptor: &mut Descriptor,
         removed: &mut dyn FnMut(u64, usize, bool),
     ) -> (Stopped, bool) {
-        let mut batch = Vec::new();
+        let mut batch = std::mem::take(&mut self.batch);
+        let stopped = self.flush_with(&mut batch, descriptor, removed);
+        self.batch = batch;
+        stopped
+    }
+
+    fn flush_with(
+        &mut self,
+        batch: &mut Vec<u8>,
+        descriptor: &mut Descriptor,
+        removed: &mut dyn FnMut(u64, usize, bool),
+    ) -> (Stopped, bool) {
         let mut progressed = false;
         loop {
-            self.next_batch(&mut batch, descriptor.is_datagram());
+            self.next_batch(batch, descriptor.is_datagram());
             if batch.is_empty() {
                 return (Stopped::Empty, progressed);
             }
-            match descriptor.write(&batch) {
+            match descriptor.write(batch) {
                 Ok(0) => return (Stopped::Full, progressed),
                 Ok(written) => {
                     progressed = true;

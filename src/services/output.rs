@@ -645,7 +645,7 @@ fn cut_point(text: &[u8], room: usize) -> usize {
         start -= 1;
     }
     match text.get(start) {
-        Some(lead) if start > 0 && start < room && lead & 0xC0 == 0xC0 => start,
+        Some(lead) if start < room && lead & 0xC0 == 0xC0 => start,
         _ => room,
     }
 }
@@ -656,39 +656,52 @@ fn escape_json(out: &mut Vec<u8>, text: &[u8], room: usize) -> usize {
     let limit = out.len() + room;
     let mut taken = 0;
     for chunk in text.utf8_chunks() {
-        for character in chunk.valid().chars() {
-            let mut utf8 = [0; 4];
-            let escaped: &[u8] = match character {
-                '"' => b"\\\"",
-                '\\' => b"\\\\",
-                '\n' => b"\\n",
-                '\r' => b"\\r",
-                '\t' => b"\\t",
-                control if (control as u32) < 0x20 => {
-                    let code = control as u8;
-                    let hex = |digit: u8| {
-                        if digit < 10 {
-                            b'0' + digit
-                        } else {
-                            b'a' + digit - 10
-                        }
-                    };
-                    utf8 = [b'0', b'0', hex(code >> 4), hex(code & 0xF)];
-                    if out.len() + 6 > limit {
-                        return taken;
-                    }
-                    out.extend_from_slice(b"\\u");
-                    out.extend_from_slice(&utf8);
-                    taken += 1;
-                    continue;
+        let mut valid = chunk.valid().as_bytes();
+        while !valid.is_empty() {
+            // What needs no escaping goes in one copy (the bytes of a character beyond ASCII never need it),
+            // cut at a character when it does not all fit.
+            let run = valid
+                .iter()
+                .position(|&byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+                .unwrap_or(valid.len());
+            let (plain, rest) = valid.split_at(run);
+            let fits = cut_point(plain, limit.saturating_sub(out.len()));
+            out.extend_from_slice(plain.get(..fits).unwrap_or_default());
+            taken += fits;
+            let Some((&byte, rest)) = rest.split_first().filter(|_| fits == run) else {
+                if fits < run {
+                    return taken;
                 }
-                other => other.encode_utf8(&mut utf8).as_bytes(),
+                break;
+            };
+            let hex = |digit: u8| {
+                if digit < 10 {
+                    b'0' + digit
+                } else {
+                    b'a' + digit - 10
+                }
+            };
+            let escaped: &[u8] = match byte {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                control => &[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    hex(control >> 4),
+                    hex(control & 0xF),
+                ],
             };
             if out.len() + escaped.len() > limit {
                 return taken;
             }
             out.extend_from_slice(escaped);
-            taken += character.len_utf8();
+            taken += 1;
+            valid = rest;
         }
         let invalid = chunk.invalid();
         if !invalid.is_empty() {
@@ -873,6 +886,7 @@ mod tests {
         assert_eq!(cut_point("aé".as_bytes(), 2), 1);
         assert_eq!(cut_point("a€".as_bytes(), 3), 1);
         assert_eq!(cut_point(&[b'a', 0x80, 0x80, 0x80, 0x80, 0x80], 5), 5);
+        assert_eq!(cut_point("é".as_bytes(), 1), 0);
         let mut out = Vec::new();
         // A character that does not fit whole stays for the next piece: \u0001 takes 6 bytes.
         assert_eq!(escape_json(&mut out, "aé\u{1}".as_bytes(), 5), 3);
