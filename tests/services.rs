@@ -1354,12 +1354,12 @@ fn a_stalled_reader_blocks_the_service_never_grace() {
     }
 }
 
-/// Under load — two prefixed services and one that inherits writing thousands of lines of every length
+/// Under load — two prefixed services and one that inherits writing 3,000 lines each of every length
 /// (some longer than one write) on both streams, grace logging each of a flood of forwarded signals — no
 /// line is ever cut by another: each write is whole lines of at most PIPE_BUF bytes.
 #[test]
 fn no_line_is_ever_cut_by_another_under_load() {
-    const LINES: usize = 1500;
+    const LINES: usize = 3000;
     let count = LINES.to_string();
     for mode in MODES {
         let setup = Setup::new("interleave");
@@ -1390,7 +1390,8 @@ fn no_line_is_ever_cut_by_another_under_load() {
                 }
             })
         };
-        grace.wait_count(Stream::Stdout, "burst done", 3);
+        // Each service says so after each of its two bursts.
+        grace.wait_count(Stream::Stdout, "burst done", 6);
         writing.store(false, std::sync::atomic::Ordering::Relaxed);
         signaller.join().expect("the signalling thread");
         common::stop(&grace);
