@@ -251,7 +251,7 @@ impl Output {
                     .and_then(|pipe| pipe.lines.since)
                     .is_some_and(|since| now >= since + PARTIAL_WAIT);
                 if due {
-                    self.end_partial(service, stream);
+                    self.end_partial(service, stream, false);
                     any = true;
                 }
             }
@@ -269,7 +269,7 @@ impl Output {
         }
         for stream in [Stream::Stdout, Stream::Stderr] {
             self.read(id, stream, DRAIN_READS, now);
-            self.end_partial(id, stream);
+            self.end_partial(id, stream, true);
         }
         self.flush();
     }
@@ -361,8 +361,8 @@ impl Output {
         }
     }
 
-    /// Sends out the partial line of one pipe, as it is.
-    fn end_partial(&mut self, service: usize, stream: Stream) {
+    /// Sends out the partial line of one pipe, as it is; `over`: its writer has exited.
+    fn end_partial(&mut self, service: usize, stream: Stream, over: bool) {
         let Output {
             json,
             width,
@@ -396,7 +396,7 @@ impl Output {
         let queue = &mut writer.queue;
         let tag = tag_of(service, stream);
         pipe.lines
-            .end_partial(&mut format, &mut |line| queue.push(line, tag));
+            .end_partial(over, &mut format, &mut |line| queue.push(line, tag));
         pipe.queued += writer.queue.bytes().saturating_sub(before);
     }
 
@@ -557,17 +557,20 @@ impl Assembler {
         }
     }
 
-    /// Sends what waits for its newline as it is; what follows continues it.
-    fn end_partial(&mut self, format: &mut Format<'_>, push: &mut dyn FnMut(Vec<u8>)) {
+    /// Sends what waits for its newline as it is. What follows continues it, unless `over`: the process that
+    /// wrote it has exited, and whatever comes next (its next run) begins a line of its own.
+    fn end_partial(&mut self, over: bool, format: &mut Format<'_>, push: &mut dyn FnMut(Vec<u8>)) {
         self.since = None;
-        if self.partial.is_empty() {
-            return;
+        if !self.partial.is_empty() {
+            let partial = std::mem::take(&mut self.partial);
+            pieces(&partial, self.continued, format, push);
+            self.continued = true;
+            self.partial = partial;
+            self.partial.clear();
         }
-        let partial = std::mem::take(&mut self.partial);
-        pieces(&partial, self.continued, format, push);
-        self.continued = true;
-        self.partial = partial;
-        self.partial.clear();
+        if over {
+            self.continued = false;
+        }
     }
 }
 
@@ -844,20 +847,26 @@ mod tests {
             out.push(line)
         });
         assert_eq!(assembler.since, Some(t0), "the oldest byte sets the time");
-        assembler.end_partial(&mut format, &mut |line| out.push(line));
+        assembler.end_partial(false, &mut format, &mut |line| out.push(line));
         assert_eq!(assembler.since, None);
         assembler.take(b"yz\n", t0, &mut format, &mut |line| out.push(line));
         // A newline alone ends a line that went out already: nothing more to say.
         assembler.take(b"ok", t0, &mut format, &mut |line| out.push(line));
-        assembler.end_partial(&mut format, &mut |line| out.push(line));
+        assembler.end_partial(false, &mut format, &mut |line| out.push(line));
         assembler.take(b"\nnext\n", t0, &mut format, &mut |line| out.push(line));
+        // Its writer exited: the next run's first line is a line of its own.
+        assembler.take(b"last words", t0, &mut format, &mut |line| out.push(line));
+        assembler.end_partial(true, &mut format, &mut |line| out.push(line));
+        assembler.take(b"again\n", t0, &mut format, &mut |line| out.push(line));
         assert_eq!(
             text(&out),
             [
                 "web      | Password: x\n",
                 "web      + yz\n",
                 "web      | ok\n",
-                "web      | next\n"
+                "web      | next\n",
+                "web      | last words\n",
+                "web      | again\n"
             ]
         );
     }
