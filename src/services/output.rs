@@ -227,7 +227,7 @@ impl Output {
         }
         for watch in ready {
             if let Watch::Read { service, stream } = *watch {
-                self.read(service, stream, 1, now);
+                self.take_in(service, stream, 1, None, now);
             }
         }
         self.flush();
@@ -251,7 +251,7 @@ impl Output {
                     .and_then(|pipe| pipe.lines.since)
                     .is_some_and(|since| now >= since + PARTIAL_WAIT);
                 if due {
-                    self.end_partial(service, stream, false);
+                    self.take_in(service, stream, 0, Some(false), now);
                     any = true;
                 }
             }
@@ -268,8 +268,7 @@ impl Output {
             return;
         }
         for stream in [Stream::Stdout, Stream::Stderr] {
-            self.read(id, stream, DRAIN_READS, now);
-            self.end_partial(id, stream, true);
+            self.take_in(id, stream, DRAIN_READS, Some(true), now);
         }
         self.flush();
     }
@@ -311,8 +310,16 @@ impl Output {
         }
     }
 
-    /// Up to `reads` reads from one pipe (fewer once it is empty), each turned into lines at once.
-    fn read(&mut self, service: usize, stream: Stream, reads: usize, now: Instant) {
+    /// Up to `reads` reads from one pipe (fewer once it is empty), each turned into lines at once; then, with
+    /// `end`, its partial line sent out as it is (`Some(true)`: its writer has exited).
+    fn take_in(
+        &mut self,
+        service: usize,
+        stream: Stream,
+        reads: usize,
+        end: Option<bool>,
+        now: Instant,
+    ) {
         let Output {
             json,
             width,
@@ -331,11 +338,10 @@ impl Output {
         }) else {
             return;
         };
-        let writer = match stream {
-            Stream::Stdout => stdout,
-            Stream::Stderr => stderr,
+        let queue = match stream {
+            Stream::Stdout => &mut stdout.queue,
+            Stream::Stderr => &mut stderr.queue,
         };
-        buffer.resize(READ_BYTES, 0);
         let mut format = Format {
             json: *json,
             name,
@@ -343,61 +349,24 @@ impl Output {
             stream,
             timestamp: None,
         };
+        let before = queue.bytes();
         let tag = tag_of(service, stream);
+        let mut push = |line| queue.push(line, tag);
+        if reads > 0 {
+            buffer.resize(READ_BYTES, 0);
+        }
         for _ in 0..reads {
             let read = match nix::unistd::read(pipe.read.as_raw_fd(), buffer) {
-                Ok(0) | Err(_) => return, // EAGAIN: empty (EINTR cannot happen: every signal is blocked)
+                Ok(0) | Err(_) => break, // EAGAIN: empty (EINTR cannot happen: every signal is blocked)
                 Ok(read) => read,
             };
-            let before = writer.queue.bytes();
-            let queue = &mut writer.queue;
-            pipe.lines.take(
-                buffer.get(..read).unwrap_or_default(),
-                now,
-                &mut format,
-                &mut |line| queue.push(line, tag),
-            );
-            pipe.queued += writer.queue.bytes().saturating_sub(before);
+            let bytes = buffer.get(..read).unwrap_or_default();
+            pipe.lines.take(bytes, now, &mut format, &mut push);
         }
-    }
-
-    /// Sends out the partial line of one pipe, as it is; `over`: its writer has exited.
-    fn end_partial(&mut self, service: usize, stream: Stream, over: bool) {
-        let Output {
-            json,
-            width,
-            captured,
-            stdout,
-            stderr,
-            ..
-        } = self;
-        let Some(Some(captured)) = captured.get_mut(service) else {
-            return;
-        };
-        let name = captured.name.as_str();
-        let Some(pipe) = captured.pipes.as_mut().map(|pipes| match stream {
-            Stream::Stdout => &mut pipes.0,
-            Stream::Stderr => &mut pipes.1,
-        }) else {
-            return;
-        };
-        let writer = match stream {
-            Stream::Stdout => stdout,
-            Stream::Stderr => stderr,
-        };
-        let mut format = Format {
-            json: *json,
-            name,
-            width: *width,
-            stream,
-            timestamp: None,
-        };
-        let before = writer.queue.bytes();
-        let queue = &mut writer.queue;
-        let tag = tag_of(service, stream);
-        pipe.lines
-            .end_partial(over, &mut format, &mut |line| queue.push(line, tag));
-        pipe.queued += writer.queue.bytes().saturating_sub(before);
+        if let Some(over) = end {
+            pipe.lines.end_partial(over, &mut format, &mut push);
+        }
+        pipe.queued += queue.bytes().saturating_sub(before);
     }
 
     /// Writes what the streams take now, and says so if lines had to be dropped.
