@@ -2,11 +2,14 @@
 //! N LEN`, writes N lines of LEN bytes, one write(2) each, to a pipe the bench reads: alone as PID 1 of a
 //! fresh namespace (the direct write, the baseline), and as the main service of `grace --services FILE`
 //! with `log = "inherit"` (the same direct write, grace only watching), `log = "prefix"`, and `log =
-//! "prefix"` with `--log-format json`. The time from `go` to the last line read, per line; rounds
-//! interleaved, medians. The peers have no services: their cells read —.
+//! "prefix"` with `--log-format json`. The time from `go` to the last line read, per line; and the CPU
+//! time the namespace's PID 1 took meanwhile, per line: the writer's own (alone), or grace's (the cost of
+//! a line to grace, which runs beside the writer on another core). Rounds interleaved, medians. The peers
+//! have no services: their cells read —.
 
 use super::Bench;
 use crate::error::{bail, Context, Result};
+use crate::procfs;
 use crate::report::{Cell, Row, Unit};
 use crate::stats::median;
 use crate::sys;
@@ -53,8 +56,9 @@ const WAYS: [Way; 4] = [
     },
 ];
 
-/// One run: nanoseconds from `go` to the last of `lines` lines read.
-fn run(bench: &Bench, way: &Way, grace: &Path, lines: u32, log: &Path) -> Result<f64> {
+/// One run, per line: nanoseconds from `go` to the last of `lines` lines read, and nanoseconds of CPU the
+/// namespace's PID 1 took meanwhile.
+fn run(bench: &Bench, way: &Way, grace: &Path, lines: u32, log: &Path) -> Result<(f64, f64)> {
     let writer = bench.child(&["lines", &lines.to_string(), &LINE_BYTES.to_string()]);
     let mut argv: Vec<OsString> = Vec::new();
     if let Some((file, options)) = way.grace {
@@ -78,7 +82,8 @@ fn run(bench: &Bench, way: &Way, grace: &Path, lines: u32, log: &Path) -> Result
         .stderr(stderr);
     sys::kill_when_parent_dies(&mut command);
     let mut process = command.spawn().context("starting unshare")?;
-    let outcome = (|| -> Result<f64> {
+    let unshare = process.id() as i32;
+    let outcome = (|| -> Result<(f64, f64)> {
         let mut stdin = process.stdin.take().context("no stdin")?;
         let mut stdout = process.stdout.take().context("no stdout")?;
         let mut buffer = vec![0u8; 64 * 1024];
@@ -94,6 +99,10 @@ fn run(bench: &Bench, way: &Way, grace: &Path, lines: u32, log: &Path) -> Result
                 }
             }
         };
+        let init = *procfs::children(unshare)?
+            .first()
+            .context("unshare has no child")?;
+        let cpu_before = procfs::cpu_time_ns(init)?;
         let started = sys::monotonic_ns();
         stdin.write_all(b"go\n").context("writing go")?;
         let mut counted = rest.iter().filter(|&&byte| byte == b'\n').count() as u64;
@@ -103,8 +112,12 @@ fn run(bench: &Bench, way: &Way, grace: &Path, lines: u32, log: &Path) -> Result
             counted += buffer[..read].iter().filter(|&&byte| byte == b'\n').count() as u64;
         }
         let took = sys::monotonic_ns() - started;
+        let cpu = procfs::cpu_time_ns(init)?.saturating_sub(cpu_before);
         drop(stdin); // EOF: the writer exits, and grace with it
-        Ok(took as f64 / f64::from(lines))
+        Ok((
+            took as f64 / f64::from(lines),
+            cpu as f64 / f64::from(lines),
+        ))
     })();
     let exited = wait_exit(&mut process, Duration::from_secs(10));
     let per_line = outcome?;
@@ -164,7 +177,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         .position(|window| window == needle)
 }
 
-/// Time per line for each way, grace's against the writer alone.
+/// Time and CPU per line for each way, grace's against the writer alone.
 pub fn measure(bench: &mut Bench) -> Vec<Row> {
     let Some(grace) = bench
         .inits
@@ -179,7 +192,9 @@ pub fn measure(bench: &mut Bench) -> Vec<Row> {
     eprintln!(
         "output: {rounds} rounds of {lines} lines of {LINE_BYTES} bytes, the writer alone and through grace"
     );
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); WAYS.len()];
+    // [way] → per-line times and CPU times.
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); WAYS.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); WAYS.len()];
     let mut failed = vec![false; WAYS.len()];
     for round in 0..rounds {
         for slot in (0..WAYS.len()).map(|offset| (offset + round) % WAYS.len()) {
@@ -191,7 +206,10 @@ pub fn measure(bench: &mut Bench) -> Vec<Row> {
                 .log_dir
                 .join(format!("output-{}.stderr", way_slug(way)));
             match run(bench, way, &grace, lines, &log) {
-                Ok(per_line) => samples[slot].push(per_line),
+                Ok((time, cpu_time)) => {
+                    times[slot].push(time);
+                    cpu[slot].push(cpu_time);
+                }
                 Err(err) => {
                     failed[slot] = true;
                     bench.fail_named(way.label, "output", &err);
@@ -199,43 +217,57 @@ pub fn measure(bench: &mut Bench) -> Vec<Row> {
             }
         }
     }
-    for (way, series) in WAYS.iter().zip(&samples) {
+    for (index, way) in WAYS.iter().enumerate() {
+        let slug = way_slug(way);
         bench.keep_series(
-            &format!("output.ns_per_line.{}", way_slug(way)),
+            &format!("output.ns_per_line.{slug}"),
             "grace",
-            series,
+            &times[index],
+        );
+        bench.keep_series(
+            &format!("output.cpu_ns_per_line.{slug}"),
+            "grace",
+            &cpu[index],
         );
     }
-    let Some(baseline) = median(&samples[0]) else {
+    let (Some(baseline), Some(writer_cpu)) = (median(&times[0]), median(&cpu[0])) else {
         return Vec::new();
     };
-    let lines_per_second = |ns: f64| 1e9 / ns;
-    WAYS.iter()
-        .zip(&samples)
-        .skip(1)
-        .map(|(way, series)| {
-            let cells = bench
-                .inits
-                .iter()
-                .map(|init| match (init.is_grace, median(series)) {
-                    (true, Some(value)) => Cell::AgainstBaseline { value, baseline },
-                    (true, None) => Cell::Failed,
-                    (false, _) => Cell::Text("—".to_owned()),
-                })
-                .collect();
-            let rate = median(series).map_or_else(|| "?".to_owned(), |ns| {
-                format!("{:.0}", lines_per_second(ns))
-            });
-            Row {
-                label: format!(
-                    "output: a {LINE_BYTES}-byte line through grace, {} ({rate} lines/s; the writer alone: {:.0} \
-                     lines/s)",
-                    way.label,
-                    lines_per_second(baseline)
-                ),
-                unit: Unit::Nanos,
-                cells,
-            }
-        })
-        .collect()
+    let cells = |series: &[f64], baseline: f64| -> Vec<Cell> {
+        bench
+            .inits
+            .iter()
+            .map(|init| match (init.is_grace, median(series)) {
+                (true, Some(value)) => Cell::AgainstBaseline { value, baseline },
+                (true, None) => Cell::Failed,
+                (false, _) => Cell::Text("—".to_owned()),
+            })
+            .collect()
+    };
+    let mut rows = Vec::new();
+    for (index, way) in WAYS.iter().enumerate().skip(1) {
+        let rate =
+            median(&times[index]).map_or_else(|| "?".to_owned(), |ns| format!("{:.0}", 1e9 / ns));
+        rows.push(Row {
+            label: format!(
+                "output: time per {LINE_BYTES}-byte line through grace, {} ({rate} lines/s; the writer alone: \
+                 {:.0} lines/s)",
+                way.label,
+                1e9 / baseline
+            ),
+            unit: Unit::Nanos,
+            cells: cells(&times[index], baseline),
+        });
+    }
+    for (index, way) in WAYS.iter().enumerate().skip(1) {
+        rows.push(Row {
+            label: format!(
+                "output: grace's CPU per line, {} (against the writer's own CPU per line, {:.0} ns)",
+                way.label, writer_cpu
+            ),
+            unit: Unit::Nanos,
+            cells: cells(&cpu[index], writer_cpu),
+        });
+    }
+    rows
 }
