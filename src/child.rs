@@ -4,6 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -44,6 +45,9 @@ pub struct Launch<'a> {
     pub environment: &'a [(OsString, OsString)],
     /// Standard input from /dev/null: of several services, only the main one reads the container's.
     pub null_stdin: bool,
+    /// Standard output and error to these (the write ends of pipes grace reads) instead of grace's own.
+    pub stdout: Option<BorrowedFd<'a>>,
+    pub stderr: Option<BorrowedFd<'a>>,
 }
 
 /// Finds `command[0]`, then starts it in a new process group with `setup` applied before exec.
@@ -74,6 +78,18 @@ pub fn spawn_with(
     // Without /dev/null (an empty /dev), the service shares grace's stdin rather than not starting at all.
     if launch.null_stdin && Path::new("/dev/null").exists() {
         process.stdin(std::process::Stdio::null());
+    }
+    // std closes its copies in grace once the child runs; grace keeps the originals for the next run.
+    let own_copy = |fd: BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map(std::process::Stdio::from)
+            .map_err(|err| exec_failed(&path, &err))
+    };
+    if let Some(fd) = launch.stdout {
+        process.stdout(own_copy(fd)?);
+    }
+    if let Some(fd) = launch.stderr {
+        process.stderr(own_copy(fd)?);
     }
     sys::apply_in_child(&mut process, setup);
     let child = process.spawn().map_err(|err| exec_failed(&path, &err))?;

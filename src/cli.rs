@@ -42,6 +42,9 @@ Options (each also read from the environment variable shown):
       --log-format FORMAT        text or json (JSON Lines, one object per event) [GRACE_LOG_FORMAT] (text)
       --services FILE            run several services from FILE, the command as the main one; see
                                  docs/services.md [GRACE_SERVICES]
+      --log-services MODE        the services' output: inherit (untouched) or prefix (each line as
+                                 `NAME | line`, or JSON with --log-format json); a service's `log` key
+                                 wins [GRACE_LOG_SERVICES] (inherit)
       --restart-signal SIGNAL    on this signal, end the command's tree as a shutdown would, then start the
                                  command again [GRACE_RESTART_SIGNAL] (none)
       --restart POLICY           when the main child exits on its own: never, on-failure or always start it
@@ -77,6 +80,7 @@ pub struct Cli {
     pub final_signal: Option<Signal>,
     pub final_timeout: Option<Duration>,
     pub log_format: Option<LogFormat>,
+    pub log_services: Option<ServiceLog>,
     pub restart_signal: Option<Signal>,
     pub restart: Option<crate::restart::Policy>,
     pub restart_delay: Option<Duration>,
@@ -173,6 +177,9 @@ where
             }
             Long("log-format") => {
                 cli.log_format = Some(value(&mut parser, "--log-format", parse_log_format)?)
+            }
+            Long("log-services") => {
+                cli.log_services = Some(value(&mut parser, "--log-services", parse_service_log)?)
             }
             Long("restart-signal") => {
                 cli.restart_signal = Some(value(
@@ -349,6 +356,25 @@ pub fn parse_log_format(text: &str) -> Result<LogFormat, String> {
     }
 }
 
+/// What becomes of a service's stdout and stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ServiceLog {
+    /// The service writes to grace's own stdout and stderr: no pipe, no copy.
+    #[default]
+    Inherit,
+    /// grace reads them through pipes and writes each line prefixed with the service's name (one JSON object
+    /// per line with `--log-format json`), on the same stream.
+    Prefix,
+}
+
+pub fn parse_service_log(text: &str) -> Result<ServiceLog, String> {
+    match text {
+        "inherit" => Ok(ServiceLog::Inherit),
+        "prefix" => Ok(ServiceLog::Prefix),
+        _ => Err("not an output mode (inherit or prefix)".to_string()),
+    }
+}
+
 /// An exit status, 0 to 255.
 fn parse_exit_code(text: &str) -> Result<u8, String> {
     text.parse::<u8>()
@@ -517,6 +543,10 @@ mod tests {
             (&["--frobnicate", "x"][..], "invalid option '--frobnicate'"),
             (&["-q", "-v", "x"][..], "contradict"),
             (&["-g=1", "x"][..], "unexpected argument"),
+            (
+                &["--log-services", "tee", "x"][..],
+                "invalid value 'tee' for --log-services: not an output mode (inherit or prefix)",
+            ),
         ];
         for (arguments, expected) in cases {
             let err = parse(arguments.iter().copied()).unwrap_err();
@@ -553,6 +583,7 @@ mod properties {
         "-p",
         "--final-signal",
         "--log-format",
+        "--log-services",
         "-g",
         "-w",
         "-s",
@@ -592,6 +623,8 @@ mod properties {
         "RTMAX",
         "json",
         "text",
+        "prefix",
+        "inherit",
         "x",
         "\n",
         "\t",
@@ -643,7 +676,7 @@ mod properties {
         }
 
         #[test]
-        fn every_option_value_is_parsed_or_refused_in_one_line(option in prop::sample::select(&PIECES[..20]), value in word()) {
+        fn every_option_value_is_parsed_or_refused_in_one_line(option in prop::sample::select(&PIECES[..21]), value in word()) {
             if let Err(error) = parse([OsString::from(option), value, OsString::from("x")]) {
                 assert_one_line(&error)?;
             }
@@ -672,6 +705,7 @@ mod properties {
                 prop_assert_ne!(signal, Signal::STOP);
             }
             let _ = parse_log_format(&text);
+            let _ = parse_service_log(&text);
             let _ = parse_exit_code(&text);
         }
 

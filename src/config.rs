@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::cli::{self, Cli, LogFormat, UsageError};
+use crate::cli::{self, Cli, LogFormat, ServiceLog, UsageError};
 use crate::shutdown::Timings;
 use crate::signals::{RewriteMap, Signal};
 use crate::wording::configured;
@@ -28,6 +28,8 @@ pub struct Config {
     pub final_timeout: Duration,
     pub log_level: log::LevelFilter,
     pub log_format: LogFormat,
+    /// The services' output where a service does not say (`--log-services`).
+    pub log_services: ServiceLog,
     /// The signal that restarts the command, if any.
     pub restart_signal: Option<Signal>,
     /// When, and how soon, the command starts again after it exits.
@@ -107,6 +109,7 @@ pub struct Sources {
     pub final_signal: Source,
     pub final_timeout: Source,
     pub log_format: Source,
+    pub log_services: Source,
     pub restart_signal: Source,
     pub restart: Source,
     pub restart_delay: Source,
@@ -278,6 +281,13 @@ impl Config {
             cli::parse_log_format,
             Default::default(),
         )?;
+        let (log_services, log_services_source) = setting(
+            cli.log_services,
+            environment,
+            "GRACE_LOG_SERVICES",
+            cli::parse_service_log,
+            ServiceLog::Inherit,
+        )?;
         let (restart_signal, restart_signal_source) = setting(
             cli.restart_signal.map(Some),
             environment,
@@ -321,6 +331,7 @@ impl Config {
             final_signal: final_signal_source,
             final_timeout: final_timeout_source,
             log_format: log_format_source,
+            log_services: log_services_source,
             restart_signal: restart_signal_source,
             restart: restart_source,
             restart_delay: restart_delay_source,
@@ -341,6 +352,7 @@ impl Config {
             final_timeout,
             log_level,
             log_format,
+            log_services,
             restart_signal,
             restart,
             restart_delay,
@@ -598,6 +610,28 @@ mod tests {
             config(&["grace", "x"], &[("GRACE_LOG", "debug")]).log_level,
             log::LevelFilter::Debug
         );
+        let services = |args: &[&str], environment: &[(&'static str, &'static str)]| {
+            let config = config(args, environment);
+            (config.log_services, config.sources.log_services)
+        };
+        assert_eq!(
+            services(&["grace", "x"], &[]),
+            (ServiceLog::Inherit, Source::Default)
+        );
+        assert_eq!(
+            services(&["grace", "x"], &[("GRACE_LOG_SERVICES", "prefix")]),
+            (
+                ServiceLog::Prefix,
+                Source::Environment("GRACE_LOG_SERVICES")
+            )
+        );
+        assert_eq!(
+            services(
+                &["grace", "--log-services", "inherit", "x"],
+                &[("GRACE_LOG_SERVICES", "prefix")]
+            ),
+            (ServiceLog::Inherit, Source::CommandLine)
+        );
     }
 
     #[test]
@@ -685,6 +719,7 @@ mod tests {
             ("GRACE_REWRITE", "TERM"),
             ("GRACE_PROCESS_GROUP", "maybe"),
             ("GRACE_LOG", "loud"),
+            ("GRACE_LOG_SERVICES", "tee"),
         ] {
             let err = try_config(&["grace", "x"], &[(name, value)]).unwrap_err();
             assert!(err.0.contains(name) && err.0.contains(value), "{err}");
@@ -792,7 +827,7 @@ mod properties {
     use crate::cli::Request;
     use proptest::prelude::*;
 
-    const VARIABLES: [&str; 11] = [
+    const VARIABLES: [&str; 12] = [
         "GRACE_PERIOD",
         "GRACE_CLEANUP_TIMEOUT",
         "GRACE_STOP_SIGNALS",
@@ -803,6 +838,7 @@ mod properties {
         "GRACE_FINAL_SIGNAL",
         "GRACE_FINAL_TIMEOUT",
         "GRACE_LOG_FORMAT",
+        "GRACE_LOG_SERVICES",
         "TINI_VERBOSITY",
     ];
 
@@ -840,6 +876,7 @@ mod properties {
                 "no",
                 "debug",
                 "json",
+                "prefix",
                 "\n",
                 "\u{fffd}",
                 "99999999999999999999",

@@ -299,13 +299,14 @@ impl SignalSource {
         self.read_signals(into)
     }
 
-    /// [`SignalSource::next_signals`], also waking when one of `watched` can be read: with several services,
-    /// their sd_notify sockets. The indexes of those that can be read (or failed) are put in `readable`.
+    /// [`SignalSource::next_signals`], also waking when one of `watched` is ready for its events: with
+    /// several services, their sd_notify sockets and output pipes (POLLIN), grace's stdout and stderr while
+    /// their output waits (POLLOUT). The indexes of those that are ready (or failed) are put in `readable`.
     pub fn next_events(
         &mut self,
         deadline: Option<Instant>,
         writable: Option<BorrowedFd<'_>>,
-        watched: &[BorrowedFd<'_>],
+        watched: &[(BorrowedFd<'_>, PollFlags)],
         readable: &mut Vec<usize>,
         into: &mut Vec<Received>,
     ) -> io::Result<()> {
@@ -321,7 +322,7 @@ impl SignalSource {
             fds.push(PollFd::new(writable, PollFlags::POLLOUT));
         }
         let first_watched = fds.len();
-        fds.extend(watched.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)));
+        fds.extend(watched.iter().map(|(fd, events)| PollFd::new(*fd, *events)));
         let signalled = match nix::poll::ppoll(&mut fds, timeout.map(TimeSpec::from_duration), None)
         {
             Ok(_) => fds

@@ -21,8 +21,8 @@ options:
   --no-grace              bench the peers only
   --inits LIST            only these, comma-separated (grace,tini,tini-static,dumb-init,catatonit)
   --rows LIST             only these row groups, comma-separated
-                          (size,idle,signals,reaping,startup,escalation,escalation-scale;
-                          default all)
+                          (size,idle,signals,reaping,startup,escalation,escalation-scale,
+                          output; default all)
   --idle-window SECONDS   idle measurement window (default 10; quick 2)
   --idle-rounds N         idle windows, all inits side by side in each (default 3; quick 1)
   --signal-trials N       SIGTERM forwarding/shutdown trials per init (default 300; quick 30)
@@ -33,6 +33,9 @@ options:
   --scale-processes N     children in the tree of the escalation at scale (default 1000; quick 200)
   --scale-trials N        rounds of the escalation at scale, 4 runs of about 1.5 s each
                           (default 5; quick 1)
+  --output-lines N        lines of 100 bytes per run of the output rows (default 200000;
+                          quick 20000)
+  --output-trials N       rounds of the output rows, 4 runs each (default 5; quick 1)
   --stamp-child PATH      the child program (default: stamp-child beside grace-bench)
   --log-dir DIR           where each init's stderr is kept (default: a directory under /tmp)
   --samples FILE          also write every sample as CSV (metric,init,trial,value)
@@ -67,6 +70,10 @@ pub struct Options {
     pub scale_processes: u32,
     /// Rounds of the escalation at scale (grace and the baseline, as PID 1 and as a subreaper).
     pub scale_trials: usize,
+    /// Lines per run of the output rows.
+    pub output_lines: u32,
+    /// Rounds of the output rows (the writer alone, and through grace three ways).
+    pub output_trials: usize,
     /// An explicit child program.
     pub stamp_child: Option<PathBuf>,
     /// An explicit directory for the inits' stderr.
@@ -100,6 +107,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
     let mut escalation_trials = None;
     let mut scale_processes = None;
     let mut scale_trials = None;
+    let mut output_lines = None;
+    let mut output_trials = None;
     let mut stamp_child = None;
     let mut log_dir = None;
     let mut samples = None;
@@ -158,6 +167,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
             "--escalation-trials" => escalation_trials = Some(parse_count(&flag, &value()?)?),
             "--scale-processes" => scale_processes = Some(parse_count(&flag, &value()?)? as u32),
             "--scale-trials" => scale_trials = Some(parse_count(&flag, &value()?)?),
+            "--output-lines" => output_lines = Some(parse_count(&flag, &value()?)? as u32),
+            "--output-trials" => output_trials = Some(parse_count(&flag, &value()?)?),
             "--stamp-child" => stamp_child = Some(PathBuf::from(value()?)),
             "--log-dir" => log_dir = Some(PathBuf::from(value()?)),
             "--samples" => samples = Some(PathBuf::from(value()?)),
@@ -192,6 +203,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
         escalation_trials: pick(escalation_trials, 10, 2),
         scale_processes: scale_processes.unwrap_or(if quick { 200 } else { 1000 }),
         scale_trials: pick(scale_trials, 5, 1),
+        output_lines: output_lines.unwrap_or(if quick { 20_000 } else { 200_000 }),
+        output_trials: pick(output_trials, 5, 1),
         stamp_child,
         log_dir,
         samples,

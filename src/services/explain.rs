@@ -98,6 +98,9 @@ fn describe(config: &Config, service: &Service, is_main: bool) -> String {
     if let Some(timeout) = service.stop_timeout {
         parts.push(format!("stop-timeout {}", configured(timeout)));
     }
+    if service.log.unwrap_or(config.log_services) == crate::cli::ServiceLog::Prefix {
+        parts.push("output prefixed with its name".to_string());
+    }
     parts.join("; ")
 }
 

@@ -7,6 +7,7 @@
 pub mod explain;
 pub mod file;
 pub mod membership;
+pub mod output;
 pub mod plan;
 pub mod readiness;
 pub mod supervisor;

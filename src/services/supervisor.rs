@@ -9,7 +9,10 @@ use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
+use nix::poll::PollFlags;
+
 use super::membership::{Membership, MARKER};
+use super::output::Output;
 use super::plan::{self, Facts, Member, ServiceId, StopPlan};
 use super::readiness::{Step, Waiter, CHECK_TIMEOUT, REPORT_INTERVAL};
 use super::table::{Readiness, Service, ServiceTable};
@@ -59,6 +62,8 @@ pub struct ServicesSupervisor {
     outsiders: bool,
     /// The stop is over: everything was SIGKILLed and what is left cannot be ended.
     gave_up: bool,
+    /// The prefixed services' pipes and lines.
+    output: Output,
 }
 
 /// One service at run time.
@@ -172,6 +177,7 @@ impl ServicesSupervisor {
             })
             .collect();
         let clock = Shutdown::new(config.timings());
+        let output = Output::new(&table.services, config.log_services, config.log_format);
         ServicesSupervisor {
             services: table.services,
             runs,
@@ -186,6 +192,7 @@ impl ServicesSupervisor {
             membership: Membership::default(),
             outsiders: false,
             gave_up: false,
+            output,
             config,
         }
     }
@@ -215,12 +222,15 @@ impl ServicesSupervisor {
                 return self.exit();
             }
             let deadline = self.next_deadline();
-            let (watched, owners): (Vec<BorrowedFd<'_>>, Vec<ServiceId>) = self
+            let (mut watched, owners): (Vec<(BorrowedFd<'_>, PollFlags)>, Vec<ServiceId>) = self
                 .runs
                 .iter()
                 .enumerate()
-                .filter_map(|(id, run)| Some((run.waiter.as_ref()?.descriptor()?, id)))
+                .filter_map(|(id, run)| {
+                    Some(((run.waiter.as_ref()?.descriptor()?, PollFlags::POLLIN), id))
+                })
                 .unzip();
+            let outputs = self.output.watch(&mut watched);
             let log_waiting = log_sink::waiting_descriptor();
             if let Err(err) = self.signals.next_events(
                 deadline,
@@ -235,11 +245,18 @@ impl ServicesSupervisor {
             if log_waiting.is_some() {
                 log_sink::flush();
             }
+            let mut output_ready = Vec::new();
             for &index in &readable {
                 if let Some(&id) = owners.get(index) {
                     self.on_notify(id, Instant::now());
+                } else if let Some(watch) = index
+                    .checked_sub(owners.len())
+                    .and_then(|index| outputs.get(index))
+                {
+                    output_ready.push(*watch);
                 }
             }
+            self.output.on_ready(&output_ready, Instant::now());
             child_exited = false;
             for signal in received.drain(..) {
                 if signal.signal == Signal::CHLD {
@@ -345,9 +362,16 @@ impl ServicesSupervisor {
             take_terminal: is_main && self.setup.take_terminal,
             ..self.setup
         };
+        self.output.prepare(id).map_err(|err| SpawnError {
+            status: exit_status::INIT_FAILED,
+            message: format!("opening the output pipes of {}: {err}", service.name),
+        })?;
+        let (stdout, stderr) = self.output.stdio(id);
         let launch = Launch {
             environment: &environment,
             null_stdin: !is_main,
+            stdout,
+            stderr,
         };
         let started = child::spawn_with(&service.command, setup, launch)?;
         let waiting = run.is_some_and(|run| run.waiter.is_some()) || service.once;
@@ -502,6 +526,7 @@ impl ServicesSupervisor {
     }
 
     fn on_own_exit(&mut self, id: ServiceId, status: u8, raw_status: i32, now: Instant) {
+        self.output.drain(id, now);
         let name = self.name(id);
         let Some(run) = self.runs.get_mut(id) else {
             return;
@@ -663,6 +688,7 @@ impl ServicesSupervisor {
         if let Some(plan) = self.stop.as_ref().and_then(|stop| stop.plan.as_ref()) {
             consider(plan.next_deadline());
         }
+        consider(self.output.next_deadline());
         for (run, service) in self.runs.iter().zip(&self.services) {
             if let Some(waiter) = &run.waiter {
                 if self.stop.is_none() && run.state != State::Ended {
@@ -712,6 +738,7 @@ impl ServicesSupervisor {
     }
 
     fn on_time(&mut self, now: Instant) {
+        self.output.on_time(now);
         loop {
             match self.clock.on_deadline(now) {
                 Action::Nothing => break,
@@ -857,6 +884,7 @@ impl ServicesSupervisor {
         let launch = Launch {
             environment: &environment,
             null_stdin: true,
+            ..Launch::default()
         };
         let spawned = child::spawn_with(argv, setup, launch);
         let Some(waiter) = self.runs.get_mut(id).and_then(|run| run.waiter.as_mut()) else {
@@ -1688,8 +1716,9 @@ impl ServicesSupervisor {
 
     // ---- the end ----
 
-    /// Logs the exit and returns the status: the first cause's.
-    fn exit(&self) -> u8 {
+    /// Logs the exit and returns the status: the first cause's. What the services wrote goes out first.
+    fn exit(&mut self) -> u8 {
+        self.output.drain_all(Instant::now());
         let main_run = self.runs.get(self.main);
         let main_status = || match main_run.and_then(|run| run.pid.is_none().then_some(run.status))
         {
@@ -1732,6 +1761,7 @@ impl ServicesSupervisor {
                 log::info!(event = "exiting", status = status; "exiting with status {status} ({cause})")
             }
         }
+        self.output.write_out();
         status
     }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{Entry, FileError, Table, Value};
+use crate::cli::ServiceLog;
 use crate::restart::Policy;
 use crate::signals::Signal;
 
@@ -56,6 +57,8 @@ pub struct Service {
     pub stop_timeout: Option<Duration>,
     /// Added to grace's environment for this service.
     pub env: Vec<(OsString, OsString)>,
+    /// What becomes of its stdout and stderr; `--log-services` decides without it.
+    pub log: Option<ServiceLog>,
 }
 
 /// How grace knows that a service is ready.
@@ -88,7 +91,7 @@ impl fmt::Display for Readiness {
 }
 
 /// The keys a service table may have, and what each takes, in the words of a message.
-const KEYS: [(&str, &str); 11] = [
+const KEYS: [(&str, &str); 12] = [
     (
         "command",
         "an array of strings: the program and its arguments",
@@ -106,6 +109,7 @@ const KEYS: [(&str, &str); 11] = [
     ("stop-signal", "a signal's name, such as \"TERM\""),
     ("stop-timeout", "a duration such as \"10s\""),
     ("env", "an array of \"NAME=VALUE\" strings"),
+    ("log", "\"inherit\" or \"prefix\""),
 ];
 
 /// Validates the file's `tables` (read from `path_shown`) into the service table; `cmd` is the command
@@ -202,6 +206,7 @@ impl Service {
             stop_signal: None,
             stop_timeout: None,
             env: Vec::new(),
+            log: None,
         }
     }
 }
@@ -282,6 +287,10 @@ fn set(service: &mut Service, table: &Table, entry: &Entry) -> Result<(), Refusa
         ("stop-timeout", Value::String(text)) => service.stop_timeout = Some(duration(text)?),
         ("restart", Value::String(text)) => {
             service.restart = Some(Policy::parse(text).map_err(|reason| invalid(&reason))?);
+        }
+        ("log", Value::String(text)) => {
+            service.log =
+                Some(crate::cli::parse_service_log(text).map_err(|reason| invalid(&reason))?);
         }
         ("max-restarts", Value::Integer(count)) => {
             let count = u32::try_from(*count).map_err(|_| invalid("from 0 to 4294967295"))?;
@@ -559,6 +568,7 @@ optional = true
 stop-signal = "KILL"
 stop-timeout = "500ms"
 env = ["A=1", "EMPTY=", "EQUALS=x=y"]
+log = "prefix"
 "#;
         let table = built(text, &["/bin/app"]).unwrap();
         let expected = Service {
@@ -579,12 +589,16 @@ env = ["A=1", "EMPTY=", "EQUALS=x=y"]
                 ("EMPTY".into(), "".into()),
                 ("EQUALS".into(), "x=y".into()),
             ],
+            log: Some(ServiceLog::Prefix),
         };
         assert_eq!(table.services[0], expected);
         let ready =
             one("command = [\"x\"]\nready = \"notify\"\nready-timeout = \"1m30s\"").unwrap();
         assert_eq!(ready.ready, Some(Readiness::Notify));
         assert_eq!(ready.ready_timeout, Some(Duration::from_secs(90)));
+        let inherit = one("command = [\"x\"]\nlog = \"inherit\"").unwrap();
+        assert_eq!(inherit.log, Some(ServiceLog::Inherit));
+        assert_eq!(one("command = [\"x\"]").unwrap().log, None);
     }
 
     #[test]
@@ -730,6 +744,7 @@ env = ["A=1", "EMPTY=", "EQUALS=x=y"]
             ("command = [\"x\"]\nmax-restart = 3", 3, "unknown key 'max-restart' in [a]; did you mean 'max-restarts'?"),
             ("command = [\"x\"]\nuser = \"nobody\"", 3, "unknown key 'user' in [a]"),
             ("command = [\"x\"]\nenvironment = []", 3, "unknown key 'environment' in [a]"),
+            ("command = [\"x\"]\nlogs = \"prefix\"", 3, "unknown key 'logs' in [a]; did you mean 'log'?"),
             // Types.
             ("command = \"x\"", 2, "command in [a] must be an array of strings: the program and its arguments, not a string"),
             ("command = [\"x\"]\nmain = \"true\"", 3, "main in [a] must be true or false, not a string"),
@@ -742,6 +757,8 @@ env = ["A=1", "EMPTY=", "EQUALS=x=y"]
             ("command = [\"x\"]\nmax-restarts = \"3\"", 3, "max-restarts in [a] must be an integer, not a string"),
             ("command = [\"x\"]\nstop-signal = 15", 3, "stop-signal in [a] must be a signal's name, such as \"TERM\", not an integer"),
             ("command = [\"x\"]\nenv = \"A=1\"", 3, "env in [a] must be an array of \"NAME=VALUE\" strings, not a string"),
+            ("command = [\"x\"]\nlog = true", 3, "log in [a] must be \"inherit\" or \"prefix\", not a boolean"),
+            ("command = [\"x\"]\nlog = [\"prefix\"]", 3, "log in [a] must be \"inherit\" or \"prefix\", not an array"),
             // Values.
             ("command = []", 2, "invalid command in [a]: an empty command: give the program and its arguments"),
             ("command = [\"\", \"x\"]", 2, "invalid command in [a]: the program's name is empty"),
@@ -759,6 +776,8 @@ env = ["A=1", "EMPTY=", "EQUALS=x=y"]
             ("command = [\"x\"]\nstop-signal = \"STOP\"", 3, "invalid value 'STOP' for stop-signal in [a]: SIGSTOP pauses a process, it does not stop it"),
             ("command = [\"x\"]\nstop-signal = \"19\"", 3, "invalid value '19' for stop-signal in [a]: SIGSTOP pauses a process, it does not stop it"),
             ("command = [\"x\"]\nstop-signal = \"TERMINATE\"", 3, "invalid value 'TERMINATE' for stop-signal in [a]: unknown signal 'TERMINATE' (use a name such as TERM or a number 1-64)"),
+            ("command = [\"x\"]\nlog = \"tee\"", 3, "invalid value 'tee' for log in [a]: not an output mode (inherit or prefix)"),
+            ("command = [\"x\"]\nlog = \"Prefix\"", 3, "invalid value 'Prefix' for log in [a]: not an output mode (inherit or prefix)"),
             ("command = [\"x\"]\nenv = [\"A\"]", 3, "invalid env in [a]: 'A': expected NAME=VALUE"),
             ("command = [\"x\"]\nenv = [\"=1\"]", 3, "invalid env in [a]: '=1': expected NAME=VALUE"),
             ("command = [\"x\"]\nenv = [\"A=1\", \"B=2\", \"A=3\"]", 3, "invalid env in [a]: 'A=3': the variable is set twice"),
@@ -912,6 +931,7 @@ mod properties {
             "restart" => string(vec!["always", "on-failure", "never"]).boxed(),
             "max-restarts" => (0i64..5).prop_map(Value::Integer).boxed(),
             "stop-signal" => string(vec!["TERM", "KILL", "STOP"]).boxed(),
+            "log" => string(vec!["inherit", "prefix", "tee"]).boxed(),
             "env" => prop::collection::vec("[A-Z]{1,2}=[a-z]{0,2}", 0..3)
                 .prop_map(Value::Strings)
                 .boxed(),

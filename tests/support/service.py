@@ -21,6 +21,15 @@ Every line reads "svc NAME EVENT t=SECONDS pid=P [details]", SECONDS from CLOCK_
                           SIGTERM; with ignore it ignores SIGTERM
   --exit-after MS CODE    exit with CODE MS milliseconds after starting, on its own
   --env NAME              print "svc NAME env NAME=VALUE" for that variable at start
+Output (each in one write, straight to the descriptor, after "started"; in the order given):
+  --write STREAM TEXT     write TEXT, with Python's escapes (\\n, \\x00, \\xff…) decoded to bytes, to STREAM
+                          (stdout or stderr)
+  --long-line STREAM N    write a line of N bytes ("L" and the digits 0-9 over and over) and its newline
+  --burst STREAM COUNT    write COUNT lines "B NAME STREAM SEQ LEN FILL", FILL being LEN times one letter,
+                          of lengths from 1 to 6,000 bytes, one write each; then "svc NAME burst done"
+  --max-line N            no line of --burst longer than N bytes (the lengths above, cut)
+  --flood STREAM          from a thread, write numbered lines of 1 KiB to STREAM until blocked for good
+  --exit-now CODE         once the writes are done, exit with CODE at once, without "ready"
 """
 import os
 import signal
@@ -41,7 +50,7 @@ def say(event, detail=""):
 
 
 def options(argv):
-    parsed = {"ready_after": 0, "stop_signal": "TERM", "drain": 0, "exit": 0, "env": []}
+    parsed = {"ready_after": 0, "stop_signal": "TERM", "drain": 0, "exit": 0, "env": [], "writes": []}
     index = 0
     while index < len(argv):
         option = argv[index]
@@ -71,10 +80,67 @@ def options(argv):
             parsed["exit_after"] = (int(argv[index + 1]), int(argv[index + 2])); index += 2
         elif option == "--env":
             parsed["env"].append(value()); index += 1
+        elif option in ("--write", "--long-line", "--burst"):
+            parsed["writes"].append((option, argv[index + 1], argv[index + 2])); index += 2
+        elif option == "--max-line":
+            parsed["max_line"] = int(value()); index += 1
+        elif option == "--flood":
+            parsed["flood"] = value(); index += 1
+        elif option == "--exit-now":
+            parsed["exit_now"] = int(value()); index += 1
         else:
             raise SystemExit(f"service.py: unknown option {option}")
         index += 1
     return parsed
+
+
+def descriptor(stream):
+    return {"stdout": 1, "stderr": 2}[stream]
+
+
+def write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def burst_lengths(count):
+    """Lengths from 1 to 6,000 bytes, most short, some longer than one PIPE_BUF write."""
+    state = 12345
+    for _ in range(count):
+        state = (state * 1103515245 + 12345) % (1 << 31)
+        roll = state % 100
+        if roll < 70:
+            yield 1 + state % 120
+        elif roll < 95:
+            yield 1 + state % 3000
+        else:
+            yield 1 + state % 6000
+
+
+def do_write(kind, stream, argument, max_line):
+    fd = descriptor(stream)
+    if kind == "--write":
+        import codecs
+        write_all(fd, codecs.escape_decode(argument.encode())[0])
+    elif kind == "--long-line":
+        size = int(argument)
+        pattern = b"L" + b"0123456789" * (size // 10 + 1)
+        write_all(fd, pattern[:size] + b"\n")
+    elif kind == "--burst":
+        for seq, length in enumerate(burst_lengths(int(argument))):
+            length = min(length, max_line)
+            fill = bytes([ord("a") + seq % 26]) * length
+            write_all(fd, f"B {NAME} {stream} {seq} {length} ".encode() + fill + b"\n")
+        say("burst done")
+
+
+def flood(stream):
+    fd = descriptor(stream)
+    seq = 0
+    while True:
+        line = f"F {NAME} {seq} ".encode()
+        write_all(fd, line + b"f" * (1023 - len(line)) + b"\n")
+        seq += 1
 
 
 def start_daemon(behaviour):
@@ -131,6 +197,12 @@ def main():
     say("started", f"ppid={os.getppid()}")
     for variable in opts["env"]:
         say("env", f"{variable}={os.environ.get(variable, '')}")
+    for kind, stream, argument in opts["writes"]:
+        do_write(kind, stream, argument, opts.get("max_line", 1 << 30))
+    if "exit_now" in opts:
+        os._exit(opts["exit_now"])
+    if "flood" in opts:
+        threading.Thread(target=flood, args=(opts["flood"],), daemon=True).start()
     if "daemon" in opts:
         start_daemon(opts["daemon"])
         os.wait()  # the daemon's first parent

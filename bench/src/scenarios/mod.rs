@@ -5,6 +5,7 @@ pub mod escalation;
 pub mod escalation_scale;
 pub mod footprint;
 pub mod idle;
+pub mod output;
 pub mod reaping;
 pub mod signals;
 pub mod startup;
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 pub type Measure = fn(&mut Bench) -> Vec<Row>;
 
 /// The row groups (`--rows` names), in the order the table prints them.
-pub const GROUPS: [(&str, Measure); 7] = [
+pub const GROUPS: [(&str, Measure); 8] = [
     ("size", footprint::measure),
     ("idle", idle::measure),
     ("signals", signals::measure),
@@ -28,6 +29,7 @@ pub const GROUPS: [(&str, Measure); 7] = [
     ("startup", startup::measure),
     ("escalation", escalation::measure),
     ("escalation-scale", escalation_scale::measure),
+    ("output", output::measure),
 ];
 
 /// Everything a measurement needs, and the notes it leaves for the report.

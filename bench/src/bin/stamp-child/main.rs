@@ -7,6 +7,8 @@
 //! - `orphans N`: after a `go` line on stdin, leaves N exited processes to PID 1 (double clone),
 //!   then prints `done <start ns> <end ns>`.
 //! - `tree N`: ignores SIGTERM and forks N children that ignore it too (see `tree.rs`).
+//! - `lines N LEN`: after a `go` line on stdin, writes N lines of LEN bytes (newline included) to
+//!   stdout, one write(2) each, as a program that logs line by line does.
 //!
 //! Every mode exits when stdin reaches EOF, which is how the bench tears a run down without
 //! relying on the init under test to forward anything.
@@ -41,6 +43,9 @@ fn main() -> ExitCode {
             .and_then(|()| wait_for_eof()),
         ["orphans", count] => parse_count(count).and_then(leave_orphans),
         ["tree", count] => parse_count(count).and_then(tree::run),
+        ["lines", count, length] => parse_count(count)
+            .and_then(|count| Ok((count, parse_count(length)?)))
+            .and_then(|(count, length)| write_lines(count, length)),
         ["kill-init", period_ms, command @ ..] if !command.is_empty() => {
             match parse_count(period_ms).and_then(|period_ms| {
                 kill_init::run(Duration::from_millis(period_ms.into()), command)
@@ -51,7 +56,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: stamp-child sleep | term | ignore | orphans N | tree N | kill-init MS COMMAND…"
+                "usage: stamp-child sleep | term | ignore | orphans N | tree N | lines N LEN | kill-init MS COMMAND…"
             );
             return ExitCode::from(2);
         }
@@ -116,6 +121,40 @@ fn leave_orphans(count: u32) -> io::Result<()> {
     let end = sys::monotonic_ns();
     println!("done {start} {end}");
     wait_for_eof()
+}
+
+/// `lines N LEN`: waits for `go`, writes N numbered lines of LEN bytes, one write each, then idles.
+fn write_lines(count: u32, length: u32) -> io::Result<()> {
+    ready()?;
+    let mut line = String::new();
+    io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != "go" {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("expected `go`, got {line:?}"),
+        ));
+    }
+    let length = (length as usize).max(16);
+    let mut buffer = vec![b'x'; length];
+    buffer[length - 1] = b'\n';
+    for number in 0..count {
+        let label = format!("line {number:09} ");
+        buffer[..label.len()].copy_from_slice(label.as_bytes());
+        write_all(libc::STDOUT_FILENO, &buffer)?;
+    }
+    wait_for_eof()
+}
+
+/// One write(2) for the whole of `bytes` when the pipe takes it, as an unbuffered logger does.
+fn write_all(fd: i32, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match sys::write(fd, bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 fn install_stamp_handler() -> io::Result<()> {

@@ -332,3 +332,11 @@ pub fn reap_any(block: bool) -> io::Result<Reaped> {
         }
     }
 }
+
+/// One write(2) of `bytes` to `fd`: how many bytes it took.
+#[allow(unsafe_code)]
+pub fn write(fd: libc::c_int, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: `bytes` is valid for reads of its length for the duration of the call.
+    let written = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    usize::try_from(written).map_err(|_| io::Error::last_os_error())
+}
