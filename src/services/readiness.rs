@@ -105,8 +105,7 @@ pub struct Waiter {
 
 impl Waiter {
     /// Begins the wait at `now`, before the service starts, opening the notify socket (whose name the service
-    /// gets in `NOTIFY_SOCKET`). A stale readiness file is removed by the service's own process before it
-    /// execs (see [`Waiter::stale_file`]).
+    /// gets in `NOTIFY_SOCKET`). (A stale readiness file was removed before: see the supervisor's start.)
     pub fn new(readiness: &Readiness, now: Instant) -> io::Result<Waiter> {
         let notify = match readiness {
             Readiness::Notify => Some(NotifySocket::open()?),
@@ -124,15 +123,6 @@ impl Waiter {
             check_overdue: false,
             notify,
         })
-    }
-
-    /// The file to remove before the service starts: a stale one would pass the check at once.
-    pub fn stale_file(&self) -> Option<std::ffi::CString> {
-        use std::os::unix::ffi::OsStrExt;
-        match &self.readiness {
-            Readiness::File(path) => std::ffi::CString::new(path.as_os_str().as_bytes()).ok(),
-            _ => None,
-        }
     }
 
     pub fn readiness(&self) -> &Readiness {
@@ -532,17 +522,12 @@ mod tests {
         assert_eq!(waiter.on_readable(|pid| pid == me), Step::Ready);
     }
 
-    /// A `file:` check is probed in a child (a hung filesystem must not hold PID 1), and its stale file is
-    /// named for the service's own process to remove before it execs.
+    /// A `file:` check is probed in a child: a hung file system must not hold PID 1.
     #[test]
-    fn a_file_check_is_probed_in_a_child_and_names_its_stale_file() {
+    fn a_file_check_is_probed_in_a_child() {
         let path = std::path::PathBuf::from("/run/app.ready");
         let now = Instant::now();
         let mut waiter = Waiter::new(&Readiness::File(path.clone()), now).unwrap();
-        assert_eq!(
-            waiter.stale_file().unwrap().to_str().unwrap(),
-            "/run/app.ready"
-        );
         assert_eq!(
             waiter.on_time(now + FIRST_PROBE_INTERVAL).0,
             Step::ProbeFile(path)
