@@ -24,6 +24,8 @@ struct Terminal {
     read: usize,
     /// Marker lines typed so far (see [`Terminal::after_a_stop`]).
     markers: u32,
+    /// The shell's session (its pid: it leads it), to end what is left in it, even once the shell is gone.
+    session: Option<i32>,
 }
 
 const PROMPT: &str = "READY> ";
@@ -67,10 +69,12 @@ impl Terminal {
             shown: String::new(),
             read: 0,
             markers: 0,
+            session: None,
         };
         // bash sets its own prompt for an interactive shell; set ours, written so that the echo of the
         // command line cannot be taken for it.
         terminal.wait_for("bash-");
+        terminal.session = session_of_child(terminal.script.id());
         terminal.type_in("PS1='READ\\[\\]Y> '\n");
         terminal.wait_for(PROMPT);
         terminal
@@ -99,11 +103,25 @@ impl Terminal {
                 self.read += at + text.len();
                 return true;
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.screen.recv_timeout(remaining) {
-                Ok(bytes) => self.shown.push_str(&String::from_utf8_lossy(&bytes)),
-                Err(_) => return false,
+            if !self.receive(deadline) {
+                return false;
             }
+        }
+    }
+
+    /// Adds what the terminal shows next to `shown`; false once `deadline` has passed (however much the
+    /// terminal keeps showing) or the terminal has closed.
+    fn receive(&mut self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        if now >= deadline {
+            return false;
+        }
+        match self.screen.recv_timeout(deadline - now) {
+            Ok(bytes) => {
+                self.shown.push_str(&String::from_utf8_lossy(&bytes));
+                true
+            }
+            Err(_) => false,
         }
     }
 
@@ -137,13 +155,11 @@ impl Terminal {
                 self.read += digits;
                 return number;
             }
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            match self.screen.recv_timeout(remaining) {
-                Ok(bytes) => self.shown.push_str(&String::from_utf8_lossy(&bytes)),
-                Err(_) => panic!(
+            if !self.receive(deadline) {
+                panic!(
                     "no number after {text:?}; the terminal shows:\n{}",
                     self.shown
-                ),
+                );
             }
         }
     }
@@ -153,10 +169,9 @@ impl Drop for Terminal {
     /// Ends the session: what a failed test left running there (a grace restarting its command when the
     /// shell's SIGHUP kills it) gets SIGTERM and SIGCONT, so that grace shuts its tree down, then SIGKILL.
     fn drop(&mut self) {
-        let session = session_of_child(self.script.id());
         let _ = self.script.kill();
         let _ = self.script.wait();
-        let Some(session) = session else { return };
+        let Some(session) = self.session else { return };
         let deadline = Instant::now() + TIMEOUT;
         for signals in [&[libc::SIGTERM, libc::SIGCONT][..], &[libc::SIGKILL]] {
             for pid in in_session(session) {
@@ -324,7 +339,7 @@ fn a_restart_takes_the_terminal_in_the_foreground_only() {
     terminal.type_in(&format!("kill {first}\n"));
     terminal.wait_for("restarted pid");
     // The new run took the terminal (if it did) before its start was logged.
-    let shell = session_of_child(terminal.script.id()).expect("the shell");
+    let shell = terminal.session.expect("the shell");
     assert_eq!(
         stat_fields(shell).get(5),
         Some(&shell.to_string()),
@@ -477,7 +492,7 @@ fn a_shell_continuing_grace_in_the_foreground_gives_the_child_the_terminal() {
         gate.path.display()
     ));
     terminal.wait_for("started pid");
-    let grace = grace_pid_in(terminal.script.id());
+    let grace = grace_pid_in(terminal.session.expect("the shell"));
     // SAFETY-free: kill(2) on the grace this test started.
     assert_eq!(unsafe { libc::kill(grace, libc::SIGSTOP) }, 0);
     terminal.wait_for("Stopped");
@@ -540,9 +555,8 @@ fn wait_until_foreground(group: u32) {
     }
 }
 
-/// The grace that the shell, a child of `script` (pid `script`), runs.
-fn grace_pid_in(script: u32) -> i32 {
-    let shell = session_of_child(script).expect("the shell");
+/// The grace that `shell` runs.
+fn grace_pid_in(shell: i32) -> i32 {
     let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
         .expect("the shell's children");
     children
