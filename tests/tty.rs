@@ -53,3 +53,78 @@ fn child_gets_the_terminal_and_ctrl_c() {
     assert!(status.success(), "{status:?}\n{seen}");
     assert!(seen.contains("exiting with status 0"), "{seen}");
 }
+
+#[test]
+fn ctrl_c_reaches_grace_as_pid_1_while_it_waits_to_restart() {
+    // grace as a container's PID 1 on a terminal (`podman run -it`): the session leader of a new PID
+    // namespace, the terminal its controlling terminal. When the main child exits, its process group is
+    // empty: Ctrl-C must reach grace, not that group, and ends the 60 s wait at once.
+    let inner = format!(
+        "exec unshare --pid --fork --mount-proc --kill-child setsid --ctty {} --restart always --restart-delay 60s -- sh -c 'exit 3'",
+        grace_binary()
+    );
+    let mut script = Ended(
+        Command::new("script")
+            .args(["--quiet", "--return", "--command", &inner, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting script (util-linux)"),
+    );
+    let script = &mut script.0;
+    let (sender, lines) = std::sync::mpsc::channel();
+    let output = BufReader::new(script.stdout.take().expect("stdout"));
+    std::thread::spawn(move || {
+        for line in output.lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let mut read_until = |needle: &str| loop {
+        let line = lines
+            .recv_timeout(common::TIMEOUT)
+            .unwrap_or_else(|_| panic!("no {needle:?} on the terminal; it shows:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(needle) {
+            return;
+        }
+    };
+    read_until("restarting in 60");
+    let typed = std::time::Instant::now();
+    script
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"\x03")
+        .expect("typing Ctrl-C");
+    read_until("while waiting to restart: nothing more starts");
+    read_until("exiting with status 3");
+    let took = typed.elapsed();
+    eprintln!("figures: Ctrl-C during the restart delay ended grace (PID 1) in {took:?}");
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+}
+
+/// `script`, killed with what it runs when the test ends, passed or failed: its child is `unshare
+/// --kill-child` (exec'd by the shell), whose death SIGKILLs the namespace's PID 1.
+struct Ended(std::process::Child);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let pid = self.0.id();
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+            for child in children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+            {
+                // SAFETY-free: kill(2) on the unshare this test started.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
