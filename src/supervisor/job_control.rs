@@ -63,12 +63,21 @@ impl Supervisor {
             // returns.
             let _ = sys::send_signal(self.own_pid, Signal::STOP.number());
         }
-        // Here when the shell continues the job (or at once, when grace did not stop).
-        let in_foreground = owns_terminal_foreground();
-        self.continue_main_group(in_foreground);
-        // The SIGCONT that continued grace is still queued: forwarding it late could continue a child
-        // stopped again meanwhile.
-        self.swallow_continue = sys::is_pending(Signal::CONT.number());
+        // Here when the shell continues the job, or at once when grace did not stop. The SIGCONT that
+        // continued grace is still queued: forwarding it late could continue a child stopped again meanwhile.
+        let continued = sys::is_pending(Signal::CONT.number());
+        self.swallow_continue = continued;
+        if !continued && keyboard_stop {
+            log::info!(
+                event = "main_continued", pid = self.run.main.pid, foreground = false;
+                "grace's process group was not stopped: it has no shell above it to see a job (an orphaned \
+                 group), and the kernel does not stop those; the main child's group is continued, as if it \
+                 were in grace's"
+            );
+            let _ = sys::send_signal(-self.run.main.pid, Signal::CONT.number());
+            return;
+        }
+        self.continue_main_group(owns_terminal_foreground());
     }
 
     /// A SIGCONT that was not one grace passed on already. When it comes with grace's group in the
