@@ -29,6 +29,7 @@ use crate::wording::{
 mod ending;
 mod job_control;
 
+use job_control::has_controlling_terminal;
 pub use job_control::owns_terminal_foreground;
 
 /// Runs the command's generations and the shutdown of each one's tree; returns grace's exit status.
@@ -39,13 +40,15 @@ pub struct Supervisor {
     /// The current generation, or, while grace waits to restart, the last one.
     run: Generation,
     restarts: Restarts,
-    /// How each generation's main child is started (kept for restarts).
+    /// How each generation's main child is started (kept for restarts; whether it takes the terminal is
+    /// decided again at each start).
     setup: ChildSetup,
     own_pid: i32,
     /// Signals pending when grace started, not read yet (bit N-1 for signal N): see [`Supervisor::on_signal`].
     pending_at_exec: sys::SignalMask,
-    /// Job control applies: grace, not PID 1, handed its terminal to the child, so it is a job in an
-    /// interactive shell, and stops and continues with its child.
+    /// Job control applies: grace, not PID 1, has a controlling terminal on stdin, so it may be a job of a
+    /// shell (in the foreground or, started with `&`, in the background), and stops and continues with its
+    /// child.
     job_control: bool,
     /// As PID 1, grace's own children are all gone but processes that entered the namespace from outside
     /// (`kubectl exec`, `nsenter`) remain: they are not grace's children, so no SIGCHLD reports their exit.
@@ -93,7 +96,7 @@ impl Supervisor {
     ) -> Supervisor {
         let run = Generation::new(1, main, config.timings());
         let restarts = Restarts::new(config.restart, config.restart_delay, config.max_restarts);
-        let job_control = setup.take_terminal && tree.scope() != Scope::Namespace;
+        let job_control = has_controlling_terminal() && tree.scope() != Scope::Namespace;
         Supervisor {
             config,
             signals,
@@ -346,6 +349,8 @@ impl Supervisor {
                         signal.signal, sender(signal.sender_pid)
                     );
                     return Some(status);
+                } else if self.stop_while_waiting(signal.signal, until) {
+                    continue;
                 } else if Some(signal.signal) == self.config.restart_signal {
                     log::info!(
                         event = "restart_signal", signal:% = signal.signal, sender_pid = signal.sender_pid;
@@ -367,6 +372,8 @@ impl Supervisor {
     /// Starts the command again: the next generation. A command that cannot be started gives the usual
     /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
+        // Only a foreground job takes the terminal: after Ctrl-Z and `bg`, the shell has it, and keeps it.
+        self.setup.take_terminal = owns_terminal_foreground();
         let main = match child::spawn(&self.config.command, self.setup) {
             Ok(main) => main,
             Err(err) => {
@@ -424,6 +431,9 @@ impl Supervisor {
                 "SIGCONT from {}: the one that continued grace, passed on already",
                 sender(received.sender_pid)
             );
+            return;
+        }
+        if signal == Signal::CONT && self.on_continued() {
             return;
         }
         let Some(forwarded) = self.config.rewrites.apply(signal) else {
@@ -688,6 +698,8 @@ impl Supervisor {
         let status = exit_status::from_wait_status(raw_status);
         self.run.main_status = Some(status);
         self.run.exited_at = Some(now);
+        // First: once the line says the main child exited, Ctrl-C reaches grace.
+        self.take_back_terminal();
         let reported = exit_status::remap_success(status, &self.config.success_exits);
         if matches!(self.run.ending, Ending::Undecided) && self.restarts.would_restart(reported) {
             // The cleanup that follows is a restart's.
@@ -764,6 +776,7 @@ impl Supervisor {
 
     /// Logs the exit, with the child's `status` mapped by `-e`, and returns grace's exit status.
     fn exit(&self, status: u8) -> u8 {
+        self.take_back_terminal();
         let reported = exit_status::remap_success(status, &self.config.success_exits);
         // Only a stop signal's shutdown has a time to count from: a restart's signal (or a failed start
         // after it) does not end grace.
