@@ -914,6 +914,7 @@ fn json_log_of_a_shutdown_with_escalation() {
                 "survivor",
                 "escalated",
                 "main_exited",
+                "emptied",
                 "exiting"
             ],
             "{mode:?}\n{output}"
@@ -1011,6 +1012,18 @@ fn json_log_of_a_shutdown_with_escalation() {
         assert_eq!(main_exited.int("pid"), main);
         assert_eq!(main_exited.int("status"), 137);
         assert!(main_exited.int("elapsed_ms") >= elapsed, "{output}");
+
+        let emptied = event("emptied");
+        assert_eq!(emptied.str("level"), "info");
+        assert_eq!(
+            emptied.field_names(),
+            ["sweeps", "sweeps_found", "elapsed_ms"]
+        );
+        assert_eq!(emptied.int("sweeps_found"), 0, "{output}");
+        assert!(
+            (0..LATE.as_millis() as i64).contains(&emptied.int("elapsed_ms")),
+            "{output}"
+        );
 
         let exiting = event("exiting");
         assert_eq!(

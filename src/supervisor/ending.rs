@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::{Supervisor, SURVEY_MARGIN};
 use crate::diagnosis;
 use crate::remains::Unlisted;
-use crate::shutdown::{KillReason, UNKILLABLE_WAIT};
+use crate::shutdown::{KillReason, Phase, UNKILLABLE_WAIT};
 use crate::signals::Signal;
 use crate::survey::{self, Detail, Surveyed};
 use crate::tree::{self, Process, Scope};
@@ -90,6 +90,12 @@ impl Supervisor {
                 .signal_rest(Signal::TERM, true, self.main_ref(), main_had_term);
         self.log_not_permitted(&signalled.newly_not_permitted, Signal::TERM);
         self.log_failures(&signalled.failed, Signal::TERM);
+        if signalled.unlisted.is_none() {
+            // The survey before the SIGKILL begins early enough to read them all.
+            self.run
+                .shutdown
+                .on_rest_listed(signalled.sent.len() + usize::from(main_alive));
+        }
         let until_kill = seconds(self.until_kill());
         match signalled.unlisted {
             Some(Unlisted::Nothing) => log::warn!(
@@ -159,7 +165,16 @@ impl Supervisor {
             .and_then(|kill_at| kill_at.checked_sub(SURVEY_MARGIN))
             .unwrap_or_else(Instant::now);
         let sent = self.sent_signals();
-        self.remains.survey(self.main_ref(), sent, budget_end);
+        let began = Instant::now();
+        let taken = self.remains.survey(self.main_ref(), sent, budget_end);
+        let took = began.elapsed();
+        if let Some((listed, examined)) = taken {
+            log::debug!(
+                event = "surveyed", count = listed, examined = examined, took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                "surveyed {} in {}: {examined} examined, {} not (time ran out); SIGKILL in {}",
+                processes(listed), micros(took), listed - examined, seconds(self.until_kill()),
+            );
+        }
     }
 
     /// What each process was sent before the SIGKILL: the main child its forwarded stop signal, the rest
@@ -187,8 +202,7 @@ impl Supervisor {
             .sent_at
             .saturating_duration_since(self.run.shutdown.kill_due().unwrap_or(killed.sent_at));
         self.run.main_killed |= main.alive && !main_refused;
-        let killed_any = !killed.survivors.is_empty() || main.alive;
-        self.run.shutdown.on_swept(Instant::now(), killed_any);
+        self.run.shutdown.on_killed(Instant::now());
         let (why, reason_name) = self.kill_reason(reason);
         self.log_not_permitted(&killed.newly_not_permitted, Signal::KILL);
         let survivors = &killed.survivors;
@@ -275,12 +289,46 @@ impl Supervisor {
         let new = self.remains.sweep(self.main_ref());
         self.run.shutdown.on_swept(Instant::now(), !new.is_empty());
         if !new.is_empty() {
+            let sweep = self.run.shutdown.sweeps().done;
+            let how = match self.remains.tree().scope() {
+                Scope::Namespace => "",
+                Scope::Descendants { .. } => " (stopped first, so that they could not fork)",
+            };
             log::warn!(
-                event = "swept", count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new);
-                "SIGKILL to {} that appeared since the last SIGKILL: {}",
-                processes(new.len()), tree::describe(&new),
+                event = "swept", sweep = sweep, count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new),
+                elapsed_ms = millis(self.since_kill_due());
+                "sweep {sweep}, {} after the SIGKILL: SIGKILL to {} that appeared since the last SIGKILL{how}: {}",
+                seconds(self.since_kill_due()), processes(new.len()), tree::describe(&new),
             );
         }
+    }
+
+    /// The tree is empty after its SIGKILL: how long that took, and how many sweeps (a fork storm makes
+    /// them find processes forked since).
+    pub(super) fn log_emptied(&self) {
+        if !matches!(self.run.shutdown.phase(), Phase::Killing { .. }) {
+            return;
+        }
+        let sweeps = self.run.shutdown.sweeps();
+        let since = self.since_kill_due();
+        let found = match sweeps.found {
+            0 => "none found more".to_string(),
+            found => format!("{found} found processes forked since"),
+        };
+        log::info!(
+            event = "emptied", sweeps = sweeps.done, sweeps_found = sweeps.found, elapsed_ms = millis(since);
+            "the tree is empty {} after the SIGKILL was due, after {} ({found})",
+            seconds(since), sweep_count(sweeps.done),
+        );
+    }
+
+    /// Since the last SIGKILL was due.
+    fn since_kill_due(&self) -> std::time::Duration {
+        self.run
+            .shutdown
+            .kill_due()
+            .map(|due| due.elapsed())
+            .unwrap_or_default()
     }
 
     pub(super) fn kill_reason(&self, reason: KillReason) -> (String, &'static str) {
@@ -342,10 +390,11 @@ impl Supervisor {
             );
         }
         let survived = &remaining.survived_kill;
+        let sweeps = sweep_count(self.run.shutdown.sweeps().done);
         if !survived.is_empty() {
             log::error!(
                 event = "gave_up", count = survived.len(), pids:% = pid_list(survived), names:% = name_list(survived);
-                "giving up on {} that did not exit {} after SIGKILL: {}",
+                "giving up on {} that did not exit {} after SIGKILL ({sweeps}): {}",
                 processes(survived.len()), configured(UNKILLABLE_WAIT), tree::describe(survived),
             );
         }
@@ -353,7 +402,7 @@ impl Supervisor {
         if !other.is_empty() {
             log::error!(
                 event = "gave_up", count = other.len(), pids:% = pid_list(other), names:% = name_list(other);
-                "giving up on {} that appeared after the last SIGKILL: {}",
+                "giving up on {} that appeared after the last SIGKILL ({sweeps}): {}",
                 processes(other.len()), tree::describe(other),
             );
         }
@@ -388,5 +437,14 @@ impl Supervisor {
         for (process, err) in failures {
             log::warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
         }
+    }
+}
+
+/// `1 sweep`, `7 sweeps`.
+fn sweep_count(count: u32) -> String {
+    if count == 1 {
+        "1 sweep".to_string()
+    } else {
+        format!("{count} sweeps")
     }
 }
