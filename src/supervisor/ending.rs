@@ -3,7 +3,7 @@
 //! when; this carries it out.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Supervisor, SURVEY_MARGIN};
 use crate::diagnosis;
@@ -168,6 +168,7 @@ impl Supervisor {
         let began = Instant::now();
         let taken = self.remains.survey(self.main_ref(), sent, budget_end);
         let took = began.elapsed();
+        self.run.surveyed_at = taken.map(|_| began);
         if let Some((listed, examined)) = taken {
             log::debug!(
                 event = "surveyed", count = listed, examined = examined, took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
@@ -207,9 +208,24 @@ impl Supervisor {
         self.log_not_permitted(&killed.newly_not_permitted, Signal::KILL);
         let survivors = &killed.survivors;
         if reason != KillReason::NoGracePeriod && !survivors.is_empty() {
+            let examined = survivors
+                .iter()
+                .filter(|entry| !matches!(entry.detail, Detail::NotExamined))
+                .count();
+            // How long before the SIGKILL was due the report was read: longer for a larger tree.
+            let lead = self.run.surveyed_at.take().map(|surveyed_at| {
+                self.run.shutdown.kill_due().map_or(Duration::ZERO, |due| {
+                    due.saturating_duration_since(surveyed_at)
+                })
+            });
+            let how = match lead {
+                Some(lead) => format!("{examined} examined {} before it", seconds(lead)),
+                None => "none examined: grace woke too late to read them before it".to_string(),
+            };
             log::warn!(
-                event = "deadline", reason = reason_name, count = survivors.len();
-                "{why}: {} still alive", processes(survivors.len())
+                event = "deadline", reason = reason_name, count = survivors.len(), examined = examined,
+                surveyed_ms = millis(lead.unwrap_or_default());
+                "{why}: {} still alive ({how})", processes(survivors.len()),
             );
             self.log_survivors_report(survivors);
         }
@@ -368,7 +384,7 @@ impl Supervisor {
             level,
             event = "survivor", pid = process.pid, name = process.name.as_str(), parent_pid = process.parent_pid,
             state:% = process.state, command_line = diagnosis.command_line.as_str(), signal:% = sent,
-            disposition = diagnosis.disposition.as_str(), hint = diagnosis.hint;
+            disposition = diagnosis.disposition.as_str(), hint = diagnosis.hint.as_str();
             "  {role}pid {} ({}), parent {}, state {}, {} {sent}: {} — `{}`",
             process.pid, process.name, process.parent_pid, process.state, diagnosis.disposition.as_str(),
             diagnosis.hint, diagnosis.command_line,
@@ -380,9 +396,12 @@ impl Supervisor {
         self.sweep();
         let remaining = self.remains.remaining();
         for process in remaining.survived_kill.iter().take(survey::DETAILED) {
-            let hint = match process.state {
-                'D' => " (uninterruptible sleep: blocked in the kernel, e.g. on I/O or a hung mount; SIGKILL takes effect when that ends)",
-                _ => "",
+            let hint = match diagnosis::frozen_by(process.pid) {
+                Some(freezer) => format!(" ({})", freezer.hint()),
+                None if process.state == 'D' => " (uninterruptible sleep: blocked in the kernel, e.g. on I/O, a \
+                    hung mount, or a cgroup freezer grace cannot see; SIGKILL takes effect when that ends)"
+                    .to_string(),
+                None => String::new(),
             };
             log::error!(
                 event = "unkillable", pid = process.pid, name = process.name.as_str(), state:% = process.state;
