@@ -2,6 +2,7 @@
 //! signal it was sent) and a one-line hint for the classic causes of a hung shutdown.
 
 use std::fs;
+use std::path::{Path, PathBuf};
 
 use crate::signals::Signal;
 use crate::tree::Process;
@@ -56,7 +57,7 @@ pub struct Diagnosis {
     pub command_line: String,
     /// What it does with the signal it was sent.
     pub disposition: Disposition,
-    pub hint: &'static str,
+    pub hint: String,
 }
 
 /// Diagnoses `process` for `signal` (sent to it already, or about to be); `has_children` tells whether processes of the tree are
@@ -84,12 +85,108 @@ pub fn diagnose(
             in_sigwait: false,
         }
     };
-    let hint = hint(process, disposition, taken, has_children);
+    // Frozen, it shows as in uninterruptible sleep (v1) or asleep (v2), whatever it does with signals.
+    let freezer = frozen_by(process.pid);
+    let hint = match &freezer {
+        Some(freezer) => freezer.hint(),
+        None => hint(process, disposition, taken, has_children).to_string(),
+    };
     Diagnosis {
-        command_line: command_line(process.pid),
+        command_line: command_line(process.pid, freezer.is_some()),
         disposition,
         hint,
     }
+}
+
+/// The cgroup freezer that holds a process frozen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Freezer {
+    /// cgroup v1: the process cannot act on any signal, SIGKILL included, until its cgroup is thawed.
+    /// `state` is the control file (`…/freezer.state`), which says FROZEN or FREEZING.
+    V1 { state: PathBuf, says: String },
+    /// cgroup v2: the process cannot act on a signal until its cgroup is thawed; SIGKILL still ends it.
+    /// `freeze` is the control file (`…/cgroup.freeze`) of its cgroup.
+    V2 { freeze: PathBuf },
+}
+
+impl Freezer {
+    /// The hint for a frozen process, naming where it is frozen.
+    pub fn hint(&self) -> String {
+        match self {
+            Freezer::V1 { state, says } => format!(
+                "frozen by the cgroup freezer ({} says {says}): no signal takes effect, SIGKILL included, until \
+                 it is thawed",
+                state.display()
+            ),
+            Freezer::V2 { freeze } => format!(
+                "frozen by its cgroup ({} is 1): it cannot act on a signal until it is thawed; SIGKILL still \
+                 ends it",
+                freeze.display()
+            ),
+        }
+    }
+}
+
+/// The freezer holding `pid` frozen, if one does: its v1 `freezer` cgroup says FROZEN or FREEZING, or its v2
+/// cgroup's `cgroup.events` says `frozen 1`. Found through /proc/PID/cgroup and grace's own mount table; a
+/// cgroup hierarchy that is not mounted where grace can see it cannot be looked at.
+pub fn frozen_by(pid: i32) -> Option<Freezer> {
+    let memberships = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    memberships.lines().find_map(|membership| {
+        let mut fields = membership.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        // A root cgroup has no freezer files: it cannot be frozen, and the look goes on to the next line.
+        if controllers
+            .split(',')
+            .any(|controller| controller == "freezer")
+        {
+            let directory = cgroup_directory(&mounts, path, |fstype, options| {
+                fstype == "cgroup" && options.split(',').any(|option| option == "freezer")
+            })?;
+            let state = directory.join("freezer.state");
+            let says = fs::read_to_string(&state).ok()?.trim().to_string();
+            (says == "FROZEN" || says == "FREEZING").then_some(Freezer::V1 { state, says })
+        } else if controllers.is_empty() {
+            let directory = cgroup_directory(&mounts, path, |fstype, _| fstype == "cgroup2")?;
+            let events = fs::read_to_string(directory.join("cgroup.events")).ok()?;
+            events
+                .lines()
+                .any(|line| line.trim() == "frozen 1")
+                .then(|| Freezer::V2 {
+                    freeze: directory.join("cgroup.freeze"),
+                })
+        } else {
+            None
+        }
+    })
+}
+
+/// Where the cgroup at `path` (as /proc/PID/cgroup names it) is, under the first mount in `mounts`
+/// (/proc/self/mountinfo) that `is_hierarchy` accepts by its file system type and super options.
+fn cgroup_directory(
+    mounts: &str,
+    path: &str,
+    is_hierarchy: impl Fn(&str, &str) -> bool,
+) -> Option<PathBuf> {
+    mounts.lines().find_map(|mount| {
+        // `id parent major:minor root mount-point options [optional…] - fstype source super-options`
+        let (before, after) = mount.split_once(" - ")?;
+        let mut after = after.split(' ');
+        let (fstype, _, options) = (after.next()?, after.next()?, after.next().unwrap_or(""));
+        if !is_hierarchy(fstype, options) {
+            return None;
+        }
+        let mut before = before.split(' ');
+        let root = before.nth(3)?;
+        let mount_point = before.next()?;
+        // A mount of a sub-tree (a container's cgroup namespace) shows paths below its root.
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(path)
+            .trim_start_matches('/');
+        Some(Path::new(mount_point).join(relative))
+    })
 }
 
 /// What `pid` does with `signal`, from /proc/PID/status alone: the cheap part of a diagnosis, for the many
@@ -132,7 +229,7 @@ fn hint(
     has_children: bool,
 ) -> &'static str {
     match process.state {
-        'D' => return "uninterruptible sleep: blocked in the kernel (I/O, a hung mount); even SIGKILL waits until that returns",
+        'D' => return "uninterruptible sleep: blocked in the kernel (I/O, a hung mount, or a cgroup freezer grace cannot see); even SIGKILL waits until that returns",
         'T' | 't' => return "stopped: it cannot act on any signal until it is continued",
         _ => {}
     }
@@ -187,15 +284,17 @@ fn is_pending(status: &str, signal: Signal) -> bool {
 }
 
 /// /proc/PID/cmdline with spaces between the arguments, cut to [`MAX_COMMAND_LINE`] characters; for a
-/// process running or in uninterruptible sleep, the path of its executable and `…`.
+/// process running or in uninterruptible sleep (but not `frozen`), the path of its executable and `…`.
 ///
 /// Reading the arguments takes the process's memory-map lock, which a process holds for writing while it
 /// forks (or maps memory): a fork bomb's processes hold it nearly all the time, and, starved of the CPU,
 /// for long. Reads of one took 274 ms on average, up to 2.4 s, and made a survey before the SIGKILL 3.8 s
-/// late. A process that is asleep (S) holds it for nothing; the executable's path needs no lock.
-fn command_line(pid: i32) -> String {
-    let may_hold_its_memory_map =
-        crate::tree::read_process(pid).map_or(true, |process| matches!(process.state, 'R' | 'D'));
+/// late. A process that is asleep (S), or frozen by a cgroup freezer (D, at a point where it holds no
+/// lock), holds it for nothing; the executable's path needs no lock.
+fn command_line(pid: i32, frozen: bool) -> String {
+    let may_hold_its_memory_map = !frozen
+        && crate::tree::read_process(pid)
+            .map_or(true, |process| matches!(process.state, 'R' | 'D'));
     if may_hold_its_memory_map {
         return fs::read_link(format!("/proc/{pid}/exe"))
             .map(|exe| format!("{} …", exe.display()))
@@ -329,6 +428,38 @@ mod tests {
         assert!(!executes_a_shell(std::process::id() as i32));
         drop(shell.stdin.take());
         shell.wait().unwrap();
+    }
+
+    #[test]
+    fn finds_a_cgroup_under_the_mount_of_its_hierarchy() {
+        let mounts = "37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer\n\
+                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
+                      50 31 0:40 /docker/abc /sys/fs/cgroup/pids ro,relatime shared:9 - cgroup cgroup rw,pids\n";
+        let v1 = |name: &'static str| {
+            move |fstype: &str, options: &str| {
+                fstype == "cgroup" && options.split(',').any(|option| option == name)
+            }
+        };
+        assert_eq!(
+            cgroup_directory(mounts, "/paused", v1("freezer")),
+            Some(PathBuf::from("/sys/fs/cgroup/freezer/paused"))
+        );
+        assert_eq!(
+            cgroup_directory(mounts, "/a/b", |fstype, _| fstype == "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified/a/b"))
+        );
+        // A container's view: the mount shows a sub-tree of the hierarchy.
+        assert_eq!(
+            cgroup_directory(mounts, "/docker/abc/x", v1("pids")),
+            Some(PathBuf::from("/sys/fs/cgroup/pids/x"))
+        );
+        assert_eq!(cgroup_directory(mounts, "/x", v1("memory")), None);
+    }
+
+    #[test]
+    fn a_process_in_no_frozen_cgroup_is_not_frozen() {
+        assert_eq!(frozen_by(std::process::id() as i32), None);
+        assert_eq!(frozen_by(-1), None);
     }
 
     #[test]

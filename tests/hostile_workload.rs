@@ -463,6 +463,246 @@ fn a_thousand_processes_are_killed_on_time_and_reported_in_brief() {
     }
 }
 
+/// A freezer cgroup of the test's own, as `docker pause` and `podman pause` use: v1
+/// (/sys/fs/cgroup/freezer), or v2 (`cgroup.freeze`, under the cgroup2 mount). Dropped, it is thawed,
+/// whatever is left in it is killed, and it is removed.
+struct FreezerCgroup {
+    path: PathBuf,
+    v2: bool,
+}
+
+impl FreezerCgroup {
+    fn new(name: &str, v2: bool) -> FreezerCgroup {
+        let hierarchy = if v2 {
+            "/sys/fs/cgroup/unified"
+        } else {
+            "/sys/fs/cgroup/freezer"
+        };
+        let path = PathBuf::from(hierarchy).join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir(&path).unwrap_or_else(|error| {
+            panic!(
+                "creating {}: {error} (this test needs the v1 freezer and a cgroup2 mount)",
+                path.display()
+            )
+        });
+        FreezerCgroup { path, v2 }
+    }
+
+    fn take(&self, pid: i32) {
+        std::fs::write(self.path.join("cgroup.procs"), pid.to_string()).expect("moving a process");
+    }
+
+    /// The control file, and what it says when frozen.
+    fn control(&self) -> (PathBuf, &'static str) {
+        if self.v2 {
+            (self.path.join("cgroup.freeze"), "1")
+        } else {
+            (self.path.join("freezer.state"), "FROZEN")
+        }
+    }
+
+    fn frozen(&self) -> bool {
+        if self.v2 {
+            std::fs::read_to_string(self.path.join("cgroup.events"))
+                .is_ok_and(|events| events.lines().any(|line| line == "frozen 1"))
+        } else {
+            std::fs::read_to_string(self.path.join("freezer.state"))
+                .is_ok_and(|state| state.trim() == "FROZEN")
+        }
+    }
+
+    /// Frozen or thawed, once the kernel says it is (freezing takes effect asynchronously).
+    fn set(&self, frozen: bool) {
+        let (control, when_frozen) = self.control();
+        let thawed = if self.v2 { "0" } else { "THAWED" };
+        std::fs::write(&control, if frozen { when_frozen } else { thawed }).expect("freezing");
+        wait_until("the freezer to take effect", || self.frozen() == frozen);
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.path.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for FreezerCgroup {
+    fn drop(&mut self) {
+        let (control, _) = self.control();
+        let _ = std::fs::write(control, if self.v2 { "0" } else { "THAWED" });
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.pids().is_empty() && Instant::now() < deadline {
+            for pid in self.pids() {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            thread::yield_now();
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// Where in the kernel `pid` waits (/proc/PID/stack, which root may read).
+fn kernel_stack(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default()
+}
+
+/// A tree frozen by a cgroup freezer (v1, as `docker pause` leaves it) at the deadline. Its processes show
+/// as in uninterruptible sleep (D), and 0.2's hint blamed "I/O, a hung mount". The hint must name the
+/// freezer and what it says, at the deadline and when grace gives up; and the bound is what it is: a frozen
+/// process acts on no signal, SIGKILL included, until it is thawed, so grace gives up 1 s after its SIGKILL.
+/// As a subreaper it exits then, and the frozen processes die of that SIGKILL once thawed; as PID 1 it logs
+/// `exiting`, but the kernel holds its exit (and the namespace) until the tree is thawed.
+#[test]
+fn a_frozen_tree_is_named_frozen_and_holds_the_exit_until_thawed() {
+    let _one = one_at_a_time();
+    for mode in MODES {
+        let freezer = FreezerCgroup::new("grace-frozen", false);
+        let mut grace = Grace::new(mode)
+            .args(["-t", "1s"])
+            .spawn(&child(&["many", "3"]));
+        grace.wait_stdout("many 3 ready");
+        let tree: Vec<i32> = descendants(grace.grace_pid())
+            .iter()
+            .map(|process| process.pid)
+            .collect();
+        assert_eq!(tree.len(), 4, "{mode:?}");
+        for &pid in &tree {
+            freezer.take(pid);
+        }
+        freezer.set(true);
+        let sent = stop(&grace);
+        let state_file = format!("{} says FROZEN", freezer.control().0.display());
+        let exiting = grace.wait_log("exiting with status");
+        let gave_up_at = exiting.at.duration_since(sent);
+        // The SIGKILL at 1 s, then 1 s for it to take effect, which it cannot.
+        assert!(
+            gave_up_at >= Duration::from_secs(2) && gave_up_at < Duration::from_secs(2) + LATE,
+            "{mode:?}: {gave_up_at:?}"
+        );
+        let grace_pid = grace.grace_pid();
+        match mode {
+            // grace has left main, and the kernel holds its exit until every process of the namespace is gone.
+            Mode::Pid1 => wait_until("grace held in the namespace's teardown", || {
+                kernel_stack(grace_pid).contains("zap_pid_ns_processes")
+            }),
+            // Nothing holds a subreaper's exit.
+            Mode::Subreaper => wait_until("grace's exit", || !is_alive(grace_pid)),
+        }
+        for &pid in &tree {
+            assert!(is_alive(pid), "{mode:?}: {pid} is not frozen alive");
+        }
+        let thawed = Instant::now();
+        freezer.set(false);
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 137, "{mode:?}\n{output}");
+        if mode == Mode::Pid1 {
+            assert!(finished.at >= thawed, "{mode:?}: exited before the thaw");
+        }
+        // Thawed, they die of the SIGKILL grace sent (pending until now).
+        wait_until("the thawed tree to die", || {
+            tree.iter().all(|&pid| !is_alive(pid))
+        });
+        let died = thawed.elapsed();
+        // The report names the freezer, not I/O.
+        let survivors: Vec<&str> = finished
+            .log()
+            .into_iter()
+            .filter(|line| line.contains("), parent "))
+            .collect();
+        assert_eq!(survivors.len(), 4, "{mode:?}\n{output}");
+        for line in &survivors {
+            assert!(
+                line.contains("state D") && line.contains(&state_file),
+                "{mode:?}: {line}"
+            );
+            assert!(!line.contains("I/O"), "{mode:?}: {line}");
+        }
+        let unkillable: Vec<&str> = finished
+            .log()
+            .into_iter()
+            .filter(|line| line.contains("survived SIGKILL"))
+            .collect();
+        assert_eq!(unkillable.len(), 4, "{mode:?}\n{output}");
+        for line in &unkillable {
+            assert!(line.contains(&state_file), "{mode:?}: {line}");
+        }
+        finished.line(
+            Stream::Stderr,
+            "giving up on 4 processes that did not exit 1s after SIGKILL",
+        );
+        let exit = match mode {
+            Mode::Pid1 => format!(
+                "grace's exit held until the thaw, then {:.1} ms after it",
+                finished.at.saturating_duration_since(thawed).as_secs_f64() * 1000.0
+            ),
+            Mode::Subreaper => "grace's exit at once".to_string(),
+        };
+        eprintln!(
+            "hostile workload: a tree frozen by the v1 freezer, {mode:?}: `exiting` {:.2} s after SIGTERM (-t 1s), \
+             {exit}; the tree died {:.1} ms after the thaw; hint: {}",
+            gave_up_at.as_secs_f64(),
+            died.as_secs_f64() * 1000.0,
+            survivors[0].split_once("SIGTERM: ").map_or("", |(_, hint)| hint),
+        );
+    }
+}
+
+/// The same tree frozen by a cgroup v2 freezer (`cgroup.freeze`): its processes show as asleep (S), and
+/// 0.2's hint said the signal's default action would end them, or that they ignore it. The hint must name
+/// the freezer; and v2 lets SIGKILL through, so the bound holds: the tree dies at the deadline.
+#[test]
+fn a_tree_frozen_by_cgroup_v2_is_named_frozen_and_sigkill_still_ends_it() {
+    let _one = one_at_a_time();
+    for mode in MODES {
+        let freezer = FreezerCgroup::new("grace-frozen-v2", true);
+        let mut grace = Grace::new(mode)
+            .args(["-t", "1s"])
+            .spawn(&child(&["many", "3"]));
+        grace.wait_stdout("many 3 ready");
+        let tree: Vec<i32> = descendants(grace.grace_pid())
+            .iter()
+            .map(|process| process.pid)
+            .collect();
+        for &pid in &tree {
+            freezer.take(pid);
+        }
+        freezer.set(true);
+        let sent = stop(&grace);
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 137, "{mode:?}\n{output}");
+        let took = finished.at.duration_since(sent);
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_secs(1) + LATE,
+            "{mode:?}: {took:?}\n{output}"
+        );
+        assert!(
+            !finished.has(Stream::Stderr, "giving up"),
+            "{mode:?}\n{output}"
+        );
+        assert!(tree.iter().all(|&pid| !is_alive(pid)), "{mode:?}\n{output}");
+        let freeze_file = format!("{} is 1", freezer.control().0.display());
+        let survivors: Vec<&str> = finished
+            .log()
+            .into_iter()
+            .filter(|line| line.contains("), parent "))
+            .collect();
+        assert_eq!(survivors.len(), 4, "{mode:?}\n{output}");
+        for line in &survivors {
+            assert!(line.contains(&freeze_file), "{mode:?}: {line}");
+        }
+        eprintln!(
+            "hostile workload: a tree frozen by cgroup v2, {mode:?}: exit {:.2} s after SIGTERM (-t 1s), tree \
+             gone; hint: {}",
+            took.as_secs_f64(),
+            survivors[0].split_once("SIGTERM: ").map_or("", |(_, hint)| hint),
+        );
+    }
+}
+
 /// A copy of the system's python3 (Debian's, /usr/bin) owned by root and set-user-ID: run by nobody, it
 /// can become root for good (`child.py setuid-root`), and then grace, run by nobody, may not signal it.
 fn setuid_root_python() -> PathBuf {
