@@ -2,7 +2,6 @@
 //! signal it was sent) and a one-line hint for the classic causes of a hung shutdown.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use crate::signals::Signal;
 use crate::tree::Process;
@@ -98,95 +97,76 @@ pub fn diagnose(
     }
 }
 
-/// The cgroup freezer that holds a process frozen.
+/// The cgroup freezer that holds a process frozen: v1 (`freezer.state` says FROZEN or FREEZING), where
+/// the process cannot act on any signal, SIGKILL included, until its cgroup is thawed; or v2 (`cgroup.events`
+/// says `frozen 1`), where it cannot act on a signal until then, but SIGKILL still ends it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Freezer {
-    /// cgroup v1: the process cannot act on any signal, SIGKILL included, until its cgroup is thawed.
-    /// `state` is the control file (`…/freezer.state`), which says FROZEN or FREEZING.
-    V1 { state: PathBuf, says: String },
-    /// cgroup v2: the process cannot act on a signal until its cgroup is thawed; SIGKILL still ends it.
-    /// `freeze` is the control file (`…/cgroup.freeze`) of its cgroup.
-    V2 { freeze: PathBuf },
+pub struct Freezer {
+    /// The file that says it is frozen.
+    pub file: String,
+    /// What it says: `FROZEN` or `FREEZING` (v1), `frozen 1` (v2).
+    pub says: String,
 }
 
 impl Freezer {
     /// The hint for a frozen process, naming where it is frozen.
     pub fn hint(&self) -> String {
-        match self {
-            Freezer::V1 { state, says } => format!(
-                "frozen by the cgroup freezer ({} says {says}): no signal takes effect, SIGKILL included, until \
-                 it is thawed",
-                state.display()
-            ),
-            Freezer::V2 { freeze } => format!(
-                "frozen by its cgroup ({} is 1): it cannot act on a signal until it is thawed; SIGKILL still \
-                 ends it",
-                freeze.display()
-            ),
-        }
+        let what = if self.says.starts_with("frozen") {
+            "it cannot act on a signal until it is thawed; SIGKILL still ends it"
+        } else {
+            "no signal takes effect, SIGKILL included, until it is thawed"
+        };
+        format!(
+            "frozen by a cgroup freezer ({} says {}): {what}",
+            self.file, self.says
+        )
     }
 }
 
-/// The freezer holding `pid` frozen, if one does: its v1 `freezer` cgroup says FROZEN or FREEZING, or its v2
-/// cgroup's `cgroup.events` says `frozen 1`. Found through /proc/PID/cgroup and grace's own mount table; a
-/// cgroup hierarchy that is not mounted where grace can see it cannot be looked at.
+/// The freezer holding `pid` frozen, if one does: its v1 freezer cgroup or its v2 cgroup says so. The
+/// cgroup is looked for under the usual mount points (/sys/fs/cgroup/freezer for v1; /sys/fs/cgroup, or
+/// /sys/fs/cgroup/unified on a hybrid host, for v2) where /proc/PID/cgroup places it, then at the mount point
+/// itself: a container that shares the host's cgroup namespace (Docker on cgroup v1) sees its own cgroup
+/// mounted there, under the host's name for it. A hierarchy mounted elsewhere is not found; the hint for
+/// state D still names a freezer among the causes.
 pub fn frozen_by(pid: i32) -> Option<Freezer> {
     let memberships = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let mounts = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    memberships.lines().find_map(|membership| {
-        let mut fields = membership.splitn(3, ':');
-        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-        // A root cgroup has no freezer files: it cannot be frozen, and the look goes on to the next line.
-        if controllers
+    // `ID:controllers:path`; a root cgroup has no freezer files.
+    for membership in memberships.lines() {
+        let mut fields = membership.splitn(3, ':').skip(1);
+        let (Some(controllers), Some(path)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (mounts, name): (&[&str], &str) = if controllers.is_empty() {
+            (
+                &["/sys/fs/cgroup", "/sys/fs/cgroup/unified"],
+                "cgroup.events",
+            )
+        } else if controllers
             .split(',')
             .any(|controller| controller == "freezer")
         {
-            let directory = cgroup_directory(&mounts, path, |fstype, options| {
-                fstype == "cgroup" && options.split(',').any(|option| option == "freezer")
-            })?;
-            let state = directory.join("freezer.state");
-            let says = fs::read_to_string(&state).ok()?.trim().to_string();
-            (says == "FROZEN" || says == "FREEZING").then_some(Freezer::V1 { state, says })
-        } else if controllers.is_empty() {
-            let directory = cgroup_directory(&mounts, path, |fstype, _| fstype == "cgroup2")?;
-            let events = fs::read_to_string(directory.join("cgroup.events")).ok()?;
-            events
-                .lines()
-                .any(|line| line.trim() == "frozen 1")
-                .then(|| Freezer::V2 {
-                    freeze: directory.join("cgroup.freeze"),
-                })
+            (&["/sys/fs/cgroup/freezer"], "freezer.state")
         } else {
-            None
+            continue;
+        };
+        for mount in mounts {
+            for file in [format!("{mount}{path}/{name}"), format!("{mount}/{name}")] {
+                let Ok(text) = fs::read_to_string(&file) else {
+                    continue;
+                };
+                for line in text.lines().map(str::trim) {
+                    if matches!(line, "frozen 1" | "FROZEN" | "FREEZING") {
+                        return Some(Freezer {
+                            file,
+                            says: line.to_string(),
+                        });
+                    }
+                }
+            }
         }
-    })
-}
-
-/// Where the cgroup at `path` (as /proc/PID/cgroup names it) is, under the first mount in `mounts`
-/// (/proc/self/mountinfo) that `is_hierarchy` accepts by its file system type and super options.
-fn cgroup_directory(
-    mounts: &str,
-    path: &str,
-    is_hierarchy: impl Fn(&str, &str) -> bool,
-) -> Option<PathBuf> {
-    mounts.lines().find_map(|mount| {
-        // `id parent major:minor root mount-point options [optional…] - fstype source super-options`
-        let (before, after) = mount.split_once(" - ")?;
-        let mut after = after.split(' ');
-        let (fstype, _, options) = (after.next()?, after.next()?, after.next().unwrap_or(""));
-        if !is_hierarchy(fstype, options) {
-            return None;
-        }
-        let mut before = before.split(' ');
-        let root = before.nth(3)?;
-        let mount_point = before.next()?;
-        // A mount of a sub-tree (a container's cgroup namespace) shows paths below its root.
-        let relative = path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .trim_start_matches('/');
-        Some(Path::new(mount_point).join(relative))
-    })
+    }
+    None
 }
 
 /// What `pid` does with `signal`, from /proc/PID/status alone: the cheap part of a diagnosis, for the many
@@ -428,32 +408,6 @@ mod tests {
         assert!(!executes_a_shell(std::process::id() as i32));
         drop(shell.stdin.take());
         shell.wait().unwrap();
-    }
-
-    #[test]
-    fn finds_a_cgroup_under_the_mount_of_its_hierarchy() {
-        let mounts = "37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer\n\
-                      41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n\
-                      50 31 0:40 /docker/abc /sys/fs/cgroup/pids ro,relatime shared:9 - cgroup cgroup rw,pids\n";
-        let v1 = |name: &'static str| {
-            move |fstype: &str, options: &str| {
-                fstype == "cgroup" && options.split(',').any(|option| option == name)
-            }
-        };
-        assert_eq!(
-            cgroup_directory(mounts, "/paused", v1("freezer")),
-            Some(PathBuf::from("/sys/fs/cgroup/freezer/paused"))
-        );
-        assert_eq!(
-            cgroup_directory(mounts, "/a/b", |fstype, _| fstype == "cgroup2"),
-            Some(PathBuf::from("/sys/fs/cgroup/unified/a/b"))
-        );
-        // A container's view: the mount shows a sub-tree of the hierarchy.
-        assert_eq!(
-            cgroup_directory(mounts, "/docker/abc/x", v1("pids")),
-            Some(PathBuf::from("/sys/fs/cgroup/pids/x"))
-        );
-        assert_eq!(cgroup_directory(mounts, "/x", v1("memory")), None);
     }
 
     #[test]

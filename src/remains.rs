@@ -6,7 +6,6 @@
 //! process of the namespace with kill(-1); as a subreaper the main child's process group.
 
 use std::collections::HashSet;
-use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::signals::Signal;
@@ -150,16 +149,16 @@ impl Remains {
         result
     }
 
-    /// Reads what remains for the report of the SIGKILL due shortly; stops reading at `budget_end`. Returns
-    /// how many processes it listed and how many of them it examined (`None` without /proc).
+    /// Reads what remains for the report of the SIGKILL due shortly; stops reading at `budget_end`. Whether
+    /// it could (not without /proc).
     pub fn survey(
         &mut self,
         main: MainChild,
         sent: impl Fn(&Process) -> Signal,
         budget_end: Instant,
-    ) -> Option<(usize, usize)> {
+    ) -> bool {
         if !self.tree.can_list() {
-            return None;
+            return false;
         }
         let members = self.tree.members();
         // As PID 1, kill(-1) needs no pins. As a subreaper, one per process up to the descriptor limit, with
@@ -177,9 +176,8 @@ impl Remains {
             max_pins,
             budget_end,
         );
-        let counts = (survey.entries.len(), survey.examined());
         self.survey = Some(survey);
-        Some(counts)
+        true
     }
 
     /// SIGKILL to everything that remains, first, then the account of what was there: the survey's entries
@@ -377,16 +375,15 @@ impl Remains {
     ///
     /// Killed one by one while the others run, a fork bomb at its pids limit refills every slot a death
     /// frees, and its busy processes starve grace of the CPU it needs to keep up: sweeps that SIGKILLed what
-    /// they found left 4 to 38 processes behind at the limit. A stopped process can neither fork nor run, and
-    /// frees no slot: each listing can only find what forked before its parent was stopped, and the
+    /// they found left up to 91 of 250 processes behind at the limit. A stopped process can neither fork nor
+    /// run, and frees no slot: each listing can only find what forked before its parent was stopped, and the
     /// SIGKILLs then end the lot (a stopped process dies of SIGKILL like any other).
     fn stop_then_kill_unkilled(
         &mut self,
         main: MainChild,
         signalled: &mut Signalled,
     ) -> Vec<Process> {
-        let max_pins = self.max_pins();
-        let mut stopped: Vec<(Process, Option<OwnedFd>)> = Vec::new();
+        let mut stopped: Vec<Process> = Vec::new();
         let mut seen: HashSet<(i32, u64)> = HashSet::new();
         for _ in 0..STOP_ROUNDS {
             let mut found = false;
@@ -396,30 +393,18 @@ impl Remains {
                     continue;
                 }
                 found = true;
-                // Pinned, its SIGKILL needs no second reading of /proc.
-                let pin = if stopped.len() < max_pins {
-                    self.tree.pin(&process)
-                } else {
-                    None
-                };
-                let delivery = match &pin {
-                    Some(pidfd) => self.tree.signal_pinned(&process, pidfd, Signal::STOP),
-                    None => self.tree.signal(&process, Signal::STOP),
-                };
-                if self.file(&process, delivery, signalled) {
-                    stopped.push((process, pin));
+                if self.deliver(&process, Signal::STOP, signalled) {
+                    stopped.push(process);
                 }
             }
             if !found {
                 break;
             }
         }
+        // Stopped, none can have forked since; each SIGKILL goes through a checked pidfd again.
         let mut killed = Vec::new();
-        for (process, pin) in stopped {
-            let delivery = match &pin {
-                Some(pidfd) => self.tree.signal_pinned(&process, pidfd, Signal::KILL),
-                None => self.tree.signal(&process, Signal::KILL),
-            };
+        for process in stopped {
+            let delivery = self.tree.signal(&process, Signal::KILL);
             if self.record_kill(&process, delivery, signalled) {
                 killed.push(process);
             }

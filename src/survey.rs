@@ -107,14 +107,6 @@ impl Survey {
         Survey { entries, pins }
     }
 
-    /// How many processes it examined (the rest, time ran out for).
-    pub fn examined(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|entry| !matches!(entry.detail, Detail::NotExamined))
-            .count()
-    }
-
     /// The report for the processes that were still there at the SIGKILL (`present`, by pid and start time),
     /// in the survey's order; those the survey did not see (forked since) come last, not examined.
     pub fn survivors(

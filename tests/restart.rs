@@ -407,9 +407,10 @@ fn nice_of(pid: i32) -> i64 {
 /// late; the next run must not inherit that: it starts at the priority the first one had.
 #[test]
 fn a_shutdown_raises_grace_s_priority_and_the_next_run_does_not_inherit_it() {
+    // The handler first: the line says it is in place.
     let script = "import os, signal\n\
-                  print('nice', os.getpriority(os.PRIO_PROCESS, 0), flush=True)\n\
                   signal.signal(signal.SIGTERM, lambda *_: print('got TERM', flush=True))\n\
+                  print('nice', os.getpriority(os.PRIO_PROCESS, 0), flush=True)\n\
                   while True: signal.pause()\n";
     let command: Vec<String> = ["python3", "-u", "-c", script].map(String::from).to_vec();
     for mode in MODES {

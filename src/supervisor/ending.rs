@@ -166,15 +166,8 @@ impl Supervisor {
             .unwrap_or_else(Instant::now);
         let sent = self.sent_signals();
         let began = Instant::now();
-        let taken = self.remains.survey(self.main_ref(), sent, budget_end);
-        let took = began.elapsed();
-        self.run.surveyed_at = taken.map(|_| began);
-        if let Some((listed, examined)) = taken {
-            log::debug!(
-                event = "surveyed", count = listed, examined = examined, took_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-                "surveyed {} in {}: {examined} examined, {} not (time ran out); SIGKILL in {}",
-                processes(listed), micros(took), listed - examined, seconds(self.until_kill()),
-            );
+        if self.remains.survey(self.main_ref(), sent, budget_end) {
+            self.run.surveyed_at = Some(began);
         }
     }
 
@@ -212,20 +205,17 @@ impl Supervisor {
                 .iter()
                 .filter(|entry| !matches!(entry.detail, Detail::NotExamined))
                 .count();
-            // How long before the SIGKILL was due the report was read: longer for a larger tree.
-            let lead = self.run.surveyed_at.take().map(|surveyed_at| {
-                self.run.shutdown.kill_due().map_or(Duration::ZERO, |due| {
-                    due.saturating_duration_since(surveyed_at)
-                })
-            });
-            let how = match lead {
-                Some(lead) => format!("{examined} examined {} before it", seconds(lead)),
-                None => "none examined: grace woke too late to read them before it".to_string(),
+            // How long before the SIGKILL was due the report was read (longer for a larger tree); zero when
+            // grace woke too late to read it.
+            let lead = match (self.run.surveyed_at.take(), self.run.shutdown.kill_due()) {
+                (Some(surveyed_at), Some(due)) => due.saturating_duration_since(surveyed_at),
+                _ => Duration::ZERO,
             };
             log::warn!(
                 event = "deadline", reason = reason_name, count = survivors.len(), examined = examined,
-                surveyed_ms = millis(lead.unwrap_or_default());
-                "{why}: {} still alive ({how})", processes(survivors.len()),
+                surveyed_ms = millis(lead);
+                "{why}: {} still alive ({examined} examined {} before it)",
+                processes(survivors.len()), seconds(lead),
             );
             self.log_survivors_report(survivors);
         }
@@ -305,16 +295,10 @@ impl Supervisor {
         let new = self.remains.sweep(self.main_ref());
         self.run.shutdown.on_swept(Instant::now(), !new.is_empty());
         if !new.is_empty() {
-            let sweep = self.run.shutdown.sweeps().done;
-            let how = match self.remains.tree().scope() {
-                Scope::Namespace => "",
-                Scope::Descendants { .. } => " (stopped first, so that they could not fork)",
-            };
             log::warn!(
-                event = "swept", sweep = sweep, count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new),
-                elapsed_ms = millis(self.since_kill_due());
-                "sweep {sweep}, {} after the SIGKILL: SIGKILL to {} that appeared since the last SIGKILL{how}: {}",
-                seconds(self.since_kill_due()), processes(new.len()), tree::describe(&new),
+                event = "swept", count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new);
+                "SIGKILL to {} that appeared since the last SIGKILL: {}",
+                processes(new.len()), tree::describe(&new),
             );
         }
     }
@@ -327,14 +311,11 @@ impl Supervisor {
         }
         let sweeps = self.run.shutdown.sweeps();
         let since = self.since_kill_due();
-        let found = match sweeps.found {
-            0 => "none found more".to_string(),
-            found => format!("{found} found processes forked since"),
-        };
         log::info!(
             event = "emptied", sweeps = sweeps.done, sweeps_found = sweeps.found, elapsed_ms = millis(since);
-            "the tree is empty {} after the SIGKILL was due, after {} ({found})",
-            seconds(since), sweep_count(sweeps.done),
+            "the tree is empty {} after the SIGKILL was due; sweeps since: {}, {} of them finding processes \
+             forked since",
+            seconds(since), sweeps.done, sweeps.found,
         );
     }
 
@@ -409,11 +390,10 @@ impl Supervisor {
             );
         }
         let survived = &remaining.survived_kill;
-        let sweeps = sweep_count(self.run.shutdown.sweeps().done);
         if !survived.is_empty() {
             log::error!(
                 event = "gave_up", count = survived.len(), pids:% = pid_list(survived), names:% = name_list(survived);
-                "giving up on {} that did not exit {} after SIGKILL ({sweeps}): {}",
+                "giving up on {} that did not exit {} after SIGKILL: {}",
                 processes(survived.len()), configured(UNKILLABLE_WAIT), tree::describe(survived),
             );
         }
@@ -421,7 +401,7 @@ impl Supervisor {
         if !other.is_empty() {
             log::error!(
                 event = "gave_up", count = other.len(), pids:% = pid_list(other), names:% = name_list(other);
-                "giving up on {} that appeared after the last SIGKILL ({sweeps}): {}",
+                "giving up on {} that appeared after the last SIGKILL: {}",
                 processes(other.len()), tree::describe(other),
             );
         }
@@ -456,14 +436,5 @@ impl Supervisor {
         for (process, err) in failures {
             log::warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
         }
-    }
-}
-
-/// `1 sweep`, `7 sweeps`.
-fn sweep_count(count: u32) -> String {
-    if count == 1 {
-        "1 sweep".to_string()
-    } else {
-        format!("{count} sweeps")
     }
 }

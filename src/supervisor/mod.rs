@@ -337,24 +337,17 @@ impl Supervisor {
         if self.normal_nice.is_some() {
             return;
         }
-        let Ok(nice) = sys::own_nice() else { return };
-        match sys::set_own_nice(HIGHEST_PRIORITY) {
-            Ok(()) => {
+        if let Ok(nice) = sys::own_nice() {
+            if sys::set_own_nice(HIGHEST_PRIORITY).is_ok() {
                 self.normal_nice = Some(nice);
-                log::debug!(
-                    "scheduling priority raised for the shutdown: nice {nice} → {HIGHEST_PRIORITY}"
-                );
             }
-            Err(err) => log::debug!("scheduling priority not raised for the shutdown: {err}"),
         }
     }
 
     /// Gives back the priority a shutdown raised, before the next generation starts (it would inherit it).
     fn restore_priority(&mut self) {
         if let Some(nice) = self.normal_nice.take() {
-            if let Err(err) = sys::set_own_nice(nice) {
-                log::warn!(event = "error"; "could not give back grace's scheduling priority (nice {nice}): {err}");
-            }
+            let _ = sys::set_own_nice(nice);
         }
     }
 
