@@ -60,6 +60,8 @@ pub struct Supervisor {
     /// is still queued, and forwarding it late could continue a child stopped again meanwhile (Ctrl-Z typed
     /// at once), whose stop grace would then miss.
     swallow_continue: bool,
+    /// grace's own nice value before a shutdown raised its priority, while raised.
+    normal_nice: Option<i32>,
 }
 
 /// How a generation ended.
@@ -82,6 +84,9 @@ const OUTSIDER_RECHECK: Duration = Duration::from_millis(50);
 
 /// The survey before a SIGKILL stops reading /proc this long before it, so that the kill is on time.
 const SURVEY_MARGIN: Duration = Duration::from_millis(5);
+
+/// The nice value grace takes for a shutdown: the highest priority.
+const HIGHEST_PRIORITY: i32 = -20;
 
 /// The longest command the `started` line shows, in characters.
 const MAX_COMMAND_SHOWN: usize = 512;
@@ -110,6 +115,7 @@ impl Supervisor {
             outsiders: false,
             unsignallable_seen: false,
             swallow_continue: false,
+            normal_nice: None,
         }
     }
 
@@ -153,6 +159,7 @@ impl Supervisor {
                     // No child of grace is left, so no process of the run is (each descends from grace, or
                     // was reparented to it); a restart leaves the processes that entered from outside alone.
                     if self.remains.reach() == Reach::Run || !self.remains.others_remain() {
+                        self.log_emptied();
                         return self.ended(true);
                     }
                     self.outsiders = true;
@@ -185,6 +192,10 @@ impl Supervisor {
                             && self.nothing_to_wait_for()
                         {
                             return self.ended(false);
+                        }
+                        if action == Action::Sweep {
+                            // Reap what it killed before the next, which may be due at once.
+                            break;
                         }
                     }
                 }
@@ -369,9 +380,33 @@ impl Supervisor {
         }
     }
 
+    /// A shutdown has begun: grace takes the highest scheduling priority it may (nice −20), so that it keeps
+    /// its deadlines on CPUs the tree keeps busy. A fork bomb's busy processes, at grace's own priority,
+    /// delayed its cleanup SIGTERM by 0.3–2 s and its SIGKILL by up to 4 s on 2 cores; at −20 both went out
+    /// within tens of milliseconds. grace sleeps between deadlines, so a tree that drains loses nothing.
+    /// Where it may not (no CAP_SYS_NICE, as in most containers), nothing changes.
+    fn raise_priority(&mut self) {
+        if self.normal_nice.is_some() {
+            return;
+        }
+        if let Ok(nice) = sys::own_nice() {
+            if sys::set_own_nice(HIGHEST_PRIORITY).is_ok() {
+                self.normal_nice = Some(nice);
+            }
+        }
+    }
+
+    /// Gives back the priority a shutdown raised, before the next generation starts (it would inherit it).
+    fn restore_priority(&mut self) {
+        if let Some(nice) = self.normal_nice.take() {
+            let _ = sys::set_own_nice(nice);
+        }
+    }
+
     /// Starts the command again: the next generation. A command that cannot be started gives the usual
     /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
+        self.restore_priority();
         // Only a foreground job takes the terminal: after Ctrl-Z and `bg`, the shell has it, and keeps it.
         self.setup.take_terminal = owns_terminal_foreground();
         let main = match child::spawn(&self.config.command, self.setup) {
@@ -539,6 +574,9 @@ impl Supervisor {
 
     /// Carries out what the shutdown decided; `stop_signal` is the signal that caused it, if one did.
     fn perform(&mut self, action: Action, stop_signal: Option<Received>) {
+        if action != Action::Nothing {
+            self.raise_priority();
+        }
         match action {
             Action::Nothing | Action::GiveUp => {}
             Action::DelayStop => {

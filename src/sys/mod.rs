@@ -6,7 +6,7 @@
 //!   a plain 64-bit kernel mask passed straight to `rt_sigprocmask` and `signalfd4`.
 //! - nix's `kill` and `waitpid` take or return its `Signal` enum, which cannot express real-time signals: a
 //!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
-//! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix.
+//! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix, nor are getpriority and setpriority.
 //!
 //! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, signals pending
 //! at exec, closed standard descriptors) so that the child gets the same.
@@ -140,6 +140,27 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
         )
     };
     if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// The calling process's nice value (getpriority(2)). The system call itself answers 20 − nice, so that no
+/// valid answer is negative (the libc wrapper's −1 is ambiguous).
+pub fn own_nice() -> io::Result<i32> {
+    // SAFETY: getpriority(2) takes two integers and touches no memory of ours.
+    let raw = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(20 - i32::try_from(raw).unwrap_or(20))
+}
+
+/// Sets the calling process's nice value (setpriority(2)); lowering it needs CAP_SYS_NICE or RLIMIT_NICE.
+pub fn set_own_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: setpriority(2) takes three integers and touches no memory of ours.
+    if unsafe { libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
