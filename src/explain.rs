@@ -240,7 +240,9 @@ fn timeline(config: &Config, text: &mut String) {
     }
     steps.push((
         grace.saturating_sub(SURVEY_LEAD),
-        "grace reads what remains, for its report".to_string(),
+        // "up to 1s": LONGEST_SURVEY_LEAD, written out (formatting it costs the static binary's budget).
+        "grace reads what remains, for its report (earlier for a large tree, up to 1s before the SIGKILL)"
+            .to_string(),
     ));
     steps.push((
         grace,

@@ -40,6 +40,8 @@ pub struct Generation {
     pub started_at: Instant,
     /// When the main child exited, once it has.
     pub exited_at: Option<Instant>,
+    /// When the report for the coming SIGKILL began to be read.
+    pub surveyed_at: Option<Instant>,
     pub ending: Ending,
 }
 
@@ -56,6 +58,7 @@ impl Generation {
             forwarded_stop: None,
             started_at: Instant::now(),
             exited_at: None,
+            surveyed_at: None,
             ending: Ending::Undecided,
         }
     }

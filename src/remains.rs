@@ -22,6 +22,11 @@ use crate::tree::{Delivery, Process, Scope, Tree};
 /// /proc files, the child's pipes).
 const RESERVED_DESCRIPTORS: u64 = 64;
 
+/// How many listings one sweep makes, each stopping what the last did not see, before it SIGKILLs what it
+/// stopped. A listing that finds nothing new ends it sooner, as it nearly always does: only a process
+/// that was not yet stopped can have forked since.
+const STOP_ROUNDS: usize = 16;
+
 /// The main child, as far as the tree's signalling is concerned.
 #[derive(Clone, Copy, Debug)]
 pub struct MainChild {
@@ -246,20 +251,22 @@ impl Remains {
     pub fn kill_processes(&mut self, processes: &[Process]) -> Signalled {
         let mut result = Signalled::default();
         for process in processes {
-            self.kill_one(process, &mut result);
+            let delivery = self.tree.signal(process, Signal::KILL);
+            self.record_kill(process, delivery, &mut result);
         }
         result
     }
 
-    /// Reads what remains for the report of the SIGKILL due shortly; stops reading at `budget_end`.
+    /// Reads what remains for the report of the SIGKILL due shortly; stops reading at `budget_end`. Whether
+    /// it could (not without /proc).
     pub fn survey(
         &mut self,
         main: MainChild,
         sent: impl Fn(&Process) -> Signal,
         budget_end: Instant,
-    ) {
+    ) -> bool {
         if !self.tree.can_list() {
-            return;
+            return false;
         }
         let members = self.members();
         // As PID 1, kill(-1) needs no pins. As a subreaper, or for a restart that spares visitors (no
@@ -267,18 +274,19 @@ impl Remains {
         // grace opens.
         let max_pins = match self.tree.scope() {
             Scope::Namespace if !self.spares_visitors() => 0,
-            _ => usize::try_from(sys::descriptor_limit().saturating_sub(RESERVED_DESCRIPTORS))
-                .unwrap_or(usize::MAX),
+            _ => self.max_pins(),
         };
         let tree = &self.tree;
-        self.survey = Some(Survey::take(
+        let survey = Survey::take(
             members,
             main.pid,
             sent,
             |process| tree.pin(process),
             max_pins,
             budget_end,
-        ));
+        );
+        self.survey = Some(survey);
+        true
     }
 
     /// SIGKILL to everything that remains, first, then the account of what was there: the survey's entries
@@ -376,7 +384,7 @@ impl Remains {
                     }
                 }
                 sent_at = last_call;
-                present.extend(self.kill_unkilled(main, &mut signalled));
+                present.extend(self.stop_then_kill_unkilled(main, &mut signalled));
             }
         }
         Killed {
@@ -389,7 +397,8 @@ impl Remains {
     }
 
     /// SIGKILL to processes that appeared since the last SIGKILL (forked just before it, or children of a
-    /// process that auto-reaps them, which give grace no SIGCHLD); returns them.
+    /// process that auto-reaps them, which give grace no SIGCHLD); returns them. As a subreaper they are
+    /// stopped first (see [`Remains::stop_then_kill_unkilled`]); as PID 1, kill(-1) reaches them all at once.
     pub fn sweep(&mut self, main: MainChild) -> Vec<Process> {
         let mut signalled = Signalled::default();
         match (self.tree.scope(), self.tree.can_list()) {
@@ -407,7 +416,7 @@ impl Remains {
                     .collect();
                 new
             }
-            (_, true) => self.kill_unkilled(main, &mut signalled),
+            (_, true) => self.stop_then_kill_unkilled(main, &mut signalled),
         }
     }
 
@@ -470,25 +479,53 @@ impl Remains {
             .any(|process| !self.is_unsignallable(process))
     }
 
-    /// SIGKILL to every live process not yet sent one, but the main child while alive (the caller kills it
-    /// by pid); returns them.
-    fn kill_unkilled(&mut self, main: MainChild, signalled: &mut Signalled) -> Vec<Process> {
-        let mut new = Vec::new();
-        for process in self.members() {
-            if main.is(&process) || self.killed.contains(&survey::key(&process)) {
-                continue;
+    /// SIGSTOP to every live process not yet sent SIGKILL, but the main child while alive (the caller kills
+    /// it by pid), listing again until a listing finds none; then SIGKILL to them all; returns those killed.
+    ///
+    /// Killed one by one while the others run, a fork bomb at its pids limit refills every slot a death
+    /// frees, and its busy processes starve grace of the CPU it needs to keep up: sweeps that SIGKILLed what
+    /// they found left up to 91 of 250 processes behind at the limit. A stopped process can neither fork nor
+    /// run, and frees no slot: each listing can only find what forked before its parent was stopped, and the
+    /// SIGKILLs then end the lot (a stopped process dies of SIGKILL like any other).
+    fn stop_then_kill_unkilled(
+        &mut self,
+        main: MainChild,
+        signalled: &mut Signalled,
+    ) -> Vec<Process> {
+        let mut stopped: Vec<Process> = Vec::new();
+        let mut seen: HashSet<(i32, u64)> = HashSet::new();
+        for _ in 0..STOP_ROUNDS {
+            let mut found = false;
+            for process in self.members() {
+                let key = survey::key(&process);
+                if main.is(&process) || self.killed.contains(&key) || !seen.insert(key) {
+                    continue;
+                }
+                found = true;
+                if self.deliver(&process, Signal::STOP, signalled) {
+                    stopped.push(process);
+                }
             }
-            if self.kill_one(&process, signalled) {
-                new.push(process);
+            if !found {
+                break;
             }
         }
-        new
+        // Stopped, none can have forked since; each SIGKILL goes through a checked pidfd again.
+        let mut killed = Vec::new();
+        for process in stopped {
+            let delivery = self.tree.signal(&process, Signal::KILL);
+            if self.record_kill(&process, delivery, signalled) {
+                killed.push(process);
+            }
+        }
+        killed
     }
 
-    /// SIGKILL to one process; whether it was delivered.
-    fn kill_one(&mut self, process: &Process, signalled: &mut Signalled) -> bool {
-        let delivery = self.tree.signal(process, Signal::KILL);
-        self.record_kill(process, delivery, signalled)
+    /// How many pidfds grace may hold on the tree: one per process up to the descriptor limit, with room
+    /// kept for everything else grace opens.
+    fn max_pins(&self) -> usize {
+        usize::try_from(sys::descriptor_limit().saturating_sub(RESERVED_DESCRIPTORS))
+            .unwrap_or(usize::MAX)
     }
 
     /// Files the outcome of a SIGKILL to `process`, and counts it as killed if it was delivered.

@@ -10,10 +10,12 @@
 //!               without one (not while the stop signal is held: with P > G-C, at t0+P, after the forward)
 //! main exits    settle briefly, then SIGTERM the rest; SIGKILL after C, never past t0+G
 //! t0+G-F        the final signal (e.g. SIGQUIT for a thread dump) to everything that remains
-//! t0+G-100ms    survey what remains (for the report), so that reading /proc does not make the kill late
+//! t0+G-L        survey what remains (for the report), so that reading /proc does not make the kill late;
+//!               L is 100 ms, more for a large tree (as many as the rest's SIGTERM found), never before it
 //! t0+G          SIGKILL to everything that remains
-//! then          sweep again (10 ms, doubling to 200 ms) for processes forked just before their SIGKILL,
-//!               until 1 s after the last sweep that found one, 3 s after the SIGKILL at most
+//! then          sweep again for processes forked just before their SIGKILL: at once while a sweep finds
+//!               some, else after 10 ms, doubling to 200 ms; until 1 s after the last sweep that found one,
+//!               and never past 3 s after the SIGKILL was due
 //! ```
 //! When the main child exits on its own, the rest gets the same settle, SIGTERM, and SIGKILL after C.
 //! grace exits as soon as the tree is empty; that check belongs to the supervisor.
@@ -31,17 +33,36 @@ pub const SETTLE: Duration = Duration::from_millis(200);
 /// once (uninterruptible sleep) before it gives up on them and exits.
 pub const UNKILLABLE_WAIT: Duration = Duration::from_secs(1);
 
-/// The longest grace keeps sweeping after the first SIGKILL, however many processes keep appearing: the
-/// bound on the whole shutdown is grace period + this.
+/// The longest grace keeps sweeping after the SIGKILL was due, however many processes keep appearing, and
+/// however late a starved grace got to send it: the bound on the whole shutdown is grace period + this.
 pub const KILLING_LIMIT: Duration = Duration::from_secs(3);
 
-/// How long before a SIGKILL the survey of what remains is taken.
+/// How long before a SIGKILL the survey of what remains is taken, at the least (a small tree).
 pub const SURVEY_LEAD: Duration = Duration::from_millis(100);
 
-/// The first and the longest interval between sweeps. A process whose children are reaped by the kernel
-/// (SIGCHLD ignored) gives grace no SIGCHLD when one of them exits, so sweeps run on a timer.
+/// How long before a SIGKILL the survey is taken, at the most: an older one would describe a tree that has
+/// had time to change (and keep a descriptor open on each process for that long).
+pub const LONGEST_SURVEY_LEAD: Duration = Duration::from_secs(1);
+
+/// What the survey's reading costs per process, with room to spare: listing, a pidfd and /proc/PID/status
+/// for each of 1,001 processes took 22–36 µs each in the release build and 34–130 µs in the debug build
+/// (2 cores), and up to ~260 µs on a busier machine.
+pub const SURVEY_COST_PER_PROCESS: Duration = Duration::from_micros(500);
+
+/// The first and the longest interval between sweeps that find nothing. A process whose children are
+/// reaped by the kernel (SIGCHLD ignored) gives grace no SIGCHLD when one of them exits, so sweeps run on a
+/// timer. A sweep that found processes is followed by another at once: a fork bomb refills what it frees.
 pub const FIRST_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 pub const LAST_SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long before the SIGKILL the survey of a tree of `processes` begins: long enough to read them all at
+/// [`SURVEY_COST_PER_PROCESS`], within [`SURVEY_LEAD`] and [`LONGEST_SURVEY_LEAD`].
+pub fn survey_lead(processes: usize) -> Duration {
+    let count = u32::try_from(processes).unwrap_or(u32::MAX);
+    SURVEY_COST_PER_PROCESS
+        .saturating_mul(count)
+        .clamp(SURVEY_LEAD, LONGEST_SURVEY_LEAD)
+}
 
 /// The configured durations of a shutdown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,9 +119,11 @@ pub enum Phase {
         final_sent: bool,
     },
     /// Everything has had SIGKILL; grace sweeps again at `next_sweep` and gives up on survivors at
-    /// `give_up_at`.
+    /// `give_up_at`, never past `limit_at` ([`KILLING_LIMIT`] after the SIGKILL was due, or
+    /// [`UNKILLABLE_WAIT`] after it went out if that is later). `sweep_interval` is the last pause between
+    /// sweeps (zero after a sweep that found processes).
     Killing {
-        killed_at: Instant,
+        limit_at: Instant,
         next_sweep: Instant,
         sweep_interval: Duration,
         give_up_at: Instant,
@@ -143,7 +166,8 @@ pub enum Action {
     Survey,
     /// SIGKILL to every process of the tree.
     KillAll(KillReason),
-    /// SIGKILL to processes of the tree that appeared since the last SIGKILL.
+    /// SIGKILL to processes of the tree that appeared since the last SIGKILL (stopped first, so that they
+    /// can neither fork nor run meanwhile).
     Sweep,
     /// Stop waiting for the processes that survived SIGKILL.
     GiveUp,
@@ -160,6 +184,20 @@ pub struct Shutdown {
     surveyed_for: Option<Instant>,
     /// When the last SIGKILL was due (not when it was acted on).
     kill_due: Option<Instant>,
+    /// When the rest of the tree was sent SIGTERM, if it was: the survey never comes before it.
+    rest_terminated_at: Option<Instant>,
+    /// How long before the SIGKILL the survey begins (see [`survey_lead`]).
+    survey_lead: Duration,
+    /// Sweeps since the SIGKILL, and how many of them found processes.
+    sweeps: Sweeps,
+}
+
+/// How many sweeps followed the SIGKILL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweeps {
+    pub done: u32,
+    /// Sweeps that found processes (forked since the last SIGKILL).
+    pub found: u32,
 }
 
 impl Shutdown {
@@ -171,6 +209,9 @@ impl Shutdown {
             stopped_at: None,
             surveyed_for: None,
             kill_due: None,
+            rest_terminated_at: None,
+            survey_lead: SURVEY_LEAD,
+            sweeps: Sweeps::default(),
         }
     }
 
@@ -206,13 +247,52 @@ impl Shutdown {
         self.kill_due
     }
 
-    /// When the survey for the coming SIGKILL is due, if it has not been taken yet.
+    /// The sweeps since the SIGKILL.
+    pub fn sweeps(&self) -> Sweeps {
+        self.sweeps
+    }
+
+    /// The rest's SIGTERM found `processes` (the main child included): the survey before the SIGKILL begins
+    /// early enough to read them all.
+    pub fn on_rest_listed(&mut self, processes: usize) {
+        self.survey_lead = survey_lead(processes);
+    }
+
+    /// When the survey for the coming SIGKILL is due, if it has not been taken yet: its lead before the
+    /// SIGKILL, but not before the rest's SIGTERM, sent or still to come (what each process did with it is
+    /// what the survey reads).
     fn survey_time(&self) -> Option<Instant> {
         let kill_at = self.kill_time()?;
         if self.surveyed_for == Some(kill_at) {
             return None;
         }
-        Some(kill_at.checked_sub(SURVEY_LEAD).unwrap_or(kill_at))
+        let lead_at = kill_at.checked_sub(self.survey_lead).unwrap_or(kill_at);
+        let not_before = self.rest_sigterm_pending_at().or(self.rest_terminated_at);
+        Some(not_before.map_or(lead_at, |rest_at| lead_at.max(rest_at).min(kill_at)))
+    }
+
+    /// When the rest of the tree gets its SIGTERM, if that is still to come before the SIGKILL.
+    fn rest_sigterm_pending_at(&self) -> Option<Instant> {
+        let (at, kill_at) = match self.phase {
+            Phase::Delaying {
+                forward_at,
+                deadline,
+            } => (
+                forward_at.max(self.rest_signal_time(deadline)),
+                Some(deadline),
+            ),
+            Phase::Stopping {
+                deadline,
+                rest_signalled: false,
+                ..
+            } => (self.rest_signal_time(deadline), Some(deadline)),
+            Phase::Settling {
+                until, deadline, ..
+            } => (until, deadline),
+            _ => return None,
+        };
+        // At the deadline itself the SIGKILL comes first, and no SIGTERM.
+        kill_at.map_or(true, |kill_at| at < kill_at).then_some(at)
     }
 
     /// The next moment at which [`Shutdown::on_deadline`] has something to do; `None` while running.
@@ -376,7 +456,11 @@ impl Shutdown {
     /// when another one is due too).
     pub fn on_deadline(&mut self, now: Instant) -> Action {
         let kill_due = self.kill_time().is_some_and(|kill_at| now >= kill_at);
-        if !kill_due && self.survey_time().is_some_and(|survey_at| now >= survey_at) {
+        // The rest's SIGTERM goes out before a survey due at the same moment.
+        let rest_due = self
+            .rest_sigterm_pending_at()
+            .is_some_and(|rest_at| now >= rest_at);
+        if !kill_due && !rest_due && self.survey_time().is_some_and(|survey_at| now >= survey_at) {
             self.surveyed_for = self.kill_time();
             return Action::Survey;
         }
@@ -414,6 +498,7 @@ impl Shutdown {
                     rest_signalled: true,
                     final_sent,
                 };
+                self.rest_terminated_at = Some(now);
                 Action::TerminateRest
             }
             Phase::Stopping {
@@ -448,6 +533,7 @@ impl Shutdown {
                     deadline,
                     final_sent,
                 };
+                self.rest_terminated_at = Some(now);
                 Action::TerminateRest
             }
             Phase::Settling { .. } => Action::Nothing,
@@ -478,31 +564,47 @@ impl Shutdown {
             Phase::CleaningUp { .. } => Action::Nothing,
             Phase::Killing { give_up_at, .. } if now >= give_up_at => Action::GiveUp,
             Phase::Killing {
-                killed_at,
+                limit_at,
                 next_sweep,
                 sweep_interval,
                 give_up_at,
             } if now >= next_sweep => {
-                let sweep_interval = (sweep_interval * 2).min(LAST_SWEEP_INTERVAL);
+                // Until the supervisor reports the sweep done, the next is a full interval away.
                 self.phase = Phase::Killing {
-                    killed_at,
-                    next_sweep: now + sweep_interval,
+                    limit_at,
+                    next_sweep: now + sweep_interval.max(FIRST_SWEEP_INTERVAL),
                     sweep_interval,
                     give_up_at,
                 };
+                self.sweeps.done = self.sweeps.done.saturating_add(1);
                 Action::Sweep
             }
             Phase::Killing { .. } => Action::Nothing,
         }
     }
 
-    /// The supervisor finished a SIGKILL or a sweep at `now`; `killed_new` tells whether it SIGKILLed a
-    /// process that had not been sent one before. The give-up clock starts after the sweep, not before it
-    /// (a sweep of a large tree takes time), and starts again while sweeps keep finding processes — a fork
-    /// bomb at its pids limit refills every slot that a SIGKILL frees — up to [`KILLING_LIMIT`].
-    pub fn on_swept(&mut self, now: Instant, killed_new: bool) {
+    /// The supervisor finished the SIGKILL at `now`. The give-up clock starts after it, not before it (the
+    /// SIGKILL of a large tree takes time); the first sweep follows shortly. What was SIGKILLed always gets
+    /// [`UNKILLABLE_WAIT`] to die, even when a grace starved of the CPU sent the SIGKILL so late that this
+    /// goes past the limit: giving up at once would leave dying processes behind, and call them unkillable.
+    pub fn on_killed(&mut self, now: Instant) {
+        let Phase::Killing { limit_at, .. } = self.phase else {
+            return;
+        };
+        self.phase = Phase::Killing {
+            limit_at: limit_at.max(now + UNKILLABLE_WAIT),
+            next_sweep: now + FIRST_SWEEP_INTERVAL,
+            sweep_interval: FIRST_SWEEP_INTERVAL,
+            give_up_at: now + UNKILLABLE_WAIT,
+        };
+    }
+
+    /// The supervisor finished a sweep at `now`; `found` tells whether it found processes that had not been
+    /// sent SIGKILL before. Then the next sweep comes at once — a fork bomb at its pids limit refills every
+    /// slot that a SIGKILL frees — and the give-up clock starts again, up to the limit.
+    pub fn on_swept(&mut self, now: Instant, found: bool) {
         let Phase::Killing {
-            killed_at,
+            limit_at,
             sweep_interval,
             give_up_at,
             ..
@@ -510,17 +612,26 @@ impl Shutdown {
         else {
             return;
         };
-        let (sweep_interval, give_up_at) = if killed_new {
-            let restarted = (now + UNKILLABLE_WAIT).min(killed_at + KILLING_LIMIT);
-            (FIRST_SWEEP_INTERVAL, restarted.max(give_up_at))
+        self.phase = if found {
+            self.sweeps.found = self.sweeps.found.saturating_add(1);
+            Phase::Killing {
+                limit_at,
+                next_sweep: now,
+                sweep_interval: Duration::ZERO,
+                give_up_at: (now + UNKILLABLE_WAIT).min(limit_at).max(give_up_at),
+            }
         } else {
-            (sweep_interval, give_up_at)
-        };
-        self.phase = Phase::Killing {
-            killed_at,
-            next_sweep: now + sweep_interval,
-            sweep_interval,
-            give_up_at,
+            let sweep_interval = if sweep_interval.is_zero() {
+                FIRST_SWEEP_INTERVAL
+            } else {
+                (sweep_interval * 2).min(LAST_SWEEP_INTERVAL)
+            };
+            Phase::Killing {
+                limit_at,
+                next_sweep: now + sweep_interval,
+                sweep_interval,
+                give_up_at,
+            }
         };
     }
 
@@ -539,12 +650,14 @@ impl Shutdown {
     }
 
     fn kill_all(&mut self, now: Instant, reason: KillReason) -> Action {
-        self.kill_due = Some(self.kill_time().unwrap_or(now).min(now));
+        let due = self.kill_time().unwrap_or(now).min(now);
+        self.kill_due = Some(due);
+        let limit_at = due + KILLING_LIMIT;
         self.phase = Phase::Killing {
-            killed_at: now,
+            limit_at,
             next_sweep: now + FIRST_SWEEP_INTERVAL,
             sweep_interval: FIRST_SWEEP_INTERVAL,
-            give_up_at: now + UNKILLABLE_WAIT,
+            give_up_at: (now + UNKILLABLE_WAIT).min(limit_at),
         };
         Action::KillAll(reason)
     }
@@ -915,7 +1028,7 @@ mod tests {
     }
 
     #[test]
-    fn sweeps_repeat_with_a_doubling_interval_until_the_give_up() {
+    fn sweeps_that_find_nothing_back_off_until_the_give_up() {
         let t0 = Instant::now();
         let mut shutdown = stopped(t0);
         let kill = t0 + GRACE;
@@ -923,7 +1036,7 @@ mod tests {
             due(&mut shutdown, kill),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
-        shutdown.on_swept(kill, true);
+        shutdown.on_killed(kill);
         let mut at = kill;
         let mut interval = FIRST_SWEEP_INTERVAL;
         for _ in 0..5 {
@@ -939,12 +1052,13 @@ mod tests {
             Action::Sweep
         );
         assert_eq!(shutdown.on_deadline(kill + UNKILLABLE_WAIT), Action::GiveUp);
+        assert_eq!(shutdown.sweeps(), Sweeps { done: 6, found: 0 });
     }
 
-    /// A SIGKILL sweep of a large tree takes time; and a fork bomb at its pids limit refills the slots a
-    /// SIGKILL frees, so sweeps keep finding processes.
+    /// A fork bomb at its pids limit refills every slot a SIGKILL frees: while a sweep finds processes the
+    /// next comes at once, with no pause for the bomb to fork in.
     #[test]
-    fn the_give_up_clock_starts_after_a_sweep_that_killed_and_has_a_limit() {
+    fn a_sweep_that_finds_processes_is_followed_by_another_at_once() {
         let t0 = Instant::now();
         let mut shutdown = stopped(t0);
         let kill = t0 + GRACE;
@@ -952,15 +1066,56 @@ mod tests {
             due(&mut shutdown, kill),
             Action::KillAll(KillReason::GracePeriodExpired)
         );
-        let slow_sweep_end = kill + 300 * MS;
-        shutdown.on_swept(slow_sweep_end, true);
+        shutdown.on_killed(kill);
+        let first = kill + FIRST_SWEEP_INTERVAL;
+        assert_eq!(shutdown.on_deadline(first), Action::Sweep);
+        let swept = first + 40 * MS;
+        shutdown.on_swept(swept, true);
+        assert_eq!(shutdown.next_deadline(), Some(swept), "no pause");
+        assert_eq!(shutdown.on_deadline(swept), Action::Sweep);
+        shutdown.on_swept(swept + MS, false);
         assert_eq!(
             shutdown.next_deadline(),
-            Some(slow_sweep_end + FIRST_SWEEP_INTERVAL)
+            Some(swept + MS + FIRST_SWEEP_INTERVAL),
+            "backs off from the first interval once a sweep finds nothing"
         );
-        let mut at = slow_sweep_end;
+        assert_eq!(shutdown.sweeps(), Sweeps { done: 2, found: 1 });
+        // The give-up clock started again at the sweep that found processes.
+        assert_eq!(
+            shutdown.on_deadline(swept + UNKILLABLE_WAIT - MS),
+            Action::Sweep
+        );
+        assert_eq!(
+            shutdown.on_deadline(swept + UNKILLABLE_WAIT),
+            Action::GiveUp
+        );
+    }
+
+    /// A SIGKILL of a large tree takes time; and a fork bomb at its pids limit refills the slots a SIGKILL
+    /// frees, so sweeps keep finding processes.
+    #[test]
+    fn the_give_up_clock_starts_after_the_sigkill_and_has_a_limit() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        let kill = t0 + GRACE;
+        assert_eq!(
+            due(&mut shutdown, kill),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+        let slow_kill_end = kill + 300 * MS;
+        shutdown.on_killed(slow_kill_end);
+        assert_eq!(
+            shutdown.next_deadline(),
+            Some(slow_kill_end + FIRST_SWEEP_INTERVAL)
+        );
+        assert_eq!(
+            shutdown.on_deadline(slow_kill_end + UNKILLABLE_WAIT - MS),
+            Action::Sweep
+        );
+        let mut at = slow_kill_end + UNKILLABLE_WAIT - MS;
+        shutdown.on_swept(at, true);
         while at < kill + KILLING_LIMIT {
-            at += FIRST_SWEEP_INTERVAL;
+            at += 7 * MS;
             match shutdown.on_deadline(at) {
                 Action::Sweep => shutdown.on_swept(at, true),
                 Action::GiveUp => break,
@@ -972,6 +1127,94 @@ mod tests {
             Action::GiveUp,
             "sweeps that keep killing do not hold grace past the limit"
         );
+    }
+
+    /// A grace starved of the CPU (a busy fork bomb) acts on its deadline late: the limit still counts from
+    /// when the SIGKILL was due, so the bound holds.
+    #[test]
+    fn the_limit_counts_from_when_the_sigkill_was_due() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        let late = t0 + GRACE + Duration::from_millis(1500);
+        assert_eq!(
+            due(&mut shutdown, late),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+        assert_eq!(shutdown.kill_due(), Some(t0 + GRACE));
+        shutdown.on_killed(late + 100 * MS);
+        assert_eq!(
+            shutdown.next_deadline(),
+            Some(late + 100 * MS + FIRST_SWEEP_INTERVAL)
+        );
+        shutdown.on_swept(late + Duration::from_millis(1000), true);
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE + KILLING_LIMIT - MS),
+            Action::Sweep
+        );
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE + KILLING_LIMIT),
+            Action::GiveUp
+        );
+
+        // Woken for its SIGKILL at the limit itself: what it killed still gets its time to die.
+        let mut starved = stopped(t0);
+        let at_the_limit = t0 + GRACE + KILLING_LIMIT;
+        assert_eq!(
+            due(&mut starved, at_the_limit),
+            Action::KillAll(KillReason::GracePeriodExpired)
+        );
+        starved.on_killed(at_the_limit + 10 * MS);
+        assert_eq!(
+            starved.on_deadline(at_the_limit + 10 * MS + UNKILLABLE_WAIT - MS),
+            Action::Sweep
+        );
+        assert_eq!(
+            starved.on_deadline(at_the_limit + 10 * MS + UNKILLABLE_WAIT),
+            Action::GiveUp
+        );
+    }
+
+    #[test]
+    fn the_survey_lead_grows_with_the_tree_within_its_bounds() {
+        assert_eq!(survey_lead(0), SURVEY_LEAD);
+        assert_eq!(survey_lead(10), SURVEY_LEAD);
+        assert_eq!(survey_lead(1001), SURVEY_COST_PER_PROCESS * 1001);
+        assert_eq!(survey_lead(100_000), LONGEST_SURVEY_LEAD);
+        assert_eq!(survey_lead(usize::MAX), LONGEST_SURVEY_LEAD);
+    }
+
+    /// The rest's SIGTERM found 1,001 processes: the survey begins earlier, to read them all, but never
+    /// before that SIGTERM (what each did with it is what the report says).
+    #[test]
+    fn a_large_tree_is_surveyed_earlier_but_not_before_its_sigterm() {
+        let t0 = Instant::now();
+        let mut shutdown = stopped(t0);
+        assert_eq!(
+            due(&mut shutdown, t0 + GRACE - CLEANUP),
+            Action::TerminateRest
+        );
+        shutdown.on_rest_listed(1001);
+        let lead = survey_lead(1001);
+        assert!(lead > SURVEY_LEAD);
+        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE - lead));
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE - lead - MS),
+            Action::Nothing
+        );
+        assert_eq!(shutdown.on_deadline(t0 + GRACE - lead), Action::Survey);
+
+        // A cleanup timeout shorter than the lead: the survey comes right after the SIGTERM.
+        let short = Duration::from_millis(200);
+        let mut shutdown = Shutdown::new(Timings::new(GRACE, short));
+        shutdown.on_stop_signal(t0);
+        assert_eq!(
+            shutdown.on_deadline(t0 + GRACE - short),
+            Action::TerminateRest
+        );
+        shutdown.on_rest_listed(100_000);
+        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE - short));
+        assert_eq!(shutdown.on_deadline(t0 + GRACE - short), Action::Survey);
+        assert_eq!(shutdown.next_deadline(), Some(t0 + GRACE));
     }
 }
 
@@ -1019,12 +1262,21 @@ mod properties {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2_000, failure_persistence: None, ..ProptestConfig::default() })]
 
+        /// Also: the survey comes before its SIGKILL and at most [`LONGEST_SURVEY_LEAD`] before it, and
+        /// never before a SIGTERM to the rest that follows it; a sweep that found processes is followed by
+        /// another at once; and grace gives up no later than [`KILLING_LIMIT`] after the SIGKILL was due (and
+        /// the sweep under way then, or [`UNKILLABLE_WAIT`] after a SIGKILL that went out later than that),
+        /// however late it woke for the SIGKILL and however long the SIGKILL and the sweeps take.
         #[test]
         fn the_final_signal_follows_a_sigterm_and_the_shutdown_ends(
             timings in timings(),
             stop_at_ms in prop::option::of(0u64..30_000),
             main_exit_at_ms in prop::option::of(0u64..30_000),
             lateness_ms in prop::collection::vec(0u64..3, 1..8),
+            rest_listed in prop::option::of(0usize..5_000),
+            kill_ms in 0u64..500,
+            starved_ms in prop::option::of(0u64..3_000),
+            sweeps in prop::collection::vec((1u64..60, any::<bool>()), 1..8),
         ) {
             let t0 = Instant::now();
             let mut shutdown = Shutdown::new(timings);
@@ -1034,9 +1286,13 @@ mod properties {
             events.sort();
             events.reverse(); // popped from the end: earliest first
             let mut lateness = lateness_ms.iter().cycle().map(|ms| Duration::from_millis(*ms));
+            // Each sweep takes its time, and finds processes or not.
+            let mut sweeps = sweeps.iter().cycle().map(|(ms, found)| (Duration::from_millis(*ms), *found));
+            let longest_sweep = Duration::from_millis(60);
             let mut now = t0;
             let mut terminated = false;
-            let mut killed_at = None;
+            let mut surveyed = false;
+            let mut killed_end = t0;
             for _ in 0..100_000 {
                 let deadline = shutdown.next_deadline();
                 let event = events.last().map(|(at, _)| *at);
@@ -1048,34 +1304,62 @@ mod properties {
                         let action = if is_stop { shutdown.on_stop_signal(now) } else { shutdown.on_main_exit(now) };
                         if let Action::KillAll(reason) = action {
                             prop_assert_eq!(reason, KillReason::NoGracePeriod);
-                            killed_at = Some(now);
-                            shutdown.on_swept(now, true);
+                            now += Duration::from_millis(kill_ms);
+                            killed_end = now;
+                            shutdown.on_killed(now);
                         }
                         continue;
                     }
                     _ => {}
                 }
-                // A wake-up can be late; every action overdue is taken, earliest first.
-                now = now.max(deadline.unwrap_or(now)) + lateness.next().unwrap_or_default();
+                // A wake-up can be late; every action overdue is taken, earliest first. A grace starved of
+                // the CPU (a busy fork bomb) may wake for its SIGKILL seconds late.
+                let starved = match starved_ms {
+                    Some(ms) if deadline.is_some() && deadline == shutdown.kill_time() => Duration::from_millis(ms),
+                    _ => Duration::ZERO,
+                };
+                now = now.max(deadline.unwrap_or(now)) + lateness.next().unwrap_or_default() + starved;
                 loop {
                     let phase = shutdown.phase();
                     let kill_time = shutdown.kill_time();
                     match shutdown.on_deadline(now) {
                         Action::Nothing => break,
-                        Action::TerminateRest => terminated = true,
+                        Action::TerminateRest => {
+                            prop_assert!(!surveyed, "a survey before the rest's SIGTERM, {:?}", phase);
+                            terminated = true;
+                            if let Some(count) = rest_listed {
+                                shutdown.on_rest_listed(count);
+                            }
+                        }
                         Action::SendFinal => {
                             prop_assert!(!matches!(phase, Phase::Delaying { .. } | Phase::Settling { .. }), "{:?}", phase);
                             prop_assert!(terminated, "the final signal before the rest's SIGTERM, {:?}", phase);
                         }
+                        Action::Survey => {
+                            let kill_at = kill_time.unwrap_or(now);
+                            prop_assert!(now < kill_at, "a survey at or after its SIGKILL");
+                            prop_assert!(now + LONGEST_SURVEY_LEAD >= kill_at, "a survey too early");
+                            surveyed = true;
+                        }
                         Action::KillAll(_) => {
                             prop_assert!(kill_time.is_some_and(|kill_at| now >= kill_at), "killed early");
-                            killed_at = Some(now);
-                            shutdown.on_swept(now, true);
+                            now += Duration::from_millis(kill_ms);
+                            killed_end = now;
+                            shutdown.on_killed(now);
                         }
-                        Action::Sweep => shutdown.on_swept(now, false),
+                        Action::Sweep => {
+                            let (took, found) = sweeps.next().unwrap_or_default();
+                            now += took;
+                            shutdown.on_swept(now, found);
+                            if found {
+                                prop_assert!(shutdown.next_deadline().is_some_and(|next| next <= now), "a pause after a sweep that found processes");
+                            }
+                        }
                         Action::GiveUp => {
-                            let killed_at = killed_at.unwrap_or(now);
-                            prop_assert!(now <= killed_at + KILLING_LIMIT + Duration::from_millis(3));
+                            // The SIGKILL itself, and the sweep under way at the limit, are not cut short, and
+                            // what a late SIGKILL killed gets its time to die.
+                            let limit = (shutdown.kill_due().unwrap_or(now) + KILLING_LIMIT).max(killed_end + UNKILLABLE_WAIT);
+                            prop_assert!(now <= limit + longest_sweep + Duration::from_millis(3));
                             return Ok(());
                         }
                         _ => {}

@@ -609,7 +609,11 @@ fn survivor_diagnosis_in_the_text_format() {
         .collect();
     let deadline = log
         .iter()
-        .position(|line| *line == "warning: grace period of 2s expired: 7 processes still alive")
+        .position(|line| {
+            line.starts_with(
+                "warning: grace period of 2s expired: 7 processes still alive (7 examined ",
+            )
+        })
         .unwrap_or_else(|| panic!("no deadline line\n{output}"));
     assert_eq!(
         log.iter().filter(|line| line.contains(" — `")).count(),
@@ -698,6 +702,7 @@ fn json_log_of_a_shutdown_with_escalation() {
                 "survivor",
                 "escalated",
                 "main_exited",
+                "emptied",
                 "exiting"
             ],
             "{mode:?}\n{output}"
@@ -753,9 +758,15 @@ fn json_log_of_a_shutdown_with_escalation() {
 
         let deadline = event("deadline");
         assert_eq!(deadline.str("level"), "warn");
-        assert_eq!(deadline.field_names(), ["reason", "count"]);
+        assert_eq!(
+            deadline.field_names(),
+            ["reason", "count", "examined", "surveyed_ms"]
+        );
         assert_eq!(deadline.str("reason"), "grace_period_expired");
         assert_eq!(deadline.int("count"), 2);
+        assert_eq!(deadline.int("examined"), 2, "{output}");
+        // Two processes: the shortest lead, 100 ms before the SIGKILL (later if grace woke late).
+        assert!((0..=100).contains(&deadline.int("surveyed_ms")), "{output}");
         let mut survivors: Vec<i64> = events(&log, "survivor")
             .iter()
             .map(|entry| {
@@ -795,6 +806,18 @@ fn json_log_of_a_shutdown_with_escalation() {
         assert_eq!(main_exited.int("pid"), main);
         assert_eq!(main_exited.int("status"), 137);
         assert!(main_exited.int("elapsed_ms") >= elapsed, "{output}");
+
+        let emptied = event("emptied");
+        assert_eq!(emptied.str("level"), "info");
+        assert_eq!(
+            emptied.field_names(),
+            ["sweeps", "sweeps_found", "elapsed_ms"]
+        );
+        assert_eq!(emptied.int("sweeps_found"), 0, "{output}");
+        assert!(
+            (0..LATE.as_millis() as i64).contains(&emptied.int("elapsed_ms")),
+            "{output}"
+        );
 
         let exiting = event("exiting");
         assert_eq!(

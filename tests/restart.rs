@@ -702,3 +702,51 @@ fn a_restart_made_final_gives_processes_that_entered_from_outside_their_sigterm(
         finished.dump()
     );
 }
+
+/// grace's nice value, from /proc/PID/stat (field 19; the name in field 2 may hold spaces).
+fn nice_of(pid: i32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading stat");
+    let (_, after_name) = stat.rsplit_once(") ").expect("a stat line");
+    after_name
+        .split_whitespace()
+        .nth(19 - 3)
+        .and_then(|nice| nice.parse().ok())
+        .expect("the nice field")
+}
+
+/// A shutdown raises grace's own priority (nice −20), so that a tree that keeps the CPUs busy cannot make it
+/// late; the next run must not inherit that: it starts at the priority the first one had.
+#[test]
+fn a_shutdown_raises_grace_s_priority_and_the_next_run_does_not_inherit_it() {
+    // The handler first: the line says it is in place.
+    let script = "import os, signal\n\
+                  signal.signal(signal.SIGTERM, lambda *_: print('got TERM', flush=True))\n\
+                  print('nice', os.getpriority(os.PRIO_PROCESS, 0), flush=True)\n\
+                  while True: signal.pause()\n";
+    let command: Vec<String> = ["python3", "-u", "-c", script].map(String::from).to_vec();
+    for mode in MODES {
+        let mut grace = Grace::new(mode)
+            .args(["--restart-signal", "HUP", "-t", "1s"])
+            .spawn(&command);
+        let first = grace.wait_stdout("nice ").text;
+        let normal = nice_of(grace.grace_pid());
+        assert_eq!(first, format!("nice {normal}"), "{mode:?}");
+        grace.signal(libc::SIGHUP);
+        grace.wait_stdout("got TERM");
+        assert_eq!(nice_of(grace.grace_pid()), -20, "{mode:?}: not raised");
+        grace.wait_log("restarted pid");
+        let second = grace.wait_stdout("nice ").text;
+        assert_eq!(
+            second, first,
+            "{mode:?}: the next run inherited the shutdown's priority"
+        );
+        assert_eq!(
+            nice_of(grace.grace_pid()),
+            normal,
+            "{mode:?}: not given back"
+        );
+        stop(&grace);
+        let finished = grace.finish();
+        assert_eq!(finished.code(), 137, "{mode:?}\n{}", finished.dump());
+    }
+}

@@ -64,6 +64,8 @@ pub struct ServicesSupervisor {
     gave_up: bool,
     /// The prefixed services' pipes and lines.
     output: Output,
+    /// The nice value grace had before a stop raised its priority (see [`ServicesSupervisor::raise_priority`]).
+    normal_nice: Option<i32>,
 }
 
 /// One service at run time.
@@ -193,6 +195,7 @@ impl ServicesSupervisor {
             outsiders: false,
             gave_up: false,
             output,
+            normal_nice: None,
             config,
         }
     }
@@ -373,7 +376,8 @@ impl ServicesSupervisor {
             stdout,
             stderr,
         };
-        let started = child::spawn_with(&service.command, setup, launch)?;
+        let started =
+            self.at_normal_priority(|| child::spawn_with(&service.command, setup, launch))?;
         let waiting = run.is_some_and(|run| run.waiter.is_some()) || service.once;
         let command = crate::supervisor::shown_command(&service.command);
         let name = service.name.clone();
@@ -1186,6 +1190,9 @@ impl ServicesSupervisor {
 
     /// Carries out what the container's clock decided.
     fn perform_clock(&mut self, action: Action, stop_signal: Option<Received>, now: Instant) {
+        if action != Action::Nothing {
+            self.raise_priority();
+        }
         match action {
             Action::Nothing | Action::DelayStop | Action::StopAfterMainExit => {}
             Action::RepeatDuringDelay { repeat } => {
@@ -1249,6 +1256,9 @@ impl ServicesSupervisor {
     /// The pre-stop delay is over (or there was none): the ordered stop begins.
     fn begin_plan(&mut self, now: Instant) {
         let facts = self.facts();
+        // The survey before the SIGKILL begins early enough for a tree of this size.
+        self.clock
+            .on_rest_listed(self.remains.tree().members().len());
         let mut members: Vec<Member> = vec![Member {
             service: self.unattributed(),
             stop_timeout: None,
@@ -1292,6 +1302,31 @@ impl ServicesSupervisor {
             stop.plan = Some(plan);
         }
         self.perform_plan(actions);
+    }
+
+    /// A stop has begun: grace takes the highest scheduling priority it may, as for one command (see
+    /// `Supervisor::raise_priority`), so that services that keep the CPUs busy cannot make its deadlines late.
+    fn raise_priority(&mut self) {
+        if self.normal_nice.is_some() {
+            return;
+        }
+        if let Ok(nice) = sys::own_nice() {
+            if sys::set_own_nice(crate::supervisor::HIGHEST_PRIORITY).is_ok() {
+                self.normal_nice = Some(nice);
+            }
+        }
+    }
+
+    /// Runs `spawn` at the priority grace had before the stop: a helper restarted during the drain must not
+    /// inherit the stop's.
+    fn at_normal_priority<T>(&self, spawn: impl FnOnce() -> T) -> T {
+        let Some(nice) = self.normal_nice else {
+            return spawn();
+        };
+        let _ = sys::set_own_nice(nice);
+        let spawned = spawn();
+        let _ = sys::set_own_nice(crate::supervisor::HIGHEST_PRIORITY);
+        spawned
     }
 
     /// Carries out what the stop plan decided.

@@ -3,12 +3,12 @@
 //! when; this carries it out.
 
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Supervisor, SURVEY_MARGIN};
 use crate::diagnosis;
 use crate::remains::Unlisted;
-use crate::shutdown::{KillReason, UNKILLABLE_WAIT};
+use crate::shutdown::{KillReason, Phase, UNKILLABLE_WAIT};
 use crate::signals::Signal;
 use crate::survey::{self, Detail, Surveyed};
 use crate::tree::{self, Process, Scope};
@@ -90,6 +90,12 @@ impl Supervisor {
                 .signal_rest(Signal::TERM, true, self.main_ref(), main_had_term);
         self.log_not_permitted(&signalled.newly_not_permitted, Signal::TERM);
         self.log_failures(&signalled.failed, Signal::TERM);
+        if signalled.unlisted.is_none() {
+            // The survey before the SIGKILL begins early enough to read them all.
+            self.run
+                .shutdown
+                .on_rest_listed(signalled.sent.len() + usize::from(main_alive));
+        }
         let until_kill = seconds(self.until_kill());
         match signalled.unlisted {
             Some(Unlisted::Nothing) => log::warn!(
@@ -159,7 +165,10 @@ impl Supervisor {
             .and_then(|kill_at| kill_at.checked_sub(SURVEY_MARGIN))
             .unwrap_or_else(Instant::now);
         let sent = self.sent_signals();
-        self.remains.survey(self.main_ref(), sent, budget_end);
+        let began = Instant::now();
+        if self.remains.survey(self.main_ref(), sent, budget_end) {
+            self.run.surveyed_at = Some(began);
+        }
     }
 
     /// What each process was sent before the SIGKILL: the main child its forwarded stop signal, the rest
@@ -187,15 +196,26 @@ impl Supervisor {
             .sent_at
             .saturating_duration_since(self.run.shutdown.kill_due().unwrap_or(killed.sent_at));
         self.run.main_killed |= main.alive && !main_refused;
-        let killed_any = !killed.survivors.is_empty() || main.alive;
-        self.run.shutdown.on_swept(Instant::now(), killed_any);
+        self.run.shutdown.on_killed(Instant::now());
         let (why, reason_name) = self.kill_reason(reason);
         self.log_not_permitted(&killed.newly_not_permitted, Signal::KILL);
         let survivors = &killed.survivors;
         if reason != KillReason::NoGracePeriod && !survivors.is_empty() {
+            let examined = survivors
+                .iter()
+                .filter(|entry| !matches!(entry.detail, Detail::NotExamined))
+                .count();
+            // How long before the SIGKILL was due the report was read (longer for a larger tree); zero when
+            // grace woke too late to read it.
+            let lead = match (self.run.surveyed_at.take(), self.run.shutdown.kill_due()) {
+                (Some(surveyed_at), Some(due)) => due.saturating_duration_since(surveyed_at),
+                _ => Duration::ZERO,
+            };
             log::warn!(
-                event = "deadline", reason = reason_name, count = survivors.len();
-                "{why}: {} still alive", processes(survivors.len())
+                event = "deadline", reason = reason_name, count = survivors.len(), examined = examined,
+                surveyed_ms = millis(lead);
+                "{why}: {} still alive ({examined} examined {} before it)",
+                processes(survivors.len()), seconds(lead),
             );
             self.log_survivors_report(survivors);
         }
@@ -283,6 +303,31 @@ impl Supervisor {
         }
     }
 
+    /// The tree is empty after its SIGKILL: how long that took, and how many sweeps (a fork storm makes
+    /// them find processes forked since).
+    pub(super) fn log_emptied(&self) {
+        if !matches!(self.run.shutdown.phase(), Phase::Killing { .. }) {
+            return;
+        }
+        let sweeps = self.run.shutdown.sweeps();
+        let since = self.since_kill_due();
+        log::info!(
+            event = "emptied", sweeps = sweeps.done, sweeps_found = sweeps.found, elapsed_ms = millis(since);
+            "the tree is empty {} after the SIGKILL was due; sweeps since: {}, {} of them finding processes \
+             forked since",
+            seconds(since), sweeps.done, sweeps.found,
+        );
+    }
+
+    /// Since the last SIGKILL was due.
+    fn since_kill_due(&self) -> std::time::Duration {
+        self.run
+            .shutdown
+            .kill_due()
+            .map(|due| due.elapsed())
+            .unwrap_or_default()
+    }
+
     pub(super) fn kill_reason(&self, reason: KillReason) -> (String, &'static str) {
         match reason {
             KillReason::NoGracePeriod => ("grace period is 0".to_string(), "no_grace_period"),
@@ -320,7 +365,7 @@ impl Supervisor {
             level,
             event = "survivor", pid = process.pid, name = process.name.as_str(), parent_pid = process.parent_pid,
             state:% = process.state, command_line = diagnosis.command_line.as_str(), signal:% = sent,
-            disposition = diagnosis.disposition.as_str(), hint = diagnosis.hint;
+            disposition = diagnosis.disposition.as_str(), hint = diagnosis.hint.as_str();
             "  {role}pid {} ({}), parent {}, state {}, {} {sent}: {} — `{}`",
             process.pid, process.name, process.parent_pid, process.state, diagnosis.disposition.as_str(),
             diagnosis.hint, diagnosis.command_line,
@@ -332,9 +377,12 @@ impl Supervisor {
         self.sweep();
         let remaining = self.remains.remaining();
         for process in remaining.survived_kill.iter().take(survey::DETAILED) {
-            let hint = match process.state {
-                'D' => " (uninterruptible sleep: blocked in the kernel, e.g. on I/O or a hung mount; SIGKILL takes effect when that ends)",
-                _ => "",
+            let hint = match diagnosis::frozen_by(process.pid) {
+                Some(freezer) => format!(" ({})", freezer.hint()),
+                None if process.state == 'D' => " (uninterruptible sleep: blocked in the kernel, e.g. on I/O, a \
+                    hung mount, or a cgroup freezer grace cannot see; SIGKILL takes effect when that ends)"
+                    .to_string(),
+                None => String::new(),
             };
             log::error!(
                 event = "unkillable", pid = process.pid, name = process.name.as_str(), state:% = process.state;

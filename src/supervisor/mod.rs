@@ -29,6 +29,7 @@ use crate::wording::{
 mod ending;
 mod job_control;
 
+use job_control::has_controlling_terminal;
 pub use job_control::owns_terminal_foreground;
 
 /// Runs the command's generations and the shutdown of each one's tree; returns grace's exit status.
@@ -39,13 +40,15 @@ pub struct Supervisor {
     /// The current generation, or, while grace waits to restart, the last one.
     run: Generation,
     restarts: Restarts,
-    /// How each generation's main child is started (kept for restarts).
+    /// How each generation's main child is started (kept for restarts; whether it takes the terminal is
+    /// decided again at each start).
     setup: ChildSetup,
     own_pid: i32,
     /// Tells signals grace raised itself from those pending when it started.
     own_signals: OwnSignals,
-    /// Job control applies: grace, not PID 1, handed its terminal to the child, so it is a job in an
-    /// interactive shell, and stops and continues with its child.
+    /// Job control applies: grace, not PID 1, has a controlling terminal on stdin, so it may be a job of a
+    /// shell (in the foreground or, started with `&`, in the background), and stops and continues with its
+    /// child.
     job_control: bool,
     /// As PID 1, grace's own children are all gone but processes that entered the namespace from outside
     /// (`kubectl exec`, `nsenter`) remain: they are not grace's children, so no SIGCHLD reports their exit.
@@ -57,6 +60,8 @@ pub struct Supervisor {
     /// is still queued, and forwarding it late could continue a child stopped again meanwhile (Ctrl-Z typed
     /// at once), whose stop grace would then miss.
     swallow_continue: bool,
+    /// grace's own nice value before a shutdown raised its priority, while raised.
+    normal_nice: Option<i32>,
 }
 
 /// How a generation ended.
@@ -80,6 +85,9 @@ const OUTSIDER_RECHECK: Duration = Duration::from_millis(50);
 /// The survey before a SIGKILL stops reading /proc this long before it, so that the kill is on time.
 const SURVEY_MARGIN: Duration = Duration::from_millis(5);
 
+/// The nice value grace takes for a shutdown: the highest priority.
+pub const HIGHEST_PRIORITY: i32 = -20;
+
 /// The longest command the `started` line shows, in characters.
 const MAX_COMMAND_SHOWN: usize = 512;
 
@@ -93,7 +101,7 @@ impl Supervisor {
     ) -> Supervisor {
         let run = Generation::new(1, main, config.timings());
         let restarts = Restarts::new(config.restart, config.restart_delay, config.max_restarts);
-        let job_control = setup.take_terminal && tree.scope() != Scope::Namespace;
+        let job_control = has_controlling_terminal() && tree.scope() != Scope::Namespace;
         Supervisor {
             config,
             signals,
@@ -107,6 +115,7 @@ impl Supervisor {
             outsiders: false,
             unsignallable_seen: false,
             swallow_continue: false,
+            normal_nice: None,
         }
     }
 
@@ -150,6 +159,7 @@ impl Supervisor {
                     // No child of grace is left, so no process of the run is (each descends from grace, or
                     // was reparented to it); a restart leaves the processes that entered from outside alone.
                     if self.remains.reach() == Reach::Run || !self.remains.others_remain() {
+                        self.log_emptied();
                         return self.ended(true);
                     }
                     self.outsiders = true;
@@ -182,6 +192,10 @@ impl Supervisor {
                             && self.nothing_to_wait_for()
                         {
                             return self.ended(false);
+                        }
+                        if action == Action::Sweep {
+                            // Reap what it killed before the next, which may be due at once.
+                            break;
                         }
                     }
                 }
@@ -346,6 +360,8 @@ impl Supervisor {
                         signal.signal, sender(signal.sender_pid)
                     );
                     return Some(status);
+                } else if self.stop_while_waiting(signal.signal, until) {
+                    continue;
                 } else if Some(signal.signal) == self.config.restart_signal {
                     log::info!(
                         event = "restart_signal", signal:% = signal.signal, sender_pid = signal.sender_pid;
@@ -364,9 +380,35 @@ impl Supervisor {
         }
     }
 
+    /// A shutdown has begun: grace takes the highest scheduling priority it may (nice −20), so that it keeps
+    /// its deadlines on CPUs the tree keeps busy. A fork bomb's busy processes, at grace's own priority,
+    /// delayed its cleanup SIGTERM by 0.3–2 s and its SIGKILL by up to 4 s on 2 cores; at −20 both went out
+    /// within tens of milliseconds. grace sleeps between deadlines, so a tree that drains loses nothing.
+    /// Where it may not (no CAP_SYS_NICE, as in most containers), nothing changes.
+    fn raise_priority(&mut self) {
+        if self.normal_nice.is_some() {
+            return;
+        }
+        if let Ok(nice) = sys::own_nice() {
+            if sys::set_own_nice(HIGHEST_PRIORITY).is_ok() {
+                self.normal_nice = Some(nice);
+            }
+        }
+    }
+
+    /// Gives back the priority a shutdown raised, before the next generation starts (it would inherit it).
+    fn restore_priority(&mut self) {
+        if let Some(nice) = self.normal_nice.take() {
+            let _ = sys::set_own_nice(nice);
+        }
+    }
+
     /// Starts the command again: the next generation. A command that cannot be started gives the usual
     /// status (126, 127, or 1), for the policy to decide what follows.
     fn start_next(&mut self) -> Result<(), u8> {
+        self.restore_priority();
+        // Only a foreground job takes the terminal: after Ctrl-Z and `bg`, the shell has it, and keeps it.
+        self.setup.take_terminal = owns_terminal_foreground();
         let main = match child::spawn(&self.config.command, self.setup) {
             Ok(main) => main,
             Err(err) => {
@@ -416,6 +458,9 @@ impl Supervisor {
                 "SIGCONT from {}: the one that continued grace, passed on already",
                 sender(received.sender_pid)
             );
+            return;
+        }
+        if signal == Signal::CONT && self.on_continued() {
             return;
         }
         let Some(forwarded) = self.config.rewrites.apply(signal) else {
@@ -521,6 +566,9 @@ impl Supervisor {
 
     /// Carries out what the shutdown decided; `stop_signal` is the signal that caused it, if one did.
     fn perform(&mut self, action: Action, stop_signal: Option<Received>) {
+        if action != Action::Nothing {
+            self.raise_priority();
+        }
         match action {
             Action::Nothing | Action::GiveUp => {}
             Action::DelayStop => {
@@ -680,6 +728,8 @@ impl Supervisor {
         let status = exit_status::from_wait_status(raw_status);
         self.run.main_status = Some(status);
         self.run.exited_at = Some(now);
+        // First: once the line says the main child exited, Ctrl-C reaches grace.
+        self.take_back_terminal();
         let reported = exit_status::remap_success(status, &self.config.success_exits);
         if matches!(self.run.ending, Ending::Undecided) && self.restarts.would_restart(reported) {
             // The cleanup that follows is a restart's.
@@ -756,6 +806,7 @@ impl Supervisor {
 
     /// Logs the exit, with the child's `status` mapped by `-e`, and returns grace's exit status.
     fn exit(&self, status: u8) -> u8 {
+        self.take_back_terminal();
         let reported = exit_status::remap_success(status, &self.config.success_exits);
         // Only a stop signal's shutdown has a time to count from: a restart's signal (or a failed start
         // after it) does not end grace.

@@ -6,7 +6,7 @@
 //!   a plain 64-bit kernel mask passed straight to `rt_sigprocmask` and `signalfd4`.
 //! - nix's `kill` and `waitpid` take or return its `Signal` enum, which cannot express real-time signals: a
 //!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
-//! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix.
+//! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix, nor are getpriority and setpriority.
 //!
 //! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, signals pending
 //! at exec, closed standard descriptors) so that the child gets the same.
@@ -49,6 +49,28 @@ pub fn set_signal_mask(mask: SignalMask) -> io::Result<SignalMask> {
     }
 }
 
+/// Unblocks `signal` for the time of one system call, so that a pending instance takes its default action:
+/// a stop signal stops the process before this returns (the kernel leaves it pending no longer), unless the
+/// process group is orphaned or a SIGCONT came first, which discard it. Then blocks it again.
+pub fn act_on_pending(signal: i32) -> io::Result<()> {
+    let bit: SignalMask = 1 << (signal - 1);
+    let mut previous: SignalMask = 0;
+    // SAFETY: as in set_signal_mask: live 8-byte masks and their size; SIG_UNBLOCK clears only `bit`.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_UNBLOCK,
+            &bit as *const SignalMask,
+            &mut previous as *mut SignalMask,
+            KERNEL_MASK_BYTES,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_signal_mask(previous).map(|_| ())
+}
+
 /// The signals pending for the calling thread or its process. Async-signal-safe (one system call).
 pub fn pending_signals() -> io::Result<SignalMask> {
     let mut pending: SignalMask = 0;
@@ -65,6 +87,11 @@ pub fn pending_signals() -> io::Result<SignalMask> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Whether `signal` is pending for the calling thread or its process (blocked, and not read yet).
+pub fn is_pending(signal: i32) -> bool {
+    pending_signals().is_ok_and(|pending| pending & (1 << (signal - 1)) != 0)
 }
 
 /// Opens a blocking, close-on-exec signalfd that reads every signal in `mask`.
@@ -119,6 +146,27 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
     }
 }
 
+/// The calling process's nice value (getpriority(2)). The system call itself answers 20 − nice, so that no
+/// valid answer is negative (the libc wrapper's −1 is ambiguous).
+pub fn own_nice() -> io::Result<i32> {
+    // SAFETY: getpriority(2) takes two integers and touches no memory of ours.
+    let raw = unsafe { libc::syscall(libc::SYS_getpriority, libc::PRIO_PROCESS, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(20 - i32::try_from(raw).unwrap_or(20))
+}
+
+/// Sets the calling process's nice value (setpriority(2)); lowering it needs CAP_SYS_NICE or RLIMIT_NICE.
+pub fn set_own_nice(nice: i32) -> io::Result<()> {
+    // SAFETY: setpriority(2) takes three integers and touches no memory of ours.
+    if unsafe { libc::syscall(libc::SYS_setpriority, libc::PRIO_PROCESS, 0, nice) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Collects one exited child without blocking: `Ok(Some((pid, raw wait status)))`, `Ok(None)` when children
 /// remain but none has exited, and `Err(ECHILD)` when there are no children left at all. A child that stopped
 /// or continued is reported too (its status says so), and stays a child.
@@ -165,10 +213,18 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
     }
 }
 
-/// Makes `fd`'s terminal give its foreground to the calling process's group. Async-signal-safe.
-pub fn take_terminal_foreground(fd: i32) -> io::Result<()> {
-    // SAFETY: tcsetpgrp reads only integers; getpgrp cannot fail.
-    if unsafe { libc::tcsetpgrp(fd, libc::getpgrp()) } == 0 {
+/// Makes `fd`'s terminal give its foreground to the calling process's group, if the parent's group has it
+/// (the parent is a foreground job): a background job must not take the terminal from its shell, which it
+/// could with SIGTTOU blocked. Async-signal-safe.
+pub fn take_terminal_foreground_from_parent(fd: i32) -> io::Result<()> {
+    // SAFETY: tcgetpgrp, getpgid, getppid, tcsetpgrp and getpgrp read and return only integers.
+    let result = unsafe {
+        if libc::tcgetpgrp(fd) != libc::getpgid(libc::getppid()) {
+            return Ok(());
+        }
+        libc::tcsetpgrp(fd, libc::getpgrp())
+    };
+    if result == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
@@ -205,7 +261,8 @@ pub struct ChildSetup {
     /// Ignore SIGCHLD again, because grace was started with it ignored (grace set it back to the default
     /// for itself, see [`inherited`]).
     pub ignore_sigchld: bool,
-    /// Make the child's new process group the terminal's foreground group (stdin is grace's terminal).
+    /// Make the child's new process group the terminal's foreground group: stdin is grace's terminal and
+    /// grace's group is its foreground (decided at each start; the child checks again before it takes it).
     pub take_terminal: bool,
     /// The descriptor limit grace inherited, to give back: grace raised its own (see
     /// [`raise_descriptor_limit`]).
@@ -245,7 +302,7 @@ pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
         if setup.take_terminal {
             // While every signal is still blocked, so SIGTTOU cannot stop the child. Failure is harmless:
             // the child then runs in the background of the terminal, as under tini.
-            let _ = take_terminal_foreground(libc::STDIN_FILENO);
+            let _ = take_terminal_foreground_from_parent(libc::STDIN_FILENO);
         }
         if setup.ignore_sigpipe {
             ignore_signal(libc::SIGPIPE)?;
@@ -264,8 +321,8 @@ pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
         Ok(())
     };
     // SAFETY: the closure runs between fork and exec in a single-threaded child, where only
-    // async-signal-safe functions may be called; it calls tcsetpgrp, getpgrp, signal, setrlimit and
-    // rt_sigprocmask, all of which are, and it neither allocates nor takes locks.
+    // async-signal-safe functions may be called; it calls tcgetpgrp, getpgid, getppid, tcsetpgrp,
+    // getpgrp, signal, setrlimit and rt_sigprocmask, all of which are, and it neither allocates nor takes locks.
     unsafe {
         command.pre_exec(run_in_child);
     }
