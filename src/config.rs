@@ -54,7 +54,7 @@ pub struct Config {
 /// that a grace it runs in turn (a script that starts grace itself) acts only on what is set for it, not on
 /// the outer grace's policy; every other variable passes through. KUBERNETES_SERVICE_HOST is read too, but
 /// it describes the pod, not grace, and passes through.
-pub const VARIABLES: [&str; 17] = [
+pub const VARIABLES: [&str; 18] = [
     "GRACE_PERIOD",
     "GRACE_CLEANUP_TIMEOUT",
     "GRACE_STOP_SIGNALS",
@@ -70,6 +70,7 @@ pub const VARIABLES: [&str; 17] = [
     "GRACE_RESTART_DELAY",
     "GRACE_MAX_RESTARTS",
     "GRACE_SERVICES",
+    "GRACE_LOG_SERVICES",
     "TINI_KILL_PROCESS_GROUP",
     "TINI_VERBOSITY",
 ];
