@@ -1,15 +1,13 @@
 //! Starting the command: finding it, spawning it in its own process group with grace's own signal setup
 //! undone, and turning a failure into 126 or 127 with a message that names the cause.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::{c_char, CString, NulError, OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::exit_status;
 use crate::sys::{self, ChildSetup};
@@ -61,8 +59,8 @@ pub fn spawn_with(
     setup: ChildSetup,
     launch: Launch<'_>,
 ) -> Result<MainChild, SpawnError> {
-    let (program, arguments) = command
-        .split_first()
+    let program = command
+        .first()
         .ok_or_else(|| not_found("no command given".to_string()))?;
     let search_path = launch
         .environment
@@ -72,31 +70,89 @@ pub fn spawn_with(
         .map(|(_, value)| value.clone())
         .or_else(|| std::env::var_os("PATH"));
     let path = resolve(program, search_path.as_deref())?;
-    let mut process = Command::new(&path);
-    process.arg0(program).args(arguments).process_group(0);
-    process.envs(launch.environment.iter().map(|(name, value)| (name, value)));
-    // Without /dev/null (an empty /dev), the service shares grace's stdin rather than not starting at all.
-    if launch.null_stdin && Path::new("/dev/null").exists() {
-        process.stdin(std::process::Stdio::null());
-    }
-    // std closes its copies in grace once the child runs; grace keeps the originals for the next run.
-    let own_copy = |fd: BorrowedFd<'_>| {
-        fd.try_clone_to_owned()
-            .map(std::process::Stdio::from)
-            .map_err(|err| exec_failed(&path, &err))
+    let nul_byte = || {
+        exec_failed(
+            &path,
+            &io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nul byte found in provided data",
+            ),
+        )
     };
-    if let Some(fd) = launch.stdout {
-        process.stdout(own_copy(fd)?);
-    }
-    if let Some(fd) = launch.stderr {
-        process.stderr(own_copy(fd)?);
-    }
-    sys::apply_in_child(&mut process, setup);
-    let child = process.spawn().map_err(|err| exec_failed(&path, &err))?;
-    let pid = i32::try_from(child.id())
-        .map_err(|_| not_executable(format!("{} got pid out of range", path.display())))?;
-    // `child` is dropped without waiting: grace reaps every process itself, with waitpid(-1).
+    let path_c = CString::new(path.as_os_str().as_bytes()).map_err(|_| nul_byte())?;
+    let strings: Vec<CString> = command
+        .iter()
+        .map(|argument| CString::new(argument.as_bytes()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| nul_byte())?;
+    let argv = null_terminated(&strings);
+    let environment = if launch.environment.is_empty() {
+        None
+    } else {
+        Some(environment_with(launch.environment).map_err(|_| nul_byte())?)
+    };
+    let envp = environment.as_deref().map(null_terminated);
+    // Without /dev/null (an empty /dev), the service shares grace's stdin rather than not starting at all.
+    let null = if launch.null_stdin {
+        std::fs::File::open("/dev/null").ok()
+    } else {
+        None
+    };
+    let exec = sys::spawn::Exec {
+        path: &path_c,
+        argv: &argv,
+        envp: envp.as_deref(),
+        stdin: null.as_ref().map(|file| file.as_fd()),
+        stdout: launch.stdout,
+        stderr: launch.stderr,
+        setup,
+    };
+    let pid = sys::spawn::spawn(&exec).map_err(|err| exec_failed(&path, &err))?;
+    // grace reaps every process itself, with waitpid(-1).
     Ok(MainChild { pid, path })
+}
+
+/// The pointers to `strings`, then a null pointer: an argv or an envp, valid while `strings` is.
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|string| string.as_ptr())
+        .chain([std::ptr::null()])
+        .collect()
+}
+
+/// grace's environment with `additions` set on top of it: a variable set again keeps its place, a new one
+/// comes after the inherited ones; a later addition of the same name wins.
+fn environment_with(additions: &[(OsString, OsString)]) -> Result<Vec<CString>, NulError> {
+    let entry = |name: &OsStr, value: &OsStr| {
+        let mut bytes = Vec::with_capacity(name.len() + value.len() + 1);
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(b'=');
+        bytes.extend_from_slice(value.as_bytes());
+        CString::new(bytes)
+    };
+    let added = |name: &OsStr| {
+        additions
+            .iter()
+            .rev()
+            .find(|(added, _)| added == name)
+            .map(|(_, value)| value.as_os_str())
+    };
+    let mut entries = Vec::new();
+    let mut inherited_names = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        entries.push(entry(&name, added(&name).unwrap_or(&value))?);
+        inherited_names.push(name);
+    }
+    for (index, (name, _)) in additions.iter().enumerate() {
+        let set_again_later = additions
+            .get(index + 1..)
+            .is_some_and(|later| later.iter().any(|(later, _)| later == name));
+        if !set_again_later && !inherited_names.contains(name) {
+            entries.push(entry(name, added(name).unwrap_or_default())?);
+        }
+    }
+    Ok(entries)
 }
 
 /// The search a shell does: a name with a slash is a path, any other name is looked up in PATH.

@@ -434,6 +434,47 @@ fn once_tasks_complete_before_the_next_service_starts() {
     }
 }
 
+/// A service's `env` is set on top of grace's environment: a variable set again has the file's value (once),
+/// a new one is added, the rest is inherited, GRACE_SERVICE names the service, and a PATH set there is where
+/// the command is looked up.
+#[test]
+fn a_services_environment_is_graces_with_its_env_on_top() {
+    for mode in MODES {
+        let setup = Setup::new("environment");
+        let bin = setup.path("bin");
+        std::fs::create_dir_all(&bin).expect("creating the bin directory");
+        // env(1) prints the environment exactly as exec gave it, duplicates included.
+        std::os::unix::fs::symlink("/usr/bin/env", format!("{bin}/probe-environment"))
+            .expect("linking the probe");
+        let text = format!(
+            "[probe]\ncommand = [\"probe-environment\"]\nonce = true\n\
+             env = [\"OVERRIDDEN=from-the-file\", \"ADDED=added\", \"PATH={bin}:/usr/bin:/bin\"]\n\n\
+             [app]\nmain = true\n"
+        );
+        let mut grace = Grace::new(mode)
+            .env("INHERITED", "from-grace")
+            .env("OVERRIDDEN", "from-grace")
+            .args(setup.file(&text))
+            .spawn_waiting_for(&main_command("app", &[]), "starting");
+        grace.wait_stdout("svc app ready");
+        common::stop(&grace);
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 0, "{output}");
+        let printed = finished.stdout();
+        let count = |entry: &str| printed.iter().filter(|line| **line == entry).count();
+        for entry in [
+            "INHERITED=from-grace",
+            "OVERRIDDEN=from-the-file",
+            "ADDED=added",
+            "GRACE_SERVICE=probe",
+        ] {
+            assert_eq!(count(entry), 1, "{mode:?} {entry}\n{output}");
+        }
+        assert_eq!(count("OVERRIDDEN=from-grace"), 0, "{mode:?}\n{output}");
+    }
+}
+
 /// A helper that keeps failing is restarted with grace's growing delay while the app runs (the first
 /// restart after the configured delay, then at least a second, doubling); and one that fails during the app's
 /// drain is restarted too, so that it is there for the rest of the drain.

@@ -7,12 +7,14 @@
 //! - nix's `kill` and `waitpid` take or return its `Signal` enum, which cannot express real-time signals: a
 //!   child killed by SIGRTMIN+3 would make nix's `waitpid` fail and lose the exit status.
 //! - pidfds (`pidfd_open`, `pidfd_send_signal`) are not wrapped by nix, nor are getpriority and setpriority.
+//! - [`spawn`]: fork and exec, which std's `Command` does with ten times the code.
 //!
 //! [`inherited`] records, before `main`, what grace inherited (signal mask, ignored signals, signals pending
 //! at exec, closed standard descriptors) so that the child gets the same.
 #![allow(unsafe_code)]
 
 pub mod inherited;
+pub mod spawn;
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -292,40 +294,6 @@ pub fn raise_descriptor_limit() -> Option<DescriptorLimit> {
 pub fn descriptor_limit() -> u64 {
     nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map_or(1024, |(soft, _)| soft)
-}
-
-/// Arranges for `setup` to be applied in the child just before exec, after std has put it in its own
-/// process group.
-pub fn apply_in_child(command: &mut std::process::Command, setup: ChildSetup) {
-    use std::os::unix::process::CommandExt;
-    let run_in_child = move || -> io::Result<()> {
-        if setup.take_terminal {
-            // While every signal is still blocked, so SIGTTOU cannot stop the child. Failure is harmless:
-            // the child then runs in the background of the terminal, as under tini.
-            let _ = take_terminal_foreground_from_parent(libc::STDIN_FILENO);
-        }
-        if setup.ignore_sigpipe {
-            ignore_signal(libc::SIGPIPE)?;
-        }
-        if setup.ignore_sigchld {
-            ignore_signal(libc::SIGCHLD)?;
-        }
-        if let Some(limit) = setup.descriptor_limit {
-            nix::sys::resource::setrlimit(
-                nix::sys::resource::Resource::RLIMIT_NOFILE,
-                limit.soft,
-                limit.hard,
-            )?;
-        }
-        set_signal_mask(setup.signal_mask)?; // last: from here on, signals reach the child
-        Ok(())
-    };
-    // SAFETY: the closure runs between fork and exec in a single-threaded child, where only
-    // async-signal-safe functions may be called; it calls tcgetpgrp, getpgid, getppid, tcsetpgrp,
-    // getpgrp, signal, setrlimit and rt_sigprocmask, all of which are, and it neither allocates nor takes locks.
-    unsafe {
-        command.pre_exec(run_in_child);
-    }
 }
 
 /// Forks a child that removes `path` and exits: a service's stale readiness file, before the service starts.
