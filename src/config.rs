@@ -26,7 +26,7 @@ pub struct Config {
     /// The signal sent `final_timeout` before each SIGKILL; SIGKILL itself means no such step.
     pub final_signal: Signal,
     pub final_timeout: Duration,
-    pub log_level: log::LevelFilter,
+    pub log_level: crate::logging::LevelFilter,
     pub log_format: LogFormat,
     /// The services' output where a service does not say (`--log-services`).
     pub log_services: ServiceLog,
@@ -236,9 +236,9 @@ impl Config {
             (false, Source::Default)
         };
         let log_level = match (cli.quiet, cli.verbose) {
-            (true, _) => log::LevelFilter::Warn,
-            (false, 1) => log::LevelFilter::Debug,
-            (false, 2..) => log::LevelFilter::Trace,
+            (true, _) => crate::logging::LevelFilter::Warn,
+            (false, 1) => crate::logging::LevelFilter::Debug,
+            (false, 2..) => crate::logging::LevelFilter::Trace,
             (false, 0) => match from_environment(environment, "GRACE_LOG", parse_level)? {
                 Some(level) => level,
                 None => tini_verbosity(environment),
@@ -501,28 +501,28 @@ fn parse_bool(text: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_level(text: &str) -> Result<log::LevelFilter, String> {
+fn parse_level(text: &str) -> Result<crate::logging::LevelFilter, String> {
     match text.to_ascii_lowercase().as_str() {
-        "error" => Ok(log::LevelFilter::Error),
-        "warn" | "warning" => Ok(log::LevelFilter::Warn),
-        "info" => Ok(log::LevelFilter::Info),
-        "debug" => Ok(log::LevelFilter::Debug),
-        "trace" => Ok(log::LevelFilter::Trace),
+        "error" => Ok(crate::logging::LevelFilter::Error),
+        "warn" | "warning" => Ok(crate::logging::LevelFilter::Warn),
+        "info" => Ok(crate::logging::LevelFilter::Info),
+        "debug" => Ok(crate::logging::LevelFilter::Debug),
+        "trace" => Ok(crate::logging::LevelFilter::Trace),
         _ => Err("not a log level (error, warn, info, debug or trace)".to_string()),
     }
 }
 
 /// tini: 0 fatal only, 1 (its default) warnings, 2 info, 3 debug, 4 trace. Its default maps to grace's,
 /// which shows the lifecycle lines.
-fn tini_verbosity(environment: &dyn Environment) -> log::LevelFilter {
+fn tini_verbosity(environment: &dyn Environment) -> crate::logging::LevelFilter {
     match environment
         .var("TINI_VERBOSITY")
         .and_then(|value| value.trim().parse::<u32>().ok())
     {
-        Some(0) => log::LevelFilter::Error,
-        Some(1 | 2) | None => log::LevelFilter::Info,
-        Some(3) => log::LevelFilter::Debug,
-        Some(_) => log::LevelFilter::Trace,
+        Some(0) => crate::logging::LevelFilter::Error,
+        Some(1 | 2) | None => crate::logging::LevelFilter::Info,
+        Some(3) => crate::logging::LevelFilter::Debug,
+        Some(_) => crate::logging::LevelFilter::Trace,
     }
 }
 
@@ -609,7 +609,7 @@ mod tests {
         assert!(config(&["grace", "x"], &[("GRACE_PROCESS_GROUP", "yes")]).process_group);
         assert_eq!(
             config(&["grace", "x"], &[("GRACE_LOG", "debug")]).log_level,
-            log::LevelFilter::Debug
+            crate::logging::LevelFilter::Debug
         );
         let services = |args: &[&str], environment: &[(&'static str, &'static str)]| {
             let config = config(args, environment);
@@ -733,19 +733,19 @@ mod tests {
         assert!(!config(&["grace", "true"], &[]).process_group);
         assert_eq!(
             config(&["grace", "true"], &[("TINI_VERBOSITY", "3")]).log_level,
-            log::LevelFilter::Debug
+            crate::logging::LevelFilter::Debug
         );
         assert_eq!(
             config(&["grace", "true"], &[("TINI_VERBOSITY", "0")]).log_level,
-            log::LevelFilter::Error
+            crate::logging::LevelFilter::Error
         );
         assert_eq!(
             config(&["grace", "-q", "true"], &[("TINI_VERBOSITY", "3")]).log_level,
-            log::LevelFilter::Warn
+            crate::logging::LevelFilter::Warn
         );
         assert_eq!(
             config(&["grace", "-vv", "true"], &[]).log_level,
-            log::LevelFilter::Trace
+            crate::logging::LevelFilter::Trace
         );
     }
 

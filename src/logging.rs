@@ -2,98 +2,239 @@
 //! output, or one JSON object per line for log pipelines. Writing never panics and never waits: lines go to
 //! [`crate::log_sink`], which buffers them for a slow reader and drops (and counts) them for a stalled one.
 //!
-//! Every lifecycle line carries structured fields through `log`'s key-values (`event = "escalated"`,
-//! `pid = 7`…): the text format shows only the message, the JSON format shows the fields too.
+//! Every lifecycle line carries structured fields (`event = "escalated"`, `pid = 7`…): the text format shows
+//! only the message, the JSON format shows the fields too. The macros (`warn!(event = "x", pid = 7; "…")`,
+//! the shape of the `log` crate's) expand to one call of [`write`] with the keys as a static slice, the values
+//! as a slice of [`Value`]s and the message's `format_args!`: no generic code per call site, and nothing is
+//! formatted for a level that is off. (The `log` facade did the same through a `Record`, key-value visitors
+//! and a value type that can hold floats, for about 20 KB more of the static binary; no dependency of grace
+//! logs, so nothing else needs it.)
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::SystemTime;
-
-use log::kv::{Key, Value, VisitSource};
-use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::cli::LogFormat;
 use crate::log_sink;
 
-/// The `log` backend: formats each record into one line and hands it whole to the sink, so lines from grace
-/// are never interleaved with each other mid-line.
-struct StderrLogger {
-    level: LevelFilter,
-    format: LogFormat,
+/// How much a line matters, most severe first, as in the `log` crate (grace writes no trace lines: `-vv`
+/// shows what `-v` does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error = 1,
+    Warn,
+    Info,
+    Debug,
 }
 
-/// Installs the logger; `level` decides what is written, `format` how.
+impl Level {
+    /// The lower-case name JSON lines give it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+/// The least severe level written (`Off`: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LevelFilter {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// The configured [`LevelFilter`]: nothing is written before [`init`].
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(LevelFilter::Off as u8);
+/// The configured [`LogFormat`]: 0 text, 1 JSON.
+static FORMAT: AtomicU8 = AtomicU8::new(0);
+
+/// Sets what is written (`level`) and how (`format`).
 pub fn init(level: LevelFilter, format: LogFormat) {
-    // Only fails if a logger is already installed, which would then keep logging: nothing to do.
-    let _ = log::set_boxed_logger(Box::new(StderrLogger { level, format }));
-    log::set_max_level(level);
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+    FORMAT.store(u8::from(format == LogFormat::Json), Ordering::Relaxed);
 }
 
-impl Log for StderrLogger {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
-    }
+/// Whether a line at `level` is written.
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
+}
 
-    fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
-            return;
+/// A field's value: numbers and booleans stay unquoted in JSON, the rest are strings.
+#[derive(Clone, Copy)]
+pub enum Value<'a> {
+    Str(&'a str),
+    Signed(i64),
+    Unsigned(u64),
+    Bool(bool),
+    /// A `key:% = value` field: the value's `Display`, a JSON string.
+    Display(&'a dyn fmt::Display),
+}
+
+/// What a `key = value` field may hold.
+pub trait ToValue {
+    fn to_value(&self) -> Value<'_>;
+}
+
+impl ToValue for str {
+    fn to_value(&self) -> Value<'_> {
+        Value::Str(self)
+    }
+}
+
+impl ToValue for &str {
+    fn to_value(&self) -> Value<'_> {
+        Value::Str(self)
+    }
+}
+
+impl ToValue for bool {
+    fn to_value(&self) -> Value<'_> {
+        Value::Bool(*self)
+    }
+}
+
+macro_rules! to_value_as {
+    ($variant:ident, $wide:ty: $($number:ty),+) => {$(
+        impl ToValue for $number {
+            fn to_value(&self) -> Value<'_> {
+                Value::$variant(<$wide>::from(*self))
+            }
         }
-        let now = SystemTime::now();
-        let line = self.line(record, now);
-        log_sink::with_sink(|sink| {
-            let notice = match sink.dropped() {
-                0 => None,
-                dropped => Some(self.dropped_notice(dropped, now)),
-            };
-            sink.push(notice.as_deref().map(str::as_bytes), line.as_bytes());
-        });
-    }
+    )+};
+}
+to_value_as!(Signed, i64: i8, i16, i32, i64);
+to_value_as!(Unsigned, u64: u8, u16, u32, u64);
 
-    fn flush(&self) {
-        log_sink::flush();
+impl ToValue for usize {
+    fn to_value(&self) -> Value<'_> {
+        Value::Unsigned(u64::try_from(*self).unwrap_or(u64::MAX))
     }
 }
 
-impl StderrLogger {
-    fn line(&self, record: &Record<'_>, now: SystemTime) -> String {
-        match self.format {
-            LogFormat::Text => text_line(record, now),
-            LogFormat::Json => json_line(record, now),
+/// One line's worth: its level, the names and values of its fields, and its message.
+pub struct Record<'a> {
+    pub level: Level,
+    pub keys: &'a [&'static str],
+    pub values: &'a [Value<'a>],
+    pub args: fmt::Arguments<'a>,
+}
+
+/// Writes one line at `level`: the call every logging macro makes. `keys` and `values` pair up.
+pub fn write(level: Level, keys: &[&'static str], values: &[Value<'_>], args: fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
+    let now = SystemTime::now();
+    let line = line(
+        &Record {
+            level,
+            keys,
+            values,
+            args,
+        },
+        now,
+    );
+    log_sink::with_sink(|sink| {
+        let notice = match sink.dropped() {
+            0 => None,
+            dropped => Some(dropped_notice(dropped, now)),
+        };
+        sink.push(notice.as_deref().map(str::as_bytes), line.as_bytes());
+    });
+}
+
+fn line(record: &Record<'_>, now: SystemTime) -> String {
+    if FORMAT.load(Ordering::Relaxed) == 1 {
+        json_line(record, now)
+    } else {
+        text_line(record, now)
+    }
+}
+
+/// The line that reports `dropped` lines lost to a stderr that did not accept them.
+fn dropped_notice(dropped: u64, now: SystemTime) -> String {
+    line(
+        &Record {
+            level: Level::Warn,
+            keys: &["event", "count"],
+            values: &[Value::Str("log_dropped"), Value::Unsigned(dropped)],
+            args: format_args!(
+                "{dropped} log {} dropped: stderr did not accept them (a stalled log reader?)",
+                if dropped == 1 { "line" } else { "lines" }
+            ),
+        },
+        now,
+    )
+}
+
+/// `log!(LEVEL, key = value, key:% = value; "format", arguments)`, or `log!(LEVEL, "format", arguments)`: a
+/// line at LEVEL; a `key:%` field takes the value's `Display`, a plain one a number, a boolean or a string.
+macro_rules! log {
+    ($level:expr, $($key:ident $(:$capture:tt)? = $value:expr),+; $($arg:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            $crate::logging::write(
+                level,
+                &[$(stringify!($key)),+],
+                &[$($crate::logging::field_value!($(:$capture)? $value)),+],
+                format_args!($($arg)+),
+            );
         }
-    }
-
-    /// The line that reports `dropped` lines lost to a stderr that did not accept them.
-    fn dropped_notice(&self, dropped: u64, now: SystemTime) -> String {
-        let fields: [(&str, Value<'_>); 2] = [
-            ("event", Value::from("log_dropped")),
-            ("count", Value::from(dropped)),
-        ];
-        let args = format_args!(
-            "{dropped} log {} dropped: stderr did not accept them (a stalled log reader?)",
-            if dropped == 1 { "line" } else { "lines" }
-        );
-        self.line(
-            &Record::builder()
-                .level(Level::Warn)
-                .args(args)
-                .key_values(&fields)
-                .build(),
-            now,
-        )
-    }
+    }};
+    ($level:expr, $($arg:tt)+) => {{
+        let level: $crate::logging::Level = $level;
+        if $crate::logging::enabled(level) {
+            $crate::logging::write(level, &[], &[], format_args!($($arg)+));
+        }
+    }};
 }
+
+/// A field's [`Value`]: `:%` takes its `Display`.
+macro_rules! field_value {
+    (:% $value:expr) => {
+        $crate::logging::Value::Display(&$value)
+    };
+    ($value:expr) => {
+        $crate::logging::ToValue::to_value(&$value)
+    };
+}
+
+macro_rules! error {
+    ($($arg:tt)+) => { log!($crate::logging::Level::Error, $($arg)+) };
+}
+
+macro_rules! warn {
+    ($($arg:tt)+) => { log!($crate::logging::Level::Warn, $($arg)+) };
+}
+
+macro_rules! info {
+    ($($arg:tt)+) => { log!($crate::logging::Level::Info, $($arg)+) };
+}
+
+macro_rules! debug {
+    ($($arg:tt)+) => { log!($crate::logging::Level::Debug, $($arg)+) };
+}
+
+pub(crate) use field_value;
 
 /// `[grace 2026-11-28T15:04:07.123Z] warning: message`, at most [`log_sink::MAX_LINE_BYTES`] bytes: a
 /// longer message is cut and says how long it was.
 fn text_line(record: &Record<'_>, now: SystemTime) -> String {
-    let label = match record.level() {
+    let label = match record.level {
         Level::Error => "error: ",
         Level::Warn => "warning: ",
         Level::Info => "",
         Level::Debug => "debug: ",
-        Level::Trace => "trace: ",
     };
-    let message = record.args().to_string();
+    let message = record.args.to_string();
     let message = one_line(&message);
     let mut line = format!("[grace {}] {label}", utc_timestamp(now));
     let room = log_sink::MAX_LINE_BYTES.saturating_sub(line.len() + 1);
@@ -155,56 +296,51 @@ fn json_line(record: &Record<'_>, now: SystemTime) -> String {
 
 /// [`json_line`] with every string value cut to at most `characters` characters.
 fn json_line_cut(record: &Record<'_>, now: SystemTime, characters: Option<usize>) -> String {
-    let mut fields = JsonFields {
-        event: None,
-        rest: String::new(),
-        characters,
-    };
-    let _ = record.key_values().visit(&mut fields);
-    let level = record.level().as_str().to_ascii_lowercase();
-    let event = fields.event.unwrap_or_else(|| "\"log\"".to_string());
+    let mut event = None;
+    let mut rest = String::new();
+    for (key, value) in record.keys.iter().zip(record.values) {
+        let mut rendered = String::new();
+        match *value {
+            Value::Signed(number) => {
+                let _ = write!(rendered, "{number}");
+            }
+            Value::Unsigned(number) => {
+                let _ = write!(rendered, "{number}");
+            }
+            Value::Bool(flag) => rendered.push_str(if flag { "true" } else { "false" }),
+            Value::Str(text) => {
+                push_json_string(&mut rendered, text, cut_unless_event(key, characters))
+            }
+            Value::Display(shown) => push_json_string(
+                &mut rendered,
+                &shown.to_string(),
+                cut_unless_event(key, characters),
+            ),
+        }
+        if *key == "event" {
+            event = Some(rendered);
+        } else {
+            rest.push(',');
+            push_json_string(&mut rest, key, None);
+            rest.push(':');
+            rest.push_str(&rendered);
+        }
+    }
+    let event = event.unwrap_or_else(|| "\"log\"".to_string());
     let mut line = format!(
-        "{{\"ts\":\"{}\",\"level\":\"{level}\",\"event\":{event},\"msg\":",
-        utc_timestamp(now)
+        "{{\"ts\":\"{}\",\"level\":\"{}\",\"event\":{event},\"msg\":",
+        utc_timestamp(now),
+        record.level.as_str()
     );
-    push_json_string(&mut line, &record.args().to_string(), characters);
-    line.push_str(&fields.rest);
+    push_json_string(&mut line, &record.args.to_string(), characters);
+    line.push_str(&rest);
     line.push_str("}\n");
     line
 }
 
-/// Collects a record's key-values as JSON members; numbers and booleans stay unquoted.
-struct JsonFields {
-    event: Option<String>,
-    rest: String,
-    /// How many characters a string value keeps, if it must be cut.
-    characters: Option<usize>,
-}
-
-impl<'kvs> VisitSource<'kvs> for JsonFields {
-    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
-        let mut rendered = String::new();
-        if let Some(number) = value.to_i64() {
-            let _ = write!(rendered, "{number}");
-        } else if let Some(number) = value.to_u64() {
-            let _ = write!(rendered, "{number}");
-        } else if let Some(flag) = value.to_bool() {
-            let _ = write!(rendered, "{flag}");
-        } else {
-            // The event names the line: never cut.
-            let characters = self.characters.filter(|_| key.as_str() != "event");
-            push_json_string(&mut rendered, &value.to_string(), characters);
-        }
-        if key.as_str() == "event" {
-            self.event = Some(rendered);
-        } else {
-            self.rest.push(',');
-            push_json_string(&mut self.rest, key.as_str(), None);
-            self.rest.push(':');
-            self.rest.push_str(&rendered);
-        }
-        Ok(())
-    }
+/// The event names the line: never cut.
+fn cut_unless_event(key: &str, characters: Option<usize>) -> Option<usize> {
+    characters.filter(|_| key != "event")
 }
 
 /// Appends `text` as a JSON string literal; with `characters`, a longer text is cut to that many characters
@@ -246,18 +382,14 @@ mod tests {
         let record = |line: &mut String| {
             let pid = 7;
             let name = "say \"hi\"\n";
-            let fields: [(&str, Value<'_>); 3] = [
-                ("event", Value::from("escalated")),
-                ("pid", Value::from(pid)),
-                ("name", Value::from(name)),
-            ];
-            let args = format_args!("SIGKILL to {pid}");
+            let values = [Value::Str("escalated"), pid.to_value(), name.to_value()];
             *line = json_line(
-                &Record::builder()
-                    .level(Level::Warn)
-                    .args(args)
-                    .key_values(&fields)
-                    .build(),
+                &Record {
+                    level: Level::Warn,
+                    keys: &["event", "pid", "name"],
+                    values: &values,
+                    args: format_args!("SIGKILL to {pid}"),
+                },
                 UNIX_EPOCH,
             );
         };
@@ -272,18 +404,18 @@ mod tests {
     #[test]
     fn a_line_is_never_longer_than_one_write() {
         let long = "a \"quoted\" é\u{1b}".repeat(1000);
-        let fields: [(&str, Value<'_>); 4] = [
-            ("event", Value::from("shell_did_not_exec")),
-            ("count", Value::from(1000)),
-            ("names", Value::from(long.as_str())),
-            ("pids", Value::from(long.as_str())),
+        let values = [
+            Value::Str("shell_did_not_exec"),
+            1000.to_value(),
+            long.as_str().to_value(),
+            long.as_str().to_value(),
         ];
-        let args = format_args!("{long}");
-        let record = Record::builder()
-            .level(Level::Warn)
-            .args(args)
-            .key_values(&fields)
-            .build();
+        let record = Record {
+            level: Level::Warn,
+            keys: &["event", "count", "names", "pids"],
+            values: &values,
+            args: format_args!("{long}"),
+        };
         let json = json_line(&record, UNIX_EPOCH);
         assert!(json.len() <= log_sink::MAX_LINE_BYTES, "{}", json.len());
         assert!(json.len() > log_sink::MAX_LINE_BYTES / 2, "{}", json.len());
@@ -302,10 +434,12 @@ mod tests {
         );
         assert_eq!(text.matches('\n').count(), 1);
         // Short lines are left as they are.
-        let short = Record::builder()
-            .level(Level::Info)
-            .args(format_args!("hi"))
-            .build();
+        let short = Record {
+            level: Level::Info,
+            keys: &[],
+            values: &[],
+            args: format_args!("hi"),
+        };
         assert_eq!(
             text_line(&short, UNIX_EPOCH),
             "[grace 1970-01-01T00:00:00.000Z] hi\n"

@@ -21,6 +21,10 @@
     clippy::print_stderr
 )]
 
+// First, so that its macros (error!, warn!, info!, debug!, log!) are in scope in every module after it.
+#[macro_use]
+mod logging;
+
 mod child;
 mod cli;
 mod config;
@@ -29,7 +33,6 @@ mod exit_status;
 mod explain;
 mod generation;
 mod log_sink;
-mod logging;
 mod reaper;
 mod remains;
 mod restart;
@@ -94,7 +97,7 @@ fn start_and_supervise() -> ExitCode {
     match run(config, services) {
         Ok(status) => ExitCode::from(status),
         Err(SpawnError { status, message }) => {
-            log::error!(event = "failed", status = status; "{message}");
+            error!(event = "failed", status = status; "{message}");
             ExitCode::from(status)
         }
     }
@@ -122,7 +125,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         // Orphans of the subtree then come to grace instead of to the real init. Some sandboxes refuse it
         // (a seccomp profile; qemu-user answers EINVAL), as tini's users have met: warn and run, as tini does.
         if let Err(errno) = nix::sys::prctl::set_child_subreaper(true) {
-            log::warn!(
+            warn!(
                 event = "no_subreaper";
                 "could not become a child subreaper ({}): processes orphaned in the command's tree go to this \
                  machine's init instead, and grace cannot reap, signal or wait for them",
@@ -131,7 +134,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         }
     }
     if !tree.can_list() {
-        log::warn!("/proc does not show this process's PID namespace (yet): until it does, remaining processes cannot be listed or named");
+        warn!("/proc does not show this process's PID namespace (yet): until it does, remaining processes cannot be listed or named");
     }
     let setup = sys::ChildSetup {
         signal_mask: signals.inherited_mask(),
@@ -146,7 +149,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         for name in &config.withheld {
             let _ = sys::remove_environment_variable(name);
         }
-        log::debug!(
+        debug!(
             "not passed on to the command: {:?} (grace's own settings; see docs/command-line.md)",
             config.withheld
         );
@@ -162,7 +165,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
             .iter()
             .map(|service| service.name.as_str())
             .collect();
-        log::info!(
+        info!(
             event = "started", services = names.join(",").as_str(),
             grace_period_ms = wording::millis(config.grace_period),
             grace_period_source = config.sources.grace_period.kind();
@@ -185,7 +188,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
     } else {
         String::new()
     };
-    log::info!(
+    info!(
         event = "started", pid = main.pid, command = command.as_str(), mode = mode,
         grace_period_ms = wording::millis(config.grace_period),
         grace_period_source = config.sources.grace_period.kind();
@@ -199,13 +202,13 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         .iter()
         .filter(|signal| config.inherited_ignore(**signal))
     {
-        log::info!(
+        info!(
             event = "stop_signal_ignored", signal:% = signal;
             "{signal} was ignored when grace started (as in a background job of a non-interactive shell): \
              it is forwarded, and does not stop grace"
         );
     }
-    log::debug!(
+    debug!(
         "grace period {}: {}",
         wording::configured(config.grace_period),
         explain::origin(config.sources.grace_period)

@@ -31,7 +31,7 @@ pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
             Ok(Some((pid, _))) => {
                 if warn_on_reap {
                     // tini's -w wording, so existing log filters keep working.
-                    log::warn!(event = "reaped", pid = pid; "Reaped zombie process with pid={pid}");
+                    warn!(event = "reaped", pid = pid; "Reaped zombie process with pid={pid}");
                 }
             }
             Ok(None) => return reaped,
@@ -41,7 +41,7 @@ pub fn reap_exited(main_pid: i32, warn_on_reap: bool) -> Reaped {
             }
             Err(err) if err.raw_os_error() == Some(libc::EINTR) => continue,
             Err(err) => {
-                log::error!("waitpid failed: {err}; will retry on the next event");
+                error!("waitpid failed: {err}; will retry on the next event");
                 return reaped;
             }
         }
@@ -60,7 +60,7 @@ pub fn reap_each(mut on_exit: impl FnMut(i32, i32)) -> bool {
             Err(err) if err.raw_os_error() == Some(libc::ECHILD) => return true,
             Err(err) if err.raw_os_error() == Some(libc::EINTR) => continue,
             Err(err) => {
-                log::error!("waitpid failed: {err}; will retry on the next event");
+                error!("waitpid failed: {err}; will retry on the next event");
                 return false;
             }
         }

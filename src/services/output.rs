@@ -468,7 +468,7 @@ impl Writer {
         if self.dropped > 0 {
             let count = std::mem::take(&mut self.dropped);
             let stream = self.stream.name();
-            log::warn!(
+            warn!(
                 event = "output_dropped", stream = stream, count = count;
                 "{count} {} of the services' output dropped: grace's {stream} did not take {}",
                 if count == 1 { "line" } else { "lines" },

@@ -259,7 +259,7 @@ impl Waiter {
                 } else {
                     "a process outside grace's PID namespace".to_string()
                 };
-                log::warn!(
+                warn!(
                     event = "notify_refused", pid = sender;
                     "READY=1 from {from}, which is not one of the service's processes: ignored"
                 );

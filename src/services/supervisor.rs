@@ -242,7 +242,7 @@ impl ServicesSupervisor {
                 &mut readable,
                 &mut received,
             ) {
-                log::error!(event = "error"; "reading signals failed: {err}");
+                error!(event = "error"; "reading signals failed: {err}");
             }
             drop(watched);
             if log_waiting.is_some() {
@@ -307,7 +307,7 @@ impl ServicesSupervisor {
     }
 
     fn all_started(&self) {
-        log::info!(
+        info!(
             event = "services_started", count = self.services.len();
             "all {} services started", self.services.len()
         );
@@ -403,12 +403,12 @@ impl ServicesSupervisor {
             (None, false) => String::new(),
         };
         if run.starts == 1 {
-            log::info!(
+            info!(
                 event = "service_started", service = name.as_str(), pid = started.pid, command = command.as_str();
                 "{name}: started pid {}: {command}{waiting_for}", started.pid
             );
         } else {
-            log::info!(
+            info!(
                 event = "service_restarted", service = name.as_str(), pid = started.pid, starts = run.starts;
                 "{name}: restarted pid {} (run {})", started.pid, run.starts
             );
@@ -419,7 +419,7 @@ impl ServicesSupervisor {
     /// A service's command could not be started (not found, not executable, a limit).
     fn could_not_start(&mut self, id: ServiceId, err: SpawnError, now: Instant) {
         let name = self.name(id);
-        log::error!(event = "failed", service = name.as_str(), status = err.status; "{name}: {err}");
+        error!(event = "failed", service = name.as_str(), status = err.status; "{name}: {err}");
         let first_start = self.runs.get(id).is_some_and(|run| run.starts == 0);
         if !first_start {
             // A run that could not start is a failed run for the restart policy.
@@ -449,7 +449,7 @@ impl ServicesSupervisor {
             run.state = State::Running;
         }
         let waited = waiter.waited(now);
-        log::info!(
+        info!(
             event = "service_ready", service = name.as_str(), elapsed_ms = millis(waited);
             "{name}: ready ({}) after {}", waiter.readiness(), seconds(waited)
         );
@@ -494,7 +494,7 @@ impl ServicesSupervisor {
             {
                 self.on_check_exit(id, status, now);
             } else if self.config.warn_on_reap {
-                log::warn!(event = "reaped", pid = pid; "Reaped zombie process with pid={pid}");
+                warn!(event = "reaped", pid = pid; "Reaped zombie process with pid={pid}");
             }
         }
         no_children
@@ -544,7 +544,7 @@ impl ServicesSupervisor {
             .as_ref()
             .and_then(|stop| stop.plan.as_ref())
             .is_some_and(|plan| plan.own_signalled(id));
-        log::info!(
+        info!(
             event = "service_exited", service = name.as_str(), pid = pid, status = status, elapsed_ms = millis(ran);
             "{name}: pid {pid} {how} after {}{}", seconds(ran),
             if stop_signalled { " (stopping)" } else { "" }
@@ -558,7 +558,7 @@ impl ServicesSupervisor {
         if once && status == 0 && self.stop.is_none() {
             run.state = State::Completed;
             run.task = None;
-            log::info!(
+            info!(
                 event = "service_completed", service = name.as_str();
                 "{name}: completed"
             );
@@ -607,7 +607,7 @@ impl ServicesSupervisor {
                     now + SETTLE + cleanup_timeout,
                     cleanup_timeout,
                 );
-                log::info!(
+                info!(
                     event = "service_restarting", service = name.as_str(), status = status,
                     delay_ms = millis(delay), restarts = run.restarts.done();
                     "{name}: restarting in {} (--restart {}, restart {})",
@@ -648,7 +648,7 @@ impl ServicesSupervisor {
             .get(id)
             .is_some_and(|service| service.optional);
         if optional {
-            log::warn!(
+            warn!(
                 event = "service_ended", service = name.as_str(), status = status, optional = true;
                 "{name} {why}; it is optional: the other services go on"
             );
@@ -660,11 +660,11 @@ impl ServicesSupervisor {
         }
         // An error, unless it ended well (a helper under `on-failure` that exited 0): then only news.
         let level = if status == 0 {
-            log::Level::Warn
+            crate::logging::Level::Warn
         } else {
-            log::Level::Error
+            crate::logging::Level::Error
         };
-        log::log!(
+        log!(
             level,
             event = "service_ended", service = name.as_str(), status = status, optional = false;
             "{name} {why}: stopping every service (status {status})"
@@ -778,7 +778,7 @@ impl ServicesSupervisor {
         if let Some(deadline) = run.restart_requested.filter(|deadline| now >= *deadline) {
             let _ = deadline;
             if let Some(pid) = run.pid {
-                log::warn!(
+                warn!(
                     event = "escalated", service = name.as_str(), pid = pid;
                     "{name}: pid {pid} did not exit within the grace period of the restart: SIGKILL"
                 );
@@ -789,7 +789,7 @@ impl ServicesSupervisor {
         if let (Some((pid, began)), false) = (run.removing, stopping) {
             if now >= began + CHECK_TIMEOUT {
                 let _ = sys::send_signal(-pid, Signal::KILL.number());
-                log::warn!(
+                warn!(
                     event = "service_waiting", service = name.as_str(), check = "stale file";
                     "{name}: its stale readiness file could not be removed within {} (the file system does not \
                      answer): starting it anyway", seconds(CHECK_TIMEOUT)
@@ -819,7 +819,7 @@ impl ServicesSupervisor {
             }
             if now >= next_report {
                 run.task = Some((started, now + REPORT_INTERVAL));
-                log::info!(
+                info!(
                     event = "service_waiting", service = name.as_str(), check = "completion",
                     waited_ms = millis(running);
                     "{name}: still running after {} (a once task: the next service starts once it completes)",
@@ -857,7 +857,7 @@ impl ServicesSupervisor {
             if waiter.report_due(now) {
                 let waited = waiter.waited(now);
                 let error = waiter.last_error().unwrap_or("no answer yet").to_string();
-                log::info!(
+                info!(
                     event = "service_waiting", service = name.as_str(), check = waiter.readiness().to_string().as_str(),
                     waited_ms = millis(waited), error = error.as_str();
                     "{name}: not ready after {} ({}): {error}", seconds(waited), waiter.readiness()
@@ -955,7 +955,7 @@ impl ServicesSupervisor {
         }
         let name = self.name(id);
         if killed && now >= kill_at + UNKILLABLE_WAIT {
-            log::error!(
+            error!(
                 event = "restart_refused", service = name.as_str(), count = leftovers.len(),
                 pids:% = pid_list(&leftovers), names:% = name_list(&leftovers);
                 "{name}: not restarting: {} of its last run survived SIGKILL: {}",
@@ -974,7 +974,7 @@ impl ServicesSupervisor {
                 .remains
                 .signal_processes(&leftovers, Signal::TERM, true);
             if !signalled.sent.is_empty() {
-                log::info!(
+                info!(
                     event = "terminating", service = name.as_str(), count = signalled.sent.len(),
                     pids:% = pid_list(&signalled.sent), names:% = name_list(&signalled.sent);
                     "{name}: before its restart, SIGTERM to what is left of its last run: {}; SIGKILL in {}",
@@ -986,7 +986,7 @@ impl ServicesSupervisor {
             killed = true;
             let signalled = self.remains.kill_processes(&leftovers);
             if !signalled.sent.is_empty() {
-                log::warn!(
+                warn!(
                     event = "escalated", service = name.as_str(), count = signalled.sent.len(),
                     pids:% = pid_list(&signalled.sent), names:% = name_list(&signalled.sent);
                     "{name}: cleanup timeout of {} expired: SIGKILL to {}: {}",
@@ -1070,11 +1070,11 @@ impl ServicesSupervisor {
             return;
         }
         let Some(forwarded) = self.config.rewrites.apply(signal) else {
-            log::debug!(event = "dropped", signal:% = signal; "dropping {signal} from {}", sender(received.sender_pid));
+            debug!(event = "dropped", signal:% = signal; "dropping {signal} from {}", sender(received.sender_pid));
             return;
         };
         let Some(pid) = self.runs.get(self.main).and_then(|run| run.pid) else {
-            log::debug!(
+            debug!(
                 "{signal} from {} not forwarded: the main service is not running",
                 sender(received.sender_pid)
             );
@@ -1082,12 +1082,12 @@ impl ServicesSupervisor {
         };
         let target = if self.config.process_group { -pid } else { pid };
         match sys::send_signal(target, forwarded.number()) {
-            Ok(()) => log::debug!(
+            Ok(()) => debug!(
                 event = "forwarded", signal:% = forwarded, received:% = signal, pid = pid;
                 "forwarded {signal} from {} as {forwarded} to {} (pid {pid})",
                 sender(received.sender_pid), self.name(self.main)
             ),
-            Err(err) => log::warn!(
+            Err(err) => warn!(
                 event = "error"; "could not forward {forwarded} to {} (pid {pid}): {err}", self.name(self.main)
             ),
         }
@@ -1107,7 +1107,7 @@ impl ServicesSupervisor {
             .pid
             .filter(|_| !stopping && run.restart_requested.is_none())
         else {
-            log::info!(
+            info!(
                 event = "restart_signal", signal:% = received.signal, sender_pid = received.sender_pid;
                 "received {} from {}: nothing to restart now", received.signal, sender(received.sender_pid)
             );
@@ -1118,7 +1118,7 @@ impl ServicesSupervisor {
             let _ = sys::send_signal(pid, signal.number());
         }
         let _ = sys::send_signal(pid, Signal::CONT.number());
-        log::info!(
+        info!(
             event = "restart_signal", signal:% = received.signal, sender_pid = received.sender_pid, service = name.as_str();
             "received {} (the restart signal) from {}: {} to {name} (pid {pid}); it starts again once its tree \
              is gone, the other services stay up; SIGKILL in {} at most",
@@ -1180,7 +1180,7 @@ impl ServicesSupervisor {
         } else {
             String::new()
         };
-        log::info!(
+        info!(
             event = "stopping", cause = cause_name, signal = signal_name.as_str();
             "{what}: stopping the services in reverse order{delay}; grace period {}, SIGKILL of what remains in {}",
             configured(self.config.grace_period), seconds(self.until_deadline(now)),
@@ -1197,7 +1197,7 @@ impl ServicesSupervisor {
             Action::Nothing | Action::DelayStop | Action::StopAfterMainExit => {}
             Action::RepeatDuringDelay { repeat } => {
                 if let Some(received) = stop_signal {
-                    log::info!(
+                    info!(
                         event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = repeat;
                         "received {} from {} (stop signal #{repeat}) during the pre-stop delay", received.signal,
                         sender(received.sender_pid)
@@ -1213,7 +1213,7 @@ impl ServicesSupervisor {
                     .map(StopPlan::repeat)
                     .unwrap_or_default();
                 if let Some(received) = stop_signal {
-                    log::info!(
+                    info!(
                         event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = repeat;
                         "received {} from {} (stop signal #{repeat}): sent again to the services stopping; deadline \
                          unchanged, SIGKILL in {}",
@@ -1223,7 +1223,7 @@ impl ServicesSupervisor {
                 self.perform_plan(actions);
             }
             Action::TerminateRest => {
-                log::info!(
+                info!(
                     event = "terminating";
                     "{} of the grace period left: every process not yet signalled gets its service's stop signal",
                     seconds(self.until_deadline(now))
@@ -1292,7 +1292,7 @@ impl ServicesSupervisor {
             })
             .map(|member| self.name(member.service))
             .collect();
-        log::info!(
+        info!(
             event = "stop_order", order = order.join(",").as_str();
             "stop order: {}", if order.is_empty() { "nothing was started".to_string() } else { order.join(", ") }
         );
@@ -1339,7 +1339,7 @@ impl ServicesSupervisor {
                     let signalled = self.remains.signal_processes(&rest, Signal::TERM, true);
                     if !signalled.sent.is_empty() {
                         let sent = &signalled.sent;
-                        log::info!(
+                        info!(
                             event = "service_terminating", service = self.name(id).as_str(), count = sent.len(),
                             pids:% = pid_list(sent), names:% = name_list(sent);
                             "{}: SIGTERM to {}: {}", self.name(id),
@@ -1360,7 +1360,7 @@ impl ServicesSupervisor {
                         .get(id)
                         .and_then(|service| service.stop_timeout)
                         .unwrap_or_default();
-                    log::warn!(
+                    warn!(
                         event = "service_killed", service = self.name(id).as_str(), count = signalled.sent.len(),
                         pids:% = pid_list(&signalled.sent), names:% = name_list(&signalled.sent);
                         "{}: stop-timeout of {} expired: SIGKILL to {}: {}",
@@ -1379,7 +1379,7 @@ impl ServicesSupervisor {
                             self.remains.signal_processes(&processes_left, signal, true);
                         if !signalled.sent.is_empty() {
                             let sent = &signalled.sent;
-                            log::info!(
+                            info!(
                                 event = "terminating", service = self.name(service).as_str(), count = sent.len(),
                                 pids:% = pid_list(sent), names:% = name_list(sent);
                                 "{}: {signal} to {}: {}", self.name(service), processes(sent.len()),
@@ -1425,7 +1425,7 @@ impl ServicesSupervisor {
         {
             left = left.min(kill_at.saturating_duration_since(now));
         }
-        log::info!(
+        info!(
             event = "service_stopping", service = name.as_str(), pid = pid,
             signal:% = signal.map_or_else(|| "none".to_string(), |signal| signal.to_string());
             "{name}: {why}: {outcome}; SIGKILL in {} at most", seconds(left)
@@ -1472,7 +1472,7 @@ impl ServicesSupervisor {
             let _ = sys::send_signal(main.pid, signal.number());
         }
         let signalled = self.remains.signal_rest(signal, false, main, true);
-        log::warn!(
+        warn!(
             event = "final_signal", signal:% = signal, count = signalled.sent.len() + usize::from(main.alive);
             "final signal {signal} to every process that remains; SIGKILL in {}",
             seconds(self.clock.kill_time().map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now())))
@@ -1498,7 +1498,7 @@ impl ServicesSupervisor {
         if survivors.is_empty() {
             return;
         }
-        log::warn!(
+        warn!(
             event = "deadline", count = survivors.len();
             "{why}: {} still alive", processes(survivors.len())
         );
@@ -1512,7 +1512,7 @@ impl ServicesSupervisor {
             .stopped_at()
             .map(|at| at.elapsed())
             .unwrap_or_default();
-        log::warn!(
+        warn!(
             event = "escalated", count = listed.len(), pids:% = pid_list(&listed), names:% = name_list(&listed),
             delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX), elapsed_ms = millis(since);
             "{why}: SIGKILL to {}: {}; the last sent {} after it was due",
@@ -1556,7 +1556,7 @@ impl ServicesSupervisor {
                     "not examined (it appeared after the survey, or time ran out)".to_string()
                 }
             };
-            log::warn!(
+            warn!(
                 event = "survivor", service = service_name.as_str(), pid = process.pid, name = process.name.as_str(),
                 parent_pid = process.parent_pid, state:% = process.state, signal:% = entry.sent;
                 "  {service_name}: pid {} ({}), parent {}, state {}, {what}",
@@ -1583,7 +1583,7 @@ impl ServicesSupervisor {
                     format!("{name} of {service} {participle} {signal}")
                 });
             let summary = format!("and {} more: {groups}", rest.len());
-            log::warn!(
+            warn!(
                 event = "survivors_summary", count = rest.len(), summary = summary.as_str();
                 "  {summary}"
             );
@@ -1594,7 +1594,7 @@ impl ServicesSupervisor {
         let new = self.remains.sweep(self.main_ref());
         self.clock.on_swept(Instant::now(), !new.is_empty());
         if !new.is_empty() {
-            log::warn!(
+            warn!(
                 event = "swept", count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new);
                 "SIGKILL to {} that appeared since the last SIGKILL: {}",
                 processes(new.len()), tree::describe(&new)
@@ -1612,7 +1612,7 @@ impl ServicesSupervisor {
             .cloned()
             .collect();
         if !left.is_empty() {
-            log::error!(
+            error!(
                 event = "gave_up", count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
                 "giving up on {} that did not exit {} after SIGKILL: {}",
                 processes(left.len()), configured(UNKILLABLE_WAIT), tree::describe(&left)
@@ -1788,12 +1788,12 @@ impl ServicesSupervisor {
         };
         let since = self.clock.stopped_at().map(|at| at.elapsed());
         match since {
-            Some(since) => log::info!(
+            Some(since) => info!(
                 event = "exiting", status = status, elapsed_ms = millis(since);
                 "exiting with status {status} ({cause}), {} after the stop began", seconds(since)
             ),
             None => {
-                log::info!(event = "exiting", status = status; "exiting with status {status} ({cause})")
+                info!(event = "exiting", status = status; "exiting with status {status} ({cause})")
             }
         }
         self.output.write_out();

@@ -19,7 +19,7 @@ impl Supervisor {
     /// does not wait for them. Says so.
     pub(super) fn nothing_to_wait_for(&self) -> bool {
         if self.remains.nothing_reachable_remains(self.main_ref()) {
-            log::warn!(
+            warn!(
                 event = "unreachable";
                 "the main child and its process group are gone; other children of grace may remain (setsid \
                  daemons), which without /proc it can neither list nor signal: not waiting for them"
@@ -31,7 +31,7 @@ impl Supervisor {
             && !self.remains.tree().can_list()
         {
             // With /proc, the listing below says this of every process grace may not signal.
-            log::warn!(
+            warn!(
                 event = "not_permitted", signal:% = Signal::KILL, count = 1, pids:% = self.run.main.pid,
                 names:% = self.main_name_only();
                 "SIGKILL not permitted for the main child {} (another user's); without /proc nothing else can \
@@ -49,7 +49,7 @@ impl Supervisor {
         } else {
             "they go on running"
         };
-        log::warn!(
+        warn!(
             event = "not_permitted", count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
             "{} {} that grace may not signal (another user's): {}; not waiting for {}: {fate}",
             processes(left.len()), remain(left.len()), tree::describe(&left),
@@ -69,7 +69,7 @@ impl Supervisor {
         } else {
             "main child has exited".to_string()
         };
-        if log::log_enabled!(log::Level::Debug) && self.remains.tree().can_list() {
+        if crate::logging::enabled(crate::logging::Level::Debug) && self.remains.tree().can_list() {
             let members = self.remains.members();
             let parents: std::collections::HashSet<i32> =
                 members.iter().map(|process| process.parent_pid).collect();
@@ -79,7 +79,12 @@ impl Supervisor {
             {
                 let has_children = parents.contains(&process.pid);
                 let diagnosis = diagnosis::diagnose(process, Signal::TERM, false, has_children);
-                self.log_diagnosis(process, Signal::TERM, &diagnosis, log::Level::Debug);
+                self.log_diagnosis(
+                    process,
+                    Signal::TERM,
+                    &diagnosis,
+                    crate::logging::Level::Debug,
+                );
             }
         }
         // Without /proc the rest can only be reached together with the main child: acceptable when it was
@@ -98,19 +103,19 @@ impl Supervisor {
         }
         let until_kill = seconds(self.until_kill());
         match signalled.unlisted {
-            Some(Unlisted::Nothing) => log::warn!(
+            Some(Unlisted::Nothing) => warn!(
                 event = "terminating", count = 0;
                 "{why}: no SIGTERM to the rest of the tree: without /proc it cannot be told apart from the main \
                  child, which was sent {}; what remains gets SIGKILL in {until_kill}",
                 self.run.forwarded_stop.map_or_else(|| "nothing".to_string(), |signal| signal.to_string()),
             ),
-            Some(Unlisted::Namespace) => log::info!(
+            Some(Unlisted::Namespace) => info!(
                 event = "terminating";
                 "{why}: SIGTERM to every process of the namespace{} (kill(-1): /proc is not this namespace's, so \
                  they cannot be listed or named); SIGKILL in {until_kill}",
                 if main_alive { ", the main child included" } else { "" },
             ),
-            Some(Unlisted::MainGroup(group)) => log::info!(
+            Some(Unlisted::MainGroup(group)) => info!(
                 event = "terminating";
                 "{why}: SIGTERM to the main child's process group {group}{}; without /proc, processes outside it \
                  (setsid daemons) cannot be listed or signalled; SIGKILL in {until_kill}",
@@ -118,7 +123,7 @@ impl Supervisor {
             ),
             None if !signalled.sent.is_empty() => {
                 let sent = &signalled.sent;
-                log::info!(
+                info!(
                     event = "terminating", count = sent.len(), pids:% = pid_list(sent), names:% = name_list(sent);
                     "{why}: {} {}, sending SIGTERM: {}; SIGKILL in {until_kill}",
                     processes(sent.len()), remain(sent.len()), tree::describe(sent),
@@ -149,7 +154,7 @@ impl Supervisor {
             Some(Unlisted::MainGroup(group)) => format!("the main child's process group {group}"),
             _ => format!("{}: {}", processes(sent.len()), tree::describe(&sent)),
         };
-        log::warn!(
+        warn!(
             event = "final_signal", signal:% = signal, count = sent.len(), pids:% = pid_list(&sent),
             names:% = name_list(&sent);
             "final signal {signal} to {whom}; SIGKILL in {}", seconds(self.until_kill()),
@@ -211,7 +216,7 @@ impl Supervisor {
                 (Some(surveyed_at), Some(due)) => due.saturating_duration_since(surveyed_at),
                 _ => Duration::ZERO,
             };
-            log::warn!(
+            warn!(
                 event = "deadline", reason = reason_name, count = survivors.len(), examined = examined,
                 surveyed_ms = millis(lead);
                 "{why}: {} still alive ({examined} examined {} before it)",
@@ -244,11 +249,11 @@ impl Supervisor {
         let delay_us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         // elapsed_ms counts from the stop signal, so a cleanup after the main child exited on its own has none.
         match self.since_stop() {
-            Some(since) => log::warn!(
+            Some(since) => warn!(
                 event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
                 delay_us = delay_us, elapsed_ms = millis(since); "{message}"
             ),
-            None => log::warn!(
+            None => warn!(
                 event = "escalated", reason = reason_name, count = count, pids = pids.as_str(), names = names.as_str(),
                 delay_us = delay_us; "{message}"
             ),
@@ -261,9 +266,12 @@ impl Supervisor {
         let (first, rest) = survivors.split_at(detailed);
         for entry in first {
             match &entry.detail {
-                Detail::Full(diagnosis) => {
-                    self.log_diagnosis(&entry.process, entry.sent, diagnosis, log::Level::Warn)
-                }
+                Detail::Full(diagnosis) => self.log_diagnosis(
+                    &entry.process,
+                    entry.sent,
+                    diagnosis,
+                    crate::logging::Level::Warn,
+                ),
                 detail => {
                     let process = &entry.process;
                     let what = match detail {
@@ -273,7 +281,7 @@ impl Supervisor {
                         _ => "not examined (it appeared after the survey, or time ran out)"
                             .to_string(),
                     };
-                    log::warn!(
+                    warn!(
                         event = "survivor", pid = process.pid, name = process.name.as_str(),
                         parent_pid = process.parent_pid, state:% = process.state, signal:% = entry.sent;
                         "  pid {} ({}), parent {}, state {}, {what}",
@@ -283,7 +291,7 @@ impl Supervisor {
             }
         }
         if let Some(summary) = survey::summary(rest) {
-            log::warn!(
+            warn!(
                 event = "survivors_summary", count = rest.len(), summary = summary.as_str();
                 "  {summary}"
             );
@@ -295,7 +303,7 @@ impl Supervisor {
         let new = self.remains.sweep(self.main_ref());
         self.run.shutdown.on_swept(Instant::now(), !new.is_empty());
         if !new.is_empty() {
-            log::warn!(
+            warn!(
                 event = "swept", count = new.len(), pids:% = pid_list(&new), names:% = name_list(&new);
                 "SIGKILL to {} that appeared since the last SIGKILL: {}",
                 processes(new.len()), tree::describe(&new),
@@ -311,7 +319,7 @@ impl Supervisor {
         }
         let sweeps = self.run.shutdown.sweeps();
         let since = self.since_kill_due();
-        log::info!(
+        info!(
             event = "emptied", sweeps = sweeps.done, sweeps_found = sweeps.found, elapsed_ms = millis(since);
             "the tree is empty {} after the SIGKILL was due; sweeps since: {}, {} of them finding processes \
              forked since",
@@ -354,14 +362,14 @@ impl Supervisor {
         process: &Process,
         sent: Signal,
         diagnosis: &diagnosis::Diagnosis,
-        level: log::Level,
+        level: crate::logging::Level,
     ) {
         let role = if process.pid == self.run.main.pid {
             "main child "
         } else {
             ""
         };
-        log::log!(
+        log!(
             level,
             event = "survivor", pid = process.pid, name = process.name.as_str(), parent_pid = process.parent_pid,
             state:% = process.state, command_line = diagnosis.command_line.as_str(), signal:% = sent,
@@ -384,14 +392,14 @@ impl Supervisor {
                     .to_string(),
                 None => String::new(),
             };
-            log::error!(
+            error!(
                 event = "unkillable", pid = process.pid, name = process.name.as_str(), state:% = process.state;
                 "pid {} ({}) survived SIGKILL, state {}{hint}", process.pid, process.name, process.state
             );
         }
         let survived = &remaining.survived_kill;
         if !survived.is_empty() {
-            log::error!(
+            error!(
                 event = "gave_up", count = survived.len(), pids:% = pid_list(survived), names:% = name_list(survived);
                 "giving up on {} that did not exit {} after SIGKILL: {}",
                 processes(survived.len()), configured(UNKILLABLE_WAIT), tree::describe(survived),
@@ -399,7 +407,7 @@ impl Supervisor {
         }
         let other = &remaining.other;
         if !other.is_empty() {
-            log::error!(
+            error!(
                 event = "gave_up", count = other.len(), pids:% = pid_list(other), names:% = name_list(other);
                 "giving up on {} that appeared after the last SIGKILL: {}",
                 processes(other.len()), tree::describe(other),
@@ -411,7 +419,7 @@ impl Supervisor {
         }
         if self.run.main_status.is_none() && self.run.main_killed && !self.remains.tree().can_list()
         {
-            log::error!(
+            error!(
                 event = "gave_up";
                 "giving up: the main child {} was sent SIGKILL and has not exited {} after it",
                 self.main_name(), configured(UNKILLABLE_WAIT),
@@ -424,7 +432,7 @@ impl Supervisor {
             return;
         }
         self.unsignallable_seen = true;
-        log::warn!(
+        warn!(
             event = "not_permitted", signal:% = signal, count = processes_refused.len(),
             pids:% = pid_list(processes_refused), names:% = name_list(processes_refused);
             "{signal} not permitted for {} (another user's, or from a more privileged namespace): {}",
@@ -434,7 +442,7 @@ impl Supervisor {
 
     pub(super) fn log_failures(&self, failures: &[(Process, io::Error)], signal: Signal) {
         for (process, err) in failures {
-            log::warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
+            warn!(event = "error"; "could not send {signal} to pid {} ({}): {err}", process.pid, process.name);
         }
     }
 }

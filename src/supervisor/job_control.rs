@@ -26,7 +26,7 @@ impl Supervisor {
         // Not as PID 1 (nothing above it to see a job), not without a controlling terminal (not a shell's
         // job), and not once a shutdown runs, which must go on to its deadline.
         if !self.job_control || self.run.shutdown.phase() != Phase::Running {
-            log::info!(
+            info!(
                 event = "main_stopped", pid = self.run.main.pid, signal:% = name;
                 "main child {} stopped by {name}", self.main_name()
             );
@@ -36,14 +36,14 @@ impl Supervisor {
         if signal != libc::SIGTSTP && keyboard_stop && owns_terminal_foreground() {
             // The child touched the terminal before grace handed it over (the shell's `fg` gave it to grace's
             // group a moment ago): the job is in the foreground, and nothing needs to stop.
-            log::info!(
+            info!(
                 event = "main_stopped", pid = self.run.main.pid, signal:% = name;
                 "main child {} stopped by {name} while grace's group has the terminal", self.main_name()
             );
             self.continue_main_group(true);
             return;
         }
-        log::info!(
+        info!(
             event = "main_stopped", pid = self.run.main.pid, signal:% = name;
             "main child {} stopped by {name}: stopping grace too, so that the shell sees the job stopped",
             self.main_name()
@@ -68,7 +68,7 @@ impl Supervisor {
         let continued = sys::is_pending(Signal::CONT.number());
         self.swallow_continue = continued;
         if !continued && keyboard_stop {
-            log::info!(
+            info!(
                 event = "main_continued", pid = self.run.main.pid, foreground = false;
                 "grace's process group was not stopped: it has no shell above it to see a job (an orphaned \
                  group), and the kernel does not stop those; the main child's group is continued, as if it \
@@ -106,7 +106,7 @@ impl Supervisor {
                 nix::unistd::tcsetpgrp(std::io::stdin().as_fd(), Pid::from_raw(self.run.main.pid));
         }
         let _ = sys::send_signal(-self.run.main.pid, Signal::CONT.number());
-        log::info!(
+        info!(
             event = "main_continued", pid = self.run.main.pid, foreground = in_foreground;
             "continued {}: the main child's group too{}",
             if in_foreground { "in the foreground" } else { "in the background" },
@@ -127,10 +127,10 @@ impl Supervisor {
         if nix::unistd::tcgetpgrp(&stdin).is_ok_and(|group| group == main_group) {
             // Allowed from the background because grace has SIGTTOU blocked.
             match nix::unistd::tcsetpgrp(stdin.as_fd(), nix::unistd::getpgrp()) {
-                Ok(()) => log::debug!(
+                Ok(()) => debug!(
                     "the terminal's foreground is grace's group again (it was the main child's, {main_group})"
                 ),
-                Err(errno) => log::debug!(
+                Err(errno) => debug!(
                     "could not give the terminal back to grace's group: {}",
                     errno.desc()
                 ),
@@ -146,7 +146,7 @@ impl Supervisor {
         if !self.job_control || !keyboard_stop {
             return false;
         }
-        log::info!(
+        info!(
             event = "stopped", signal:% = signal;
             "stopped by {signal} while waiting to restart: stopping grace, a job of the shell"
         );
@@ -157,7 +157,7 @@ impl Supervisor {
         let _ = sys::send_signal(self.own_pid, signal.number());
         let _ = sys::act_on_pending(signal.number());
         let left = until.saturating_duration_since(Instant::now());
-        log::info!(
+        info!(
             event = "continued", foreground = owns_terminal_foreground();
             "continued while waiting to restart: {} left", seconds(left)
         );

@@ -232,7 +232,7 @@ impl Supervisor {
     fn next_signals(&mut self, deadline: Option<Instant>, received: &mut Vec<Received>) {
         let log_waiting = log_sink::waiting_descriptor();
         if let Err(err) = self.signals.next_signals(deadline, log_waiting, received) {
-            log::error!(event = "error"; "reading signals failed: {err}");
+            error!(event = "error"; "reading signals failed: {err}");
         }
         if log_waiting.is_some() {
             log_sink::flush();
@@ -268,7 +268,7 @@ impl Supervisor {
         if !ended.clean {
             return self.not_restarting(status);
         }
-        log::info!(
+        info!(
             event = "restarting", reason = "signal", status = status, delay_ms = 0u64,
             generation = self.run.number;
             "restarting now: {reason}; the last run's status was {status}"
@@ -300,7 +300,7 @@ impl Supervisor {
         let delay = match self.restarts.after_exit(reported, ran) {
             Decision::Exit => return Next::Exit(status),
             Decision::LimitReached => {
-                log::warn!(
+                warn!(
                     event = "restart_limit", restarts = self.restarts.done();
                     "not restarting: --max-restarts reached ({} restarts)", self.restarts.done()
                 );
@@ -311,7 +311,7 @@ impl Supervisor {
         if !clean {
             return self.not_restarting(status);
         }
-        log::info!(
+        info!(
             event = "restarting", reason = reason, status = status, delay_ms = millis(delay),
             generation = self.run.number;
             "restarting in {}: {why} (--restart {})", seconds(delay), self.restarts.policy().as_str()
@@ -325,7 +325,7 @@ impl Supervisor {
     /// A restart was due, but processes of the last run remain (they survived SIGKILL, or grace may not
     /// signal them): the next run would meet them (a port still held). grace exits instead.
     fn not_restarting(&self, status: u8) -> Next {
-        log::error!(
+        error!(
             event = "restart_refused";
             "not restarting: processes of the last run remain, and the next run would meet them"
         );
@@ -354,7 +354,7 @@ impl Supervisor {
                     // Nothing of the last run is left (a restart waits for that); reap whatever came since.
                     let _ = reaper::reap_exited(self.run.main.pid, self.config.warn_on_reap);
                 } else if self.config.is_stop_signal(signal.signal) {
-                    log::info!(
+                    info!(
                         event = "stop_signal", signal:% = signal.signal, sender_pid = signal.sender_pid;
                         "received {} from {} while waiting to restart: nothing more starts",
                         signal.signal, sender(signal.sender_pid)
@@ -363,14 +363,14 @@ impl Supervisor {
                 } else if self.stop_while_waiting(signal.signal, until) {
                     continue;
                 } else if Some(signal.signal) == self.config.restart_signal {
-                    log::info!(
+                    info!(
                         event = "restart_signal", signal:% = signal.signal, sender_pid = signal.sender_pid;
                         "received {} from {} while waiting to restart: starting now",
                         signal.signal, sender(signal.sender_pid)
                     );
                     return None;
                 } else {
-                    log::debug!(
+                    debug!(
                         "{} from {} not forwarded: waiting to restart, no command runs",
                         signal.signal,
                         sender(signal.sender_pid)
@@ -412,7 +412,7 @@ impl Supervisor {
         let main = match child::spawn(&self.config.command, self.setup) {
             Ok(main) => main,
             Err(err) => {
-                log::error!(event = "failed", status = err.status; "restart failed: {err}");
+                error!(event = "failed", status = err.status; "restart failed: {err}");
                 return Err(err.status);
             }
         };
@@ -421,7 +421,7 @@ impl Supervisor {
         self.remains.start_over();
         self.outsiders = false;
         self.unsignallable_seen = false;
-        log::info!(
+        info!(
             event = "restarted", pid = self.run.main.pid, generation = number;
             "restarted pid {}: {} (generation {number})",
             self.run.main.pid, shown_command(&self.config.command),
@@ -437,7 +437,7 @@ impl Supervisor {
         }
         if self.config.is_stop_signal(signal) {
             if let Ending::Restart(by) = self.run.ending {
-                log::info!(
+                info!(
                     event = "stop_signal", signal:% = signal, sender_pid = received.sender_pid;
                     "received {signal} from {} during the restart that {} started: this is the final shutdown now",
                     sender(received.sender_pid), by.signal,
@@ -454,7 +454,7 @@ impl Supervisor {
             return;
         }
         if signal == Signal::CONT && std::mem::take(&mut self.swallow_continue) {
-            log::debug!(
+            debug!(
                 "SIGCONT from {}: the one that continued grace, passed on already",
                 sender(received.sender_pid)
             );
@@ -464,11 +464,11 @@ impl Supervisor {
             return;
         }
         let Some(forwarded) = self.config.rewrites.apply(signal) else {
-            log::debug!(event = "dropped", signal:% = signal; "dropping {signal} from {}", sender(received.sender_pid));
+            debug!(event = "dropped", signal:% = signal; "dropping {signal} from {}", sender(received.sender_pid));
             return;
         };
         if self.run.main_status.is_some() {
-            log::debug!(
+            debug!(
                 "{signal} from {} not forwarded: the main child has exited",
                 sender(received.sender_pid)
             );
@@ -482,7 +482,7 @@ impl Supervisor {
         } else {
             ""
         };
-        log::debug!(
+        debug!(
             event = "forwarded", signal:% = forwarded, received:% = signal, pid = self.run.main.pid;
             "forwarded {signal} from {} as {forwarded} to {}{ignored}", sender(received.sender_pid), self.target()
         );
@@ -494,7 +494,7 @@ impl Supervisor {
     fn on_restart_signal(&mut self, received: Received) {
         match self.run.ending {
             Ending::Stop => {
-                log::info!(
+                info!(
                     event = "restart_signal", signal:% = received.signal, sender_pid = received.sender_pid;
                     "received {} from {} during the shutdown: nothing restarts",
                     received.signal, sender(received.sender_pid)
@@ -502,7 +502,7 @@ impl Supervisor {
                 return;
             }
             Ending::Restart(_) => {
-                log::debug!(
+                debug!(
                     "received {} from {}: a restart is under way already",
                     received.signal,
                     sender(received.sender_pid)
@@ -547,7 +547,7 @@ impl Supervisor {
         self.log_failures(&signalled.failed, Signal::TERM);
         let sent = &signalled.sent;
         if !sent.is_empty() {
-            log::info!(
+            info!(
                 event = "terminating", count = sent.len(), pids:% = pid_list(sent), names:% = name_list(sent);
                 "the restart became the final stop: {} that entered the namespace from outside, spared until \
                  now, sending SIGTERM: {}; SIGKILL in {}",
@@ -574,7 +574,7 @@ impl Supervisor {
             Action::DelayStop => {
                 self.run.first_stop = stop_signal;
                 if let Some(received) = stop_signal {
-                    log::info!(
+                    info!(
                         event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = 1,
                         pre_stop_delay_ms = millis(self.config.pre_stop_delay);
                         "received {} from {}: forwarding it after the pre-stop delay of {}; grace period {}, SIGKILL of what remains in {}",
@@ -585,7 +585,7 @@ impl Supervisor {
             }
             Action::RepeatDuringDelay { repeat } => {
                 if let Some(received) = stop_signal {
-                    log::info!(
+                    info!(
                         event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = repeat;
                         "received {} from {} (stop signal #{repeat}) during the pre-stop delay: the first is forwarded when it ends, in {}",
                         received.signal, sender(received.sender_pid), seconds(self.until_next_deadline()),
@@ -602,7 +602,7 @@ impl Supervisor {
                     || "stop signal".to_string(),
                     |received| received.signal.to_string(),
                 );
-                log::info!(
+                info!(
                     event = "stop_signal", signal:% = signal;
                     "received {signal} after the main child exited; the remaining processes get SIGKILL in {} at most",
                     seconds(self.until_kill()),
@@ -614,7 +614,7 @@ impl Supervisor {
             Action::Sweep => self.sweep(),
             Action::KillAll(reason) => {
                 if let Some(received) = stop_signal {
-                    log::info!(
+                    info!(
                         event = "stop_signal", signal:% = received.signal, sender_pid = received.sender_pid, repeat = 1;
                         "received {} from {}", self.cause(received), sender(received.sender_pid)
                     );
@@ -657,13 +657,13 @@ impl Supervisor {
         let pid = self.run.main.pid;
         let sender_pid = received.sender_pid;
         if after_delay {
-            log::info!(
+            info!(
                 event = "forwarded_after_delay", signal:% = forwarded_name, pid = pid;
                 "pre-stop delay of {} over: {what}; SIGKILL of what remains in {}",
                 configured(self.config.pre_stop_delay), seconds(self.until_grace_deadline()),
             );
         } else if let (1, Ending::Restart(by)) = (repeat, self.run.ending) {
-            log::info!(
+            info!(
                 event = "restart_signal", signal:% = by.signal, sender_pid = sender_pid,
                 forwarded:% = forwarded_name, pid = pid;
                 "received {} (the restart signal) from {from}: {what}; the command starts again once its tree \
@@ -671,7 +671,7 @@ impl Supervisor {
                 by.signal, configured(self.config.grace_period), seconds(self.until_grace_deadline()),
             );
         } else if repeat == 1 {
-            log::info!(
+            info!(
                 event = "stop_signal", signal:% = signal, sender_pid = sender_pid, repeat = repeat,
                 forwarded:% = forwarded_name, pid = pid;
                 "received {signal} from {from}: {what}; grace period {}, SIGKILL of what remains in {}",
@@ -679,7 +679,7 @@ impl Supervisor {
             );
         } else {
             let since = self.since_stop().map(seconds).unwrap_or_default();
-            log::info!(
+            info!(
                 event = "stop_signal", signal:% = signal, sender_pid = sender_pid, repeat = repeat,
                 forwarded:% = forwarded_name, pid = pid;
                 "received {signal} from {from} (stop signal #{repeat}, {since} after the first): {what}; deadline unchanged, SIGKILL in {}",
@@ -716,7 +716,7 @@ impl Supervisor {
         if takes_it {
             return;
         }
-        log::warn!(
+        warn!(
             event = "stop_not_handled";
             "the main child {} does not handle {forwarded}, {fate}: the stop signal {received}, forwarded as \
              {forwarded}, does not stop it; SIGKILL of what remains in {}",
@@ -740,13 +740,13 @@ impl Supervisor {
         match self.run.shutdown.stopped_at() {
             Some(stopped_at) => {
                 let since = now.saturating_duration_since(stopped_at);
-                log::info!(
+                info!(
                     event = "main_exited", pid = pid, status = status, elapsed_ms = millis(since);
                     "main child {} {how}, {} after the stop signal", self.main_name(), seconds(since)
                 );
             }
             None => {
-                log::info!(event = "main_exited", pid = pid, status = status; "main child {} {how}", self.main_name())
+                info!(event = "main_exited", pid = pid, status = status; "main child {} {how}", self.main_name())
             }
         }
         self.warn_if_the_shell_did_not_exec(raw_status);
@@ -774,7 +774,7 @@ impl Supervisor {
         let mut left = self.remains.tree().members();
         left.retain(|process| !process.entered_from_outside);
         if !left.is_empty() {
-            log::warn!(
+            warn!(
                 event = "shell_did_not_exec", pid = self.run.main.pid, count = left.len(), pids:% = pid_list(&left), names:% = name_list(&left);
                 "the main child was a shell and {} outlived it: {}; a shell that does not `exec` its server \
                  does not pass signals on to it (use `exec server` in the script, or run the server directly)",
@@ -794,7 +794,7 @@ impl Supervisor {
                 128 + Signal::KILL.number() as u8
             }
             None => {
-                log::error!(
+                error!(
                     event = "main_running";
                     "the main child {} is still running (grace may not signal it): exiting with status {}",
                     self.main_name(), exit_status::INIT_FAILED,
@@ -822,11 +822,11 @@ impl Supervisor {
             format!(" (the child's {status}, mapped by --success-exit)")
         };
         match since {
-            Some(since) => log::info!(
+            Some(since) => info!(
                 event = "exiting", status = reported, child_status = status, elapsed_ms = millis(since);
                 "exiting with status {reported}{mapped}{timing}"
             ),
-            None => log::info!(
+            None => info!(
                 event = "exiting", status = reported, child_status = status; "exiting with status {reported}{mapped}"
             ),
         }
@@ -845,7 +845,7 @@ impl Supervisor {
     fn forward(&self, signal: Signal) -> io::Result<()> {
         let sent = self.forward_to_main(signal);
         if let Err(err) = &sent {
-            log::warn!(event = "error"; "could not forward {signal} to {}: {}", self.target(), explain(err));
+            warn!(event = "error"; "could not forward {signal} to {}: {}", self.target(), explain(err));
         }
         sent
     }
