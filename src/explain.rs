@@ -249,7 +249,10 @@ fn timeline(config: &Config, text: &mut String) {
         "SIGKILL to everything that remains, logged with pids and names; sweeps follow for what forks"
             .to_string(),
     ));
-    steps.sort_by_key(|(offset, _)| *offset); // stable: equal times keep the order above
+    // Stable: equal times keep the order above.
+    crate::sort::by_key(&mut steps, |(offset, _)| {
+        u64::try_from(offset.as_nanos()).unwrap_or(u64::MAX)
+    });
     for (offset, step) in steps {
         let when = if offset.is_zero() {
             "t0".to_string()

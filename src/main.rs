@@ -39,6 +39,7 @@ mod restart;
 mod services;
 mod shutdown;
 mod signals;
+mod sort;
 mod supervisor;
 mod survey;
 mod sys;

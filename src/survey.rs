@@ -73,7 +73,9 @@ impl Survey {
         budget_end: Instant,
     ) -> Survey {
         // The main child first: it is the one the operator asks about.
-        members.sort_by_key(|process| (process.pid != main_pid, process.pid));
+        crate::sort::by_key(&mut members, |process| {
+            u64::from(process.pid != main_pid) << 32 | crate::sort::pid_key(process.pid)
+        });
         let parents: HashSet<i32> = members.iter().map(|process| process.parent_pid).collect();
         let mut pins = HashMap::new();
         for process in members.iter().filter(|process| process.pid != main_pid) {

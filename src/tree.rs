@@ -162,7 +162,7 @@ impl Tree {
                 walk_descendants(root).unwrap_or_else(|| descendants(root, all_processes()))
             }
         };
-        listed.sort_by_key(|process| process.pid);
+        crate::sort::by_key(&mut listed, |process| crate::sort::pid_key(process.pid));
         if self.scope == Scope::Namespace {
             mark_visitors(&mut listed);
         }

@@ -109,7 +109,9 @@ pub fn counted_kinds<K: Ord>(
     }
     let mut ordered: Vec<(K, usize)> = counts.into_iter().collect();
     // A stable sort: kinds of the same count stay in the map's order.
-    ordered.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+    crate::sort::by_key(&mut ordered, |(_, count)| {
+        u64::MAX - u64::try_from(*count).unwrap_or(u64::MAX)
+    });
     let mut parts: Vec<String> = ordered
         .iter()
         .take(shown)

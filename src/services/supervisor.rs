@@ -1533,9 +1533,12 @@ impl ServicesSupervisor {
             survivors.iter().zip(attributed).collect();
         // Stop order: the last started first, no service last; a stable sort keeps the survey's order (the
         // main service's process first) within a service.
-        grouped.sort_by_key(|(_, service)| match service {
-            Some(id) if *id < unattributed => unattributed - 1 - id,
-            _ => unattributed,
+        crate::sort::by_key(&mut grouped, |(_, service)| {
+            let position = match service {
+                Some(id) if *id < unattributed => unattributed - 1 - id,
+                _ => unattributed,
+            };
+            u64::try_from(position).unwrap_or(u64::MAX)
         });
         let detailed = grouped.len().min(survey::DETAILED);
         for (entry, service) in grouped.iter().take(detailed) {
