@@ -186,8 +186,9 @@ pub fn disposition_of(pid: i32, signal: Signal) -> Disposition {
 /// Whether `pid` is waiting in sigwaitinfo (or sigtimedwait). While it does, the kernel unblocks the signals
 /// it waits for, so /proc shows them as neither blocked nor caught: its wait channel tells.
 pub fn waits_for_signals(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/wchan"))
-        .is_ok_and(|wchan| wchan.contains("sigtimedwait"))
+    // A byte search: str::contains would bring its own copy of std's substring searcher.
+    fs::read(format!("/proc/{pid}/wchan"))
+        .is_ok_and(|wchan| wchan.windows(12).any(|window| window == b"sigtimedwait"))
 }
 
 /// Whether `name` (a process name or a file name) is a shell.
