@@ -92,17 +92,19 @@ mod tests {
     #[test]
     fn agrees_with_std_stable_sort() {
         let mut state = 12345u64;
-        let mut items: Vec<(u64, usize)> = (0..2000)
-            .map(|position| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) % 50, position)
-            })
-            .collect();
-        let mut expected = items.clone();
-        expected.sort_by_key(|(key, _)| *key);
-        by_key(&mut items, |(key, _)| *key);
-        assert_eq!(items, expected);
+        for (count, modulus) in [(2000, 50), (5000, u64::MAX), (1, 1), (2, 2), (3, 2), (7, 3)] {
+            let mut items: Vec<(u64, usize)> = (0..count)
+                .map(|position| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (state % modulus, position)
+                })
+                .collect();
+            let mut expected = items.clone();
+            expected.sort_by_key(|(key, _)| *key);
+            by_key(&mut items, |(key, _)| *key);
+            assert_eq!(items, expected, "{count} keys modulo {modulus}");
+        }
     }
 }
