@@ -253,7 +253,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             .map_err(|_| "too large (at most 366 days)".to_string())?;
         Duration::from_secs(seconds)
     } else {
-        humantime::parse_duration(text).map_err(|_| {
+        crate::time_text::parse_duration(text).ok_or_else(|| {
             "not a duration (use e.g. 500ms, 10s, 2m, 1m30s, or a number of seconds)".to_string()
         })?
     };

@@ -369,7 +369,7 @@ fn push_json_string(out: &mut String, text: &str, characters: Option<usize>) {
 
 /// `2026-11-28T15:04:07.123Z`.
 pub fn utc_timestamp(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
+    crate::time_text::rfc3339_millis(time)
 }
 
 #[cfg(test)]

@@ -43,6 +43,7 @@ mod sort;
 mod supervisor;
 mod survey;
 mod sys;
+mod time_text;
 mod tree;
 mod wording;
 

@@ -93,7 +93,7 @@ pub fn millis(duration: Duration) -> u64 {
 
 /// `8s`, `1m 30s`, `500ms`, for configured durations: as the operator wrote them.
 pub fn configured(duration: Duration) -> String {
-    humantime::format_duration(duration).to_string()
+    crate::time_text::format_duration(duration)
 }
 
 /// `978 python3, 2 sh, …`: how many there are of each kind, the largest first (ties in the kinds' order, so
