@@ -399,7 +399,7 @@ const DOCKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `8s`, `7.9s`, `0.5s`: offsets on the timeline, in one unit.
 pub(crate) fn seconds(duration: Duration) -> String {
-    let millis = duration.as_millis();
+    let millis = crate::wording::millis(duration);
     let fraction = format!("{:03}", millis % 1000);
     let fraction = fraction.trim_end_matches('0');
     if fraction.is_empty() {

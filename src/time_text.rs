@@ -193,10 +193,12 @@ pub fn format_duration(duration: Duration) -> String {
 /// `2026-11-28T15:04:07.123Z`: UTC, to the millisecond (truncated). A time before 1970 is written as
 /// what it is, not refused.
 pub fn rfc3339_millis(time: SystemTime) -> String {
-    let millis: i128 = match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => since.as_millis() as i128,
+    // In i64, whose formatting the binary has anyway (i128's would add its own).
+    let millis: i64 = match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
         // Rounded down, as after 1970.
-        Err(before) => -(before.duration().as_nanos().div_ceil(1_000_000) as i128),
+        Err(before) => i64::try_from(before.duration().as_nanos().div_ceil(1_000_000))
+            .map_or(i64::MIN, |millis| -millis),
     };
     let seconds = millis.div_euclid(1_000);
     let days = seconds.div_euclid(86_400);
@@ -211,8 +213,9 @@ pub fn rfc3339_millis(time: SystemTime) -> String {
     )
 }
 
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i128) -> (i128, i128, i128) {
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`); `days` is at
+/// most ±2^54 or so (i64 milliseconds), far from overflowing.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let of_era = days.rem_euclid(146_097);
@@ -225,7 +228,7 @@ fn civil_from_days(days: i128) -> (i128, i128, i128) {
     } else {
         shifted_month - 9
     };
-    let year = year_of_era + era * 400 + i128::from(month <= 2);
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
     (year, month, day)
 }
 

@@ -75,14 +75,14 @@ pub fn name_list(processes: &[Process]) -> String {
 
 /// `1.234s`, for measured times.
 pub fn seconds(duration: Duration) -> String {
-    // Integer arithmetic: formatting an f64 would link ~9 KiB of float printing into a 700 KiB budget.
-    let millis = duration.as_millis();
+    // Integer arithmetic: formatting an f64 would link ~9 KiB of float printing, and a u128 1 KiB more.
+    let millis = millis(duration);
     format!("{}.{:03}s", millis / 1000, millis % 1000)
 }
 
 /// `0.4ms`, `12.3ms`: short measured delays.
 pub fn micros(duration: Duration) -> String {
-    let tenths = duration.as_micros() / 100;
+    let tenths = u64::try_from(duration.as_micros() / 100).unwrap_or(u64::MAX);
     format!("{}.{}ms", tenths / 10, tenths % 10)
 }
 
