@@ -153,16 +153,18 @@ pub fn summary(rest: &[Surveyed]) -> Option<String> {
     if rest.is_empty() {
         return None;
     }
+    // Grouped by name, then disposition, then signal.
     let kinds = rest.iter().map(|entry| {
-        (
-            entry.process.name.as_str(),
-            entry.detail.disposition(),
-            entry.sent,
-        )
+        let (name, disposition) = (&entry.process.name, entry.detail.disposition());
+        let order = wording::order_of(&[
+            name,
+            &(disposition as u8).to_string(),
+            &format!("{:02}", entry.sent.number()),
+        ]);
+        let label = format!("{name} {} {}", disposition.participle(), entry.sent);
+        (order, label)
     });
-    let groups = wording::counted_kinds(kinds, SUMMARY_GROUPS, |(name, disposition, signal)| {
-        format!("{name} {} {signal}", disposition.participle())
-    });
+    let groups = wording::counted_kinds(kinds, SUMMARY_GROUPS);
     Some(format!("and {} more: {groups}", rest.len()))
 }
 
@@ -204,6 +206,32 @@ mod tests {
             "and 980 more: 978 python3 ignoring SIGTERM, 2 sh catching SIGTERM"
         );
         assert_eq!(summary(&[]), None);
+    }
+
+    /// Groups of the same size come in the order of (name, disposition, signal): a name before a longer
+    /// one it begins, a disposition in its declared order, a signal by number.
+    #[test]
+    fn groups_of_the_same_size_come_in_the_kinds_order() {
+        let mut rest = vec![
+            entry(1, "ab", Disposition::Catches),
+            entry(2, "a", Disposition::Default),
+            entry(3, "b", Disposition::Catches),
+            entry(4, "a", Disposition::Ignores),
+            entry(5, "a", Disposition::Catches),
+        ];
+        let mut sent_kill = entry(6, "a", Disposition::Catches);
+        sent_kill.sent = Signal::KILL;
+        rest.push(sent_kill);
+        let mut sent_quit = entry(7, "a", Disposition::Catches);
+        sent_quit.sent = Signal::from_number(libc::SIGQUIT).unwrap();
+        rest.push(sent_quit);
+        rest.push(entry(8, "c", Disposition::Blocks));
+        rest.push(entry(9, "c", Disposition::Blocks));
+        assert_eq!(
+            summary(&rest).unwrap(),
+            "and 9 more: 2 c blocking SIGTERM, 1 a catching SIGQUIT, 1 a catching SIGKILL, 1 a catching SIGTERM, \
+             1 a ignoring SIGTERM, 1 a at the default action for SIGTERM, …"
+        );
     }
 
     #[test]

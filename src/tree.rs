@@ -500,9 +500,9 @@ pub fn describe(processes: &[Process]) -> String {
     let rest = processes.get(NAMED_IN_A_LINE..).unwrap_or_default();
     if !rest.is_empty() {
         let names = crate::wording::counted_kinds(
-            rest.iter().map(|process| process.name.as_str()),
+            rest.iter()
+                .map(|process| (process.name.clone(), process.name.clone())),
             6,
-            |name| name.to_string(),
         );
         text.push_str(&format!(" and {} more: {names}", rest.len()));
     }

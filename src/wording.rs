@@ -97,17 +97,19 @@ pub fn configured(duration: Duration) -> String {
 }
 
 /// `978 python3, 2 sh, …`: how many there are of each kind, the largest first (ties in the kinds' order, so
-/// that a line is the same from run to run), the first `shown` of them, then `…` if there are more.
-pub fn counted_kinds<K: Ord>(
-    kinds: impl IntoIterator<Item = K>,
-    shown: usize,
-    label: impl Fn(&K) -> String,
-) -> String {
-    let mut counts: std::collections::BTreeMap<K, usize> = Default::default();
-    for kind in kinds {
-        *counts.entry(kind).or_default() += 1;
+/// that a line is the same from run to run), the first `shown` of them, then `…` if there are more. Each kind
+/// is given as its order (a text whose byte order is the kinds' order, see [`order_of`]) and its label.
+pub fn counted_kinds(kinds: impl IntoIterator<Item = (String, String)>, shown: usize) -> String {
+    count_kinds(kinds.into_iter().collect(), shown)
+}
+
+/// [`counted_kinds`] without the generic iterator: one copy of the map's code for every caller.
+fn count_kinds(kinds: Vec<(String, String)>, shown: usize) -> String {
+    let mut counts: std::collections::BTreeMap<String, (String, usize)> = Default::default();
+    for (order, label) in kinds {
+        counts.entry(order).or_insert((label, 0)).1 += 1;
     }
-    let mut ordered: Vec<(K, usize)> = counts.into_iter().collect();
+    let mut ordered: Vec<(String, usize)> = counts.into_values().collect();
     // A stable sort: kinds of the same count stay in the map's order.
     crate::sort::by_key(&mut ordered, |(_, count)| {
         u64::MAX - u64::try_from(*count).unwrap_or(u64::MAX)
@@ -115,12 +117,18 @@ pub fn counted_kinds<K: Ord>(
     let mut parts: Vec<String> = ordered
         .iter()
         .take(shown)
-        .map(|(kind, count)| format!("{count} {}", label(kind)))
+        .map(|(label, count)| format!("{count} {label}"))
         .collect();
     if ordered.len() > shown {
         parts.push("…".to_string());
     }
     parts.join(", ")
+}
+
+/// The order of a kind made of `parts` (names, and numbers given zero-padded to one width), as a text that
+/// sorts as the tuple of the parts does: the parts joined by NUL, which sorts before any character of a name.
+pub fn order_of(parts: &[&str]) -> String {
+    parts.join("\0")
 }
 
 #[cfg(test)]

@@ -1574,17 +1574,19 @@ impl ServicesSupervisor {
                     Detail::Disposition(disposition) => *disposition,
                     Detail::NotExamined => crate::diagnosis::Disposition::Unknown,
                 };
-                (
-                    self.service_label(*service),
-                    entry.process.name.clone(),
-                    disposition.participle(),
-                    entry.sent,
-                )
+                let (service, name) = (self.service_label(*service), &entry.process.name);
+                let participle = disposition.participle();
+                // Grouped by service, then name, then disposition, then signal.
+                let order = crate::wording::order_of(&[
+                    &service,
+                    name,
+                    participle,
+                    &format!("{:02}", entry.sent.number()),
+                ]);
+                let label = format!("{name} of {service} {participle} {}", entry.sent);
+                (order, label)
             });
-            let groups =
-                crate::wording::counted_kinds(kinds, 6, |(service, name, participle, signal)| {
-                    format!("{name} of {service} {participle} {signal}")
-                });
+            let groups = crate::wording::counted_kinds(kinds, 6);
             let summary = format!("and {} more: {groups}", rest.len());
             warn!(
                 event = "survivors_summary", count = rest.len(), summary = summary.as_str();
