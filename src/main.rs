@@ -157,24 +157,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         );
     }
     if let Some(table) = services {
-        let mode = if tree.scope() == Scope::Namespace {
-            "as PID 1"
-        } else {
-            "as a subreaper"
-        };
-        let names: Vec<&str> = table
-            .services
-            .iter()
-            .map(|service| service.name.as_str())
-            .collect();
-        info!(
-            event = "started", services = names.join(",").as_str(),
-            grace_period_ms = wording::millis(config.grace_period),
-            grace_period_source = config.sources.grace_period.kind();
-            "starting {} services in order: {} (grace period {}, {mode})",
-            names.len(), names.join(", "), wording::configured(config.grace_period),
-        );
-        return Ok(services::ServicesSupervisor::new(config, table, signals, tree, setup).run());
+        return Ok(run_services(config, table, signals, tree, setup));
     }
     let main = child::spawn(&config.command, setup)?;
     let command = supervisor::shown_command(&config.command);
@@ -216,6 +199,36 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         explain::origin(config.sources.grace_period)
     );
     Ok(Supervisor::new(config, signals, tree, main, setup).run())
+}
+
+/// Several services (`--services`): a loop of its own. Never inlined into [`run`], so that its code stays out of
+/// the pages a grace with one command maps (tools/hot-functions).
+#[inline(never)]
+fn run_services(
+    config: Config,
+    table: services::ServiceTable,
+    signals: SignalSource,
+    tree: Tree,
+    setup: sys::ChildSetup,
+) -> u8 {
+    let mode = if tree.scope() == Scope::Namespace {
+        "as PID 1"
+    } else {
+        "as a subreaper"
+    };
+    let names: Vec<&str> = table
+        .services
+        .iter()
+        .map(|service| service.name.as_str())
+        .collect();
+    info!(
+        event = "started", services = names.join(",").as_str(),
+        grace_period_ms = wording::millis(config.grace_period),
+        grace_period_source = config.sources.grace_period.kind();
+        "starting {} services in order: {} (grace period {}, {mode})",
+        names.len(), names.join(", "), wording::configured(config.grace_period),
+    );
+    services::ServicesSupervisor::new(config, table, signals, tree, setup).run()
 }
 
 /// One line naming the problem, and status 2. Not eprintln!: it panics when stderr is closed, and blocks

@@ -20,7 +20,9 @@ pub use supervisor::ServicesSupervisor;
 pub use table::{Readiness, ServiceTable};
 
 /// Reads and validates the services file, `command` being the one after `--` (the main service's, if
-/// given); the error is one line, `FILE:LINE: what is wrong`.
+/// given); the error is one line, `FILE:LINE: what is wrong`. Never inlined into start-up, so that a grace
+/// with one command does not map its code (tools/hot-functions).
+#[inline(never)]
 pub fn load(path: &Path, command: &[OsString]) -> Result<ServiceTable, String> {
     let shown = path.display().to_string();
     let tables = file::read(path).map_err(|err| err.to_string())?;

@@ -59,6 +59,7 @@ impl Supervisor {
     }
 
     /// SIGTERM and SIGCONT to every process of the tree but the main child.
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn terminate_rest(&mut self) {
         let main_alive = self.run.main_status.is_none();
         let why = if main_alive {
@@ -134,6 +135,7 @@ impl Supervisor {
     }
 
     /// The final signal (`--final-signal`) to everything that remains, ahead of SIGKILL.
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn send_final(&mut self) {
         let signal = self.config.final_signal;
         let main = self.main_ref();
@@ -162,6 +164,7 @@ impl Supervisor {
     }
 
     /// Reads what remains, for the report of the SIGKILL due shortly.
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn survey(&mut self) {
         let budget_end = self
             .run
@@ -190,6 +193,7 @@ impl Supervisor {
         }
     }
 
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn kill_all(&mut self, reason: KillReason) {
         let main = self.main_ref();
         let killed = self.remains.kill_all(main, self.sent_signals());
@@ -261,6 +265,7 @@ impl Supervisor {
     }
 
     /// Full lines for the first survivors, then one summary of the rest.
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn log_survivors_report(&self, survivors: &[Surveyed]) {
         let detailed = survivors.len().min(survey::DETAILED);
         let (first, rest) = survivors.split_at(detailed);
@@ -299,6 +304,7 @@ impl Supervisor {
     }
 
     /// SIGKILL to what appeared since the last one.
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn sweep(&mut self) {
         let new = self.remains.sweep(self.main_ref());
         self.run.shutdown.on_swept(Instant::now(), !new.is_empty());
@@ -381,6 +387,7 @@ impl Supervisor {
     }
 
     /// The end of waiting: a last sweep, then what survived SIGKILL, and what grace may not signal.
+    #[inline(never)] // only a shutdown needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     pub(super) fn give_up(&mut self) {
         self.sweep();
         let remaining = self.remains.remaining();

@@ -334,6 +334,7 @@ impl Supervisor {
 
     /// Waits `delay` before a restart; a stop signal meanwhile ends grace at once with the last status
     /// (returned), the restart signal starts the command at once, other signals have no one to go to.
+    #[inline(never)] // only a restart needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     fn wait_to_restart(
         &mut self,
         delay: Duration,
@@ -491,6 +492,7 @@ impl Supervisor {
     /// The restart signal: the generation ends as a shutdown would — its first stop signal, rewritten, to
     /// the main child, and so on — and the command starts again once its tree is gone. Repeats meanwhile
     /// are one restart; during a shutdown there is no restart.
+    #[inline(never)] // only a restart needs it: kept out of the pages an idle grace maps (tools/hot-functions)
     fn on_restart_signal(&mut self, received: Received) {
         match self.run.ending {
             Ending::Stop => {
