@@ -364,6 +364,8 @@ impl Grace {
         process.args(&self.arguments).arg("--").args(command);
         // Whether grace runs in a Kubernetes pod changes its default grace period: a test says so itself.
         process.env_remove("KUBERNETES_SERVICE_HOST");
+        // Which build runs is the harness's business, not the command's (tests/cli.rs lists GRACE_* variables).
+        process.env_remove("GRACE_TEST_BIN");
         process.envs(self.environment.iter().map(|(name, value)| (name, value)));
         if self.stdin_null {
             process.stdin(Stdio::null());
