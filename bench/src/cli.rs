@@ -19,7 +19,14 @@ options:
   --grace PATH            grace binary (else $GRACE_BIN, else ../target/x86_64-unknown-linux-musl/
                           release/grace, then ../target/release/grace, relative to bench/)
   --no-grace              bench the peers only
-  --inits LIST            only these, comma-separated (grace,tini,tini-static,dumb-init,catatonit)
+  --previous VERSION      the release of grace run beside it (default: the last in bench/releases.txt),
+                          built from its commit into the release cache
+  --no-previous           run no release of grace beside it
+  --release-cache DIR     where releases are built and kept (default: ~/.cache/grace-bench)
+  --check-growth README   only compare grace's binary size and idle RSS with the release's: exits 1 when one
+                          grew more than 5 % and README has no line `- ROW since VERSION: why` (tools/test)
+  --inits LIST            only these, comma-separated (grace,previous,tini,tini-static,dumb-init,catatonit;
+                          previous: the release of grace)
   --rows LIST             only these row groups, comma-separated
                           (size,idle,signals,reaping,startup,escalation,escalation-scale,
                           output; default all)
@@ -48,6 +55,14 @@ pub struct Options {
     pub quick: bool,
     /// Where grace comes from.
     pub grace: GraceChoice,
+    /// The release run beside grace (`None`: the last listed), unless `no_previous`.
+    pub previous: Option<String>,
+    /// Run no release beside grace.
+    pub no_previous: bool,
+    /// Where releases are built.
+    pub release_cache: Option<PathBuf>,
+    /// Only the growth check, against this README.
+    pub check_growth: Option<PathBuf>,
     /// Only these inits.
     pub only: Option<Vec<String>>,
     /// Only these row groups (all when `None`).
@@ -112,6 +127,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
     let mut stamp_child = None;
     let mut log_dir = None;
     let mut samples = None;
+    let mut previous = None;
+    let mut no_previous = false;
+    let mut release_cache = None;
+    let mut check_growth = None;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -138,8 +157,15 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
                     .map(|name| name.trim().to_owned())
                     .collect();
                 for name in &names {
-                    if !["grace", "tini", "tini-static", "dumb-init", "catatonit"]
-                        .contains(&name.as_str())
+                    if ![
+                        "grace",
+                        "previous",
+                        "tini",
+                        "tini-static",
+                        "dumb-init",
+                        "catatonit",
+                    ]
+                    .contains(&name.as_str())
                     {
                         bail!("--inits: unknown init {name:?}");
                     }
@@ -172,6 +198,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
             "--stamp-child" => stamp_child = Some(PathBuf::from(value()?)),
             "--log-dir" => log_dir = Some(PathBuf::from(value()?)),
             "--samples" => samples = Some(PathBuf::from(value()?)),
+            "--previous" => previous = Some(value()?),
+            "--no-previous" => no_previous = true,
+            "--release-cache" => release_cache = Some(PathBuf::from(value()?)),
+            "--check-growth" => check_growth = Some(PathBuf::from(value()?)),
             _ => bail!("unknown argument {arg:?} (see --help)"),
         }
     }
@@ -192,6 +222,10 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
     Ok(Parsed::Run(Box::new(Options {
         quick,
         grace,
+        previous,
+        no_previous,
+        release_cache,
+        check_growth,
         only,
         rows,
         idle_window: idle_window.unwrap_or(Duration::from_secs(if quick { 2 } else { 10 })),

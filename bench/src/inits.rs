@@ -26,8 +26,11 @@ pub struct Init {
     pub path: PathBuf,
     /// Where it was found (differs from `path` once grace is snapshotted).
     pub source: PathBuf,
-    /// Whether this is grace (the others are the peers it is compared with).
+    /// Whether this is grace (the others are the peers it is compared with): the build under test, or a
+    /// release of it.
     pub is_grace: bool,
+    /// The release this is (`0.2`), for grace's earlier release; `None` for the build under test and the peers.
+    pub release: Option<String>,
     style: Style,
 }
 
@@ -48,6 +51,23 @@ const EXTRA_DIRECTORIES: [&str; 4] = [
 ];
 
 impl Init {
+    /// grace's release `version`, built at `path`.
+    pub fn release(version: &str, path: PathBuf) -> Init {
+        Init {
+            name: format!("grace {version}"),
+            source: path.clone(),
+            path,
+            is_grace: true,
+            release: Some(version.to_owned()),
+            style: Style::DoubleDash,
+        }
+    }
+
+    /// Whether this is the build of grace under test (not a release of it, not a peer).
+    pub fn is_current_grace(&self) -> bool {
+        self.is_grace && self.release.is_none()
+    }
+
     /// The init's command line running `command`, with init `options` before the command.
     pub fn argv(&self, options: &[&str], command: &[OsString]) -> Vec<OsString> {
         let mut argv = vec![self.path.clone().into_os_string()];
@@ -141,6 +161,7 @@ pub fn discover(grace: &GraceChoice, only: Option<&[String]>) -> Found {
                 source: path.clone(),
                 path,
                 is_grace: true,
+                release: None,
                 style: Style::DoubleDash,
             }),
             Ok(None) => {}
@@ -157,6 +178,7 @@ pub fn discover(grace: &GraceChoice, only: Option<&[String]>) -> Found {
                 source: path.clone(),
                 path,
                 is_grace: false,
+                release: None,
                 style,
             }),
             None => found.notes.push(format!(
@@ -227,6 +249,7 @@ mod tests {
             path: "/x".into(),
             source: "/x".into(),
             is_grace: false,
+            release: None,
             style,
         }
     }

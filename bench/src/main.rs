@@ -5,10 +5,12 @@
 mod cli;
 mod elf;
 mod error;
+mod growth;
 mod inits;
 mod lines;
 mod namespace;
 mod procfs;
+mod release;
 mod report;
 mod scenarios;
 mod stats;
@@ -50,8 +52,30 @@ fn run(options: cli::Options) -> Result<()> {
     }
     let stamp_child = locate_stamp_child(options.stamp_child.clone())?;
     let mut found = inits::discover(&options.grace, options.only.as_deref());
+    let wants_previous = !options.no_previous
+        && options
+            .only
+            .as_ref()
+            .map_or(true, |names| names.iter().any(|name| name == "previous"));
+    if wants_previous && found.inits.first().is_some_and(|init| init.is_grace) {
+        let cache = options
+            .release_cache
+            .clone()
+            .unwrap_or_else(release::default_cache);
+        match release::find(options.previous.as_deref())
+            .and_then(|release| Ok((release::binary(&release, &cache)?, release)))
+        {
+            Ok((path, release)) => found
+                .inits
+                .insert(1, inits::Init::release(&release.version, path)),
+            Err(err) => found.notes.push(format!("grace's release: {err}, skipped")),
+        }
+    }
     for note in &found.notes {
         eprintln!("note: {note}");
+    }
+    if let Some(readme) = &options.check_growth {
+        return growth::check(&found.inits, &stamp_child, readme);
     }
     if found.inits.is_empty() {
         bail!("no init to bench");
@@ -93,6 +117,14 @@ fn run(options: cli::Options) -> Result<()> {
             .map(|init| (init.name.clone(), init.is_grace))
             .collect(),
         rows: Vec::new(),
+        versus: bench
+            .inits
+            .iter()
+            .position(|init| init.release.is_some())
+            .and_then(|release| {
+                let grace = bench.inits.iter().position(inits::Init::is_current_grace)?;
+                Some((grace, release))
+            }),
     };
     for (name, measure) in scenarios::GROUPS {
         if bench.options.wants(name) {

@@ -45,10 +45,14 @@ pub struct Row {
 
 /// The whole report.
 pub struct Table {
-    /// Column headings (init names) and whether each is grace.
+    /// Column headings (init names) and whether each is grace (the build under test or a release of it:
+    /// neither is a peer).
     pub columns: Vec<(String, bool)>,
     /// The rows, in the order they are printed.
     pub rows: Vec<Row>,
+    /// Columns (grace, its release) compared in a last column, `grace ÷ 0.2`: a regression shows as a
+    /// ratio above 1 the day it happens.
+    pub versus: Option<(usize, usize)>,
 }
 
 impl Table {
@@ -59,8 +63,19 @@ impl Table {
         for (name, _) in &self.columns {
             let _ = write!(out, " {name} |");
         }
+        let versus = self.versus.and_then(|(grace, release)| {
+            let name = |index: usize| self.columns.get(index).map(|(name, _)| name.clone());
+            Some((
+                grace,
+                release,
+                format!("{} ÷ {}", name(grace)?, name(release)?),
+            ))
+        });
+        if let Some((_, _, heading)) = &versus {
+            let _ = write!(out, " {heading} |");
+        }
         out.push_str("\n| --- |");
-        for _ in &self.columns {
+        for _ in 0..self.columns.len() + usize::from(versus.is_some()) {
             out.push_str(" --- |");
         }
         out.push('\n');
@@ -94,6 +109,19 @@ impl Table {
                     }
                     Cell::Text(text) => text.clone(),
                     Cell::Failed => "failed".to_owned(),
+                };
+                let _ = write!(out, " {text} |");
+            }
+            if let Some((grace, release, _)) = &versus {
+                let value = |index: usize| match row.cells.get(index) {
+                    Some(Cell::Value(value) | Cell::AgainstBaseline { value, .. }) => Some(*value),
+                    _ => None,
+                };
+                let text = match (value(*grace), value(*release)) {
+                    (Some(value), Some(before)) => {
+                        ratio(value, before).unwrap_or_else(|| "—".to_owned())
+                    }
+                    _ => "—".to_owned(),
                 };
                 let _ = write!(out, " {text} |");
             }
@@ -234,6 +262,7 @@ mod tests {
                 unit: Unit::Count,
                 cells: vec![Cell::Value(5.0), Cell::Value(20.0), Cell::Value(10.0)],
             }],
+            versus: None,
         };
         let markdown = table.to_markdown();
         assert!(
@@ -257,10 +286,52 @@ mod tests {
                     Cell::Value(1e6),
                 ],
             }],
+            versus: None,
         };
         let markdown = table.to_markdown();
         assert!(
             markdown.contains("| last death | 220 ms (1.10×) | 1.00 ms (1.00×) |"),
+            "{markdown}"
+        );
+    }
+
+    #[test]
+    fn the_release_column_compares_grace_with_its_release_and_is_no_peer() {
+        let table = Table {
+            columns: vec![
+                ("grace".into(), true),
+                ("grace 0.2".into(), true),
+                ("tini".into(), false),
+            ],
+            rows: vec![
+                Row {
+                    label: "rss".into(),
+                    unit: Unit::Count,
+                    cells: vec![Cell::Value(30.0), Cell::Value(60.0), Cell::Value(40.0)],
+                },
+                Row {
+                    label: "text".into(),
+                    unit: Unit::Count,
+                    cells: vec![Cell::Value(1.0), Cell::Text("—".into()), Cell::Value(1.0)],
+                },
+            ],
+            versus: Some((0, 1)),
+        };
+        let markdown = table.to_markdown();
+        assert!(
+            markdown.contains("| | grace | grace 0.2 | tini | grace ÷ grace 0.2 |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| --- | --- | --- | --- | --- |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| rss | 30 (0.75×) | 60 (1.50×) | 40 (1.00×) | 0.50× |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| text | 1 (1.00×) | — | 1 (1.00×) | — |"),
             "{markdown}"
         );
     }

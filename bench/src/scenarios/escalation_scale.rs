@@ -352,7 +352,7 @@ fn tree_size(bench: &mut Bench) -> Result<u32> {
 /// For grace as PID 1 and as a subreaper: first and last death after the deadline and the
 /// logged lateness, each as a ratio to the baseline's (medians over the rounds).
 pub fn measure(bench: &mut Bench) -> Vec<Row> {
-    let Some(grace) = bench.inits.iter().position(|init| init.is_grace) else {
+    let Some(grace) = bench.inits.iter().position(|init| init.is_current_grace()) else {
         return Vec::new();
     };
     let children = match tree_size(bench) {

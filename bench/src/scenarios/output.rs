@@ -182,7 +182,7 @@ pub fn measure(bench: &mut Bench) -> Vec<Row> {
     let Some(grace) = bench
         .inits
         .iter()
-        .find(|init| init.is_grace)
+        .find(|init| init.is_current_grace())
         .map(|init| init.path.clone())
     else {
         return Vec::new();
@@ -237,7 +237,7 @@ pub fn measure(bench: &mut Bench) -> Vec<Row> {
         bench
             .inits
             .iter()
-            .map(|init| match (init.is_grace, median(series)) {
+            .map(|init| match (init.is_current_grace(), median(series)) {
                 (true, Some(value)) => Cell::AgainstBaseline { value, baseline },
                 (true, None) => Cell::Failed,
                 (false, _) => Cell::Text("—".to_owned()),
