@@ -85,8 +85,11 @@ fn run(options: cli::Options) -> Result<()> {
         None => std::env::temp_dir().join(format!("grace-bench-{}", std::process::id())),
     };
     std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
-    for init in found.inits.iter_mut().filter(|init| init.is_grace) {
-        init.snapshot(&log_dir.join("bin"))?;
+    // Each into a directory of its own: grace and its release are both called `grace`.
+    for (index, init) in found.inits.iter_mut().enumerate() {
+        if init.is_grace {
+            init.snapshot(&log_dir.join("bin").join(index.to_string()))?;
+        }
     }
     let versions: Vec<String> = found
         .inits
