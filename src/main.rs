@@ -75,7 +75,7 @@ fn start_and_supervise() -> ExitCode {
         Err(err) => return usage_error(&err),
     };
     let explain = cli.explain;
-    let mut config = match Config::new(cli, &ProcessEnvironment) {
+    let mut config = match Config::new(cli, &ProcessEnvironment::read()) {
         Ok(config) => config,
         Err(err) => return usage_error(&err),
     };

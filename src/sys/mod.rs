@@ -189,6 +189,38 @@ pub fn reap_one() -> io::Result<Option<(i32, i32)>> {
     }
 }
 
+extern "C" {
+    /// The C library's environment: a null-terminated array of `NAME=value` strings, which execvp passes on.
+    static mut environ: *const *const std::ffi::c_char;
+}
+
+/// The variables of this process's environment whose `NAME=` begins with one of `prefixes`, in one pass that
+/// copies only those (std's `vars_os` copies every variable first). Only while grace is single-threaded (it
+/// always is).
+pub fn environment_variables(prefixes: &[&[u8]]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut found = Vec::new();
+    // SAFETY: environ is null or a null-terminated array of NUL-terminated strings, which grace, with one
+    // thread, is the only one to read or change; each string is copied before the next is looked at.
+    unsafe {
+        let mut entry = environ;
+        while !entry.is_null() && !(*entry).is_null() {
+            let bytes = std::ffi::CStr::from_ptr(*entry).to_bytes();
+            if prefixes.iter().any(|prefix| bytes.starts_with(prefix)) {
+                let mut halves = bytes.splitn(2, |&byte| byte == b'=');
+                if let (Some(name), Some(value)) = (halves.next(), halves.next()) {
+                    found.push((
+                        std::ffi::OsStr::from_bytes(name).to_owned(),
+                        std::ffi::OsStr::from_bytes(value).to_owned(),
+                    ));
+                }
+            }
+            entry = entry.add(1);
+        }
+    }
+    found
+}
+
 /// Removes `name` from this process's environment, which the command inherits. Only while grace is
 /// single-threaded (it always is): nothing else may read the environment meanwhile. std's `remove_var`
 /// would do the same with a lock and helpers that cost about a kilobyte of a static binary's budget.

@@ -9,12 +9,9 @@ use std::ffi::{c_char, CStr};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{ignore_signal, set_signal_mask, take_terminal_foreground_from_parent, ChildSetup};
-
-extern "C" {
-    /// The C library's environment, which execvp passes on.
-    static mut environ: *const *const c_char;
-}
+use super::{
+    environ, ignore_signal, set_signal_mask, take_terminal_foreground_from_parent, ChildSetup,
+};
 
 /// What to run and how: everything the child needs, prepared by the parent.
 pub struct Exec<'a> {
