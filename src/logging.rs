@@ -234,15 +234,28 @@ fn text_line(record: &Record<'_>, now: SystemTime) -> String {
         Level::Info => "",
         Level::Debug => "debug: ",
     };
-    let message = record.args.to_string();
-    let message = one_line(&message);
-    let mut line = format!("[grace {}] {label}", utc_timestamp(now));
-    let room = log_sink::MAX_LINE_BYTES.saturating_sub(line.len() + 1);
-    if message.len() <= room {
-        line.push_str(&message);
-    } else {
-        let mark = format!("… ({} bytes in all)", message.len());
-        line.push_str(cut(&message, room.saturating_sub(mark.len())));
+    // One buffer for the whole line: the prefix, then the message formatted in place.
+    let mut line = String::with_capacity(160);
+    line.push_str("[grace ");
+    crate::time_text::push_rfc3339_millis(&mut line, now);
+    line.push_str("] ");
+    line.push_str(label);
+    let start = line.len();
+    let _ = line.write_fmt(record.args);
+    if let Cow::Owned(escaped) = one_line(line.get(start..).unwrap_or_default()) {
+        line.truncate(start);
+        line.push_str(&escaped);
+    }
+    let room = log_sink::MAX_LINE_BYTES.saturating_sub(start + 1);
+    let length = line.len() - start;
+    if length > room {
+        let mark = format!("… ({length} bytes in all)");
+        let kept = cut(
+            line.get(start..).unwrap_or_default(),
+            room.saturating_sub(mark.len()),
+        )
+        .len();
+        line.truncate(start + kept);
         line.push_str(&mark);
     }
     line.push('\n');
@@ -261,10 +274,18 @@ fn cut(text: &str, bytes: usize) -> &str {
 /// `text` with its control characters other than tab escaped (`\n`, `\r`, `\u{1b}`…), so that a newline
 /// in a command name, an option value or a process's command line cannot split a message in two.
 pub fn one_line(text: &str) -> Cow<'_, str> {
-    if !text
-        .chars()
-        .any(|character| character.is_control() && character != '\t')
-    {
+    // Bytewise, as every line goes through here: the control characters are C0 (below 0x20), DEL (0x7F) and
+    // C1 (U+0080 to U+009F, in UTF-8 0xC2 then 0x80 to 0x9F).
+    let bytes = text.as_bytes();
+    let has_control = bytes.iter().enumerate().any(|(index, &byte)| {
+        (byte < 0x20 && byte != b'\t')
+            || byte == 0x7f
+            || (byte == 0xc2
+                && bytes
+                    .get(index + 1)
+                    .is_some_and(|next| (0x80..=0x9f).contains(next)))
+    });
+    if !has_control {
         return Cow::Borrowed(text);
     }
     let mut escaped = String::with_capacity(text.len() + 8);
@@ -444,6 +465,22 @@ mod tests {
             text_line(&short, UNIX_EPOCH),
             "[grace 1970-01-01T00:00:00.000Z] hi\n"
         );
+    }
+
+    /// The bytewise test finds exactly the characters `char::is_control` names (but tab), wherever they are.
+    #[test]
+    fn one_line_escapes_every_control_character_and_only_those() {
+        for character in (0..=0x10ffff).filter_map(char::from_u32) {
+            let text = format!("a{character}é");
+            let escaped = matches!(one_line(&text), Cow::Owned(_));
+            assert_eq!(
+                escaped,
+                character.is_control() && character != '\t',
+                "U+{:04X}",
+                u32::from(character)
+            );
+        }
+        assert_eq!(one_line("a\nb\u{85}c\u{7f}\td"), "a\\nb\\u{85}c\\u{7f}\td");
     }
 
     #[test]
