@@ -67,7 +67,8 @@ pub fn diagnose(
     already_sent: bool,
     has_children: bool,
 ) -> Diagnosis {
-    let status = fs::read_to_string(format!("/proc/{}/status", process.pid)).unwrap_or_default();
+    let status =
+        crate::tree::read_proc_text(&format!("/proc/{}/status", process.pid)).unwrap_or_default();
     let disposition = disposition(&status, signal);
     // Whether it has taken the signal only means something once the signal was sent.
     let taken = if already_sent {
@@ -179,7 +180,7 @@ pub fn frozen_by(pid: i32) -> Option<Freezer> {
 /// What `pid` does with `signal`, from /proc/PID/status alone: the cheap part of a diagnosis, for the many
 /// processes of a large tree.
 pub fn disposition_of(pid: i32, signal: Signal) -> Disposition {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let status = crate::tree::read_proc_text(&format!("/proc/{pid}/status")).unwrap_or_default();
     disposition(&status, signal)
 }
 

@@ -357,7 +357,7 @@ fn walk_descendants(root: i32) -> Option<Vec<Process>> {
         };
         for task in tasks.filter_map(Result::ok) {
             let children_file = task.path().join("children");
-            let children = match fs::read_to_string(&children_file) {
+            let children = match read_proc_text(&children_file.to_string_lossy()) {
                 Ok(children) => children,
                 Err(err) if err.kind() == io::ErrorKind::NotFound && parent == root => return None,
                 Err(_) => continue,
@@ -417,9 +417,36 @@ fn all_processes() -> Vec<Process> {
         .collect()
 }
 
+/// Reads a /proc file whole in as few system calls as it takes. /proc gives every file a size of 0, so
+/// std's `fs::read` asks for its size, then reads 32 bytes and doubles from there: nine system calls for a
+/// stat line, against four here (open, one read of up to 4 KiB, the read that finds the end, close). A survey
+/// reads one file per process of the tree.
+pub fn read_proc(path: &str) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut contents = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(contents),
+            Ok(read) => contents.extend_from_slice(chunk.get(..read).unwrap_or_default()),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// [`read_proc`], as text (not UTF-8: replaced, as lossily as it comes).
+pub fn read_proc_text(path: &str) -> io::Result<String> {
+    read_proc(path).map(|bytes| match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+    })
+}
+
 /// Reads /proc/PID/stat; `None` for a kernel thread, or when there is no such process.
 pub fn read_process(pid: i32) -> Option<Process> {
-    let stat = fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(&format!("/proc/{pid}/stat")).ok()?;
     let Stat { process, flags } = parse_stat(pid, &stat)?;
     if flags & PF_KTHREAD != 0 {
         return None;
