@@ -568,7 +568,9 @@ impl Supervisor {
 
     /// Carries out what the shutdown decided; `stop_signal` is the signal that caused it, if one did.
     fn perform(&mut self, action: Action, stop_signal: Option<Received>) {
-        if action != Action::Nothing {
+        // A forward goes out first: raising the priority is two system calls the child's handler need not wait
+        // for.
+        if !matches!(action, Action::Nothing | Action::ForwardStop { .. }) {
             self.raise_priority();
         }
         match action {
@@ -598,6 +600,7 @@ impl Supervisor {
                 // From a deadline, it is the end of the pre-stop delay: forward the signal that started it.
                 let received = stop_signal.or(self.run.first_stop);
                 self.forward_stop(received, repeat, stop_signal.is_none());
+                self.raise_priority();
             }
             Action::StopAfterMainExit => {
                 let signal = stop_signal.map_or_else(
