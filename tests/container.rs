@@ -523,8 +523,9 @@ fn ctrl_c_on_a_tty_reaches_the_child() {
     assert_eq!(exit.recv_timeout(TIMEOUT).unwrap().code(), Some(4));
 }
 
-/// The budget for the static binary: 700 KiB, every feature included.
-const SIZE_BUDGET: u64 = 700 * 1024;
+/// The budget for the static binary: 768 KiB, every feature included (several services among them), as
+/// tools/check-static holds the three release builds to.
+const SIZE_BUDGET: u64 = 768 * 1024;
 
 #[test]
 fn the_static_binary_is_static_small_and_runs_with_no_environment() {

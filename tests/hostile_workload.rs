@@ -27,15 +27,7 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Waits until `condition` holds, yielding between looks; fails after [`TIMEOUT`]. For what the kernel
-/// announces to nobody (a thread group leader turning into a zombie), never in place of a line.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
-        thread::yield_now();
-    }
-}
+use common::wait_until;
 
 /// The host pid of grace's descendant named `name` in state `wanted`, once there is one.
 fn descendant_in_state(grace_pid: i32, wanted: char) -> i32 {

@@ -1148,6 +1148,11 @@ fn no_descriptor_of_grace_leaks_into_the_child() {
             Mode::Pid1 => main_child(grace.grace_pid()), // unshare's child: sh, which exec'd grace
         };
         let main = main_child(grace_pid);
+        // Once sleep sleeps: before that it may still be starting, with a locale file of its own open.
+        common::wait_until("the child sleeps", || {
+            std::fs::read_to_string(format!("/proc/{main}/wchan"))
+                .is_ok_and(|wchan| wchan.contains("nanosleep"))
+        });
         let descriptors = |pid: i32| -> BTreeMap<i32, String> {
             std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .expect("listing descriptors")

@@ -622,15 +622,7 @@ fn command_line(pid: i32) -> String {
         .unwrap_or_default()
 }
 
-/// Waits until `condition` holds, looking again and again (the kernel says nothing when another process
-/// blocks); fails after [`common::TIMEOUT`].
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + common::TIMEOUT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::yield_now();
-    }
-}
+use common::wait_until;
 
 /// The log reader stalls: grace stops reading the flooding services' pipes once their buffers are full, so
 /// that the services block in write as on a stalled stdout of their own, while grace goes on: its own lines

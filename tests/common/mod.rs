@@ -16,6 +16,16 @@ use std::time::{Duration, Instant};
 /// How long any one wait may take before the test fails as hung.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Waits until `condition` holds, looking again and again, for what the kernel announces to nobody (another
+/// process blocking, a leader turning into a zombie), never in place of a line; fails after [`TIMEOUT`].
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        thread::yield_now();
+    }
+}
+
 /// Where grace runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
