@@ -535,9 +535,16 @@ impl Drop for FreezerCgroup {
     }
 }
 
-/// Where in the kernel `pid` waits (/proc/PID/stack, which root may read).
+/// Where in the kernel each thread of `pid` waits (/proc/PID/task/*/stack, which root may read). Every
+/// thread: under qemu-user grace's process also has the emulator's own threads, and the last of them to exit
+/// is the one the kernel holds in the namespace's teardown.
 fn kernel_stack(pid: i32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default()
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stack")).ok())
+        .collect()
 }
 
 /// A tree frozen by a cgroup freezer (v1, as `docker pause` leaves it) at the deadline. Its processes show
@@ -576,9 +583,19 @@ fn a_frozen_tree_is_named_frozen_and_holds_the_exit_until_thawed() {
         let grace_pid = grace.grace_pid();
         match mode {
             // grace has left main, and the kernel holds its exit until every process of the namespace is gone.
-            Mode::Pid1 => wait_until("grace held in the namespace's teardown", || {
-                kernel_stack(grace_pid).contains("zap_pid_ns_processes")
-            }),
+            Mode::Pid1 => {
+                let deadline = Instant::now() + TIMEOUT;
+                while !kernel_stack(grace_pid).contains("zap_pid_ns_processes") {
+                    let status = std::fs::read_to_string(format!("/proc/{grace_pid}/status"))
+                        .unwrap_or_default();
+                    assert!(
+                        Instant::now() < deadline,
+                        "grace not held in the namespace's teardown; its threads' stacks:\n{}\n{status}",
+                        kernel_stack(grace_pid)
+                    );
+                    thread::yield_now();
+                }
+            }
             // Nothing holds a subreaper's exit.
             Mode::Subreaper => wait_until("grace's exit", || !is_alive(grace_pid)),
         }
