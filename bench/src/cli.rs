@@ -29,7 +29,7 @@ options:
                           previous: the release of grace)
   --rows LIST             only these row groups, comma-separated
                           (size,idle,signals,reaping,startup,escalation,escalation-scale,
-                          output; default all)
+                          output,services; default all)
   --idle-window SECONDS   idle measurement window (default 10; quick 2)
   --idle-rounds N         idle windows, all inits side by side in each (default 3; quick 1)
   --signal-trials N       SIGTERM forwarding/shutdown trials per init (default 300; quick 30)
@@ -43,6 +43,9 @@ options:
   --output-lines N        lines of 100 bytes per run of the output rows (default 200000;
                           quick 20000)
   --output-trials N       rounds of the output rows, 4 runs each (default 5; quick 1)
+  --services-rounds N     idle windows (--idle-window) of the services rows, grace and supervisord
+                          side by side with three services each (default 3; quick 1)
+  --services-trials N     SIGTERM trials of the services rows per init (default 50; quick 5)
   --stamp-child PATH      the child program (default: stamp-child beside grace-bench)
   --log-dir DIR           where each init's stderr is kept (default: a directory under /tmp)
   --samples FILE          also write every sample as CSV (metric,init,trial,value)
@@ -89,6 +92,10 @@ pub struct Options {
     pub output_lines: u32,
     /// Rounds of the output rows (the writer alone, and through grace three ways).
     pub output_trials: usize,
+    /// Idle windows of the services rows (grace and supervisord side by side).
+    pub services_rounds: usize,
+    /// Stop trials of the services rows, per service manager.
+    pub services_trials: usize,
     /// An explicit child program.
     pub stamp_child: Option<PathBuf>,
     /// An explicit directory for the inits' stderr.
@@ -124,6 +131,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
     let mut scale_trials = None;
     let mut output_lines = None;
     let mut output_trials = None;
+    let mut services_rounds = None;
+    let mut services_trials = None;
     let mut stamp_child = None;
     let mut log_dir = None;
     let mut samples = None;
@@ -195,6 +204,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
             "--scale-trials" => scale_trials = Some(parse_count(&flag, &value()?)?),
             "--output-lines" => output_lines = Some(parse_count(&flag, &value()?)? as u32),
             "--output-trials" => output_trials = Some(parse_count(&flag, &value()?)?),
+            "--services-rounds" => services_rounds = Some(parse_count(&flag, &value()?)?),
+            "--services-trials" => services_trials = Some(parse_count(&flag, &value()?)?),
             "--stamp-child" => stamp_child = Some(PathBuf::from(value()?)),
             "--log-dir" => log_dir = Some(PathBuf::from(value()?)),
             "--samples" => samples = Some(PathBuf::from(value()?)),
@@ -239,6 +250,8 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Parsed> {
         scale_trials: pick(scale_trials, 5, 1),
         output_lines: output_lines.unwrap_or(if quick { 20_000 } else { 200_000 }),
         output_trials: pick(output_trials, 5, 1),
+        services_rounds: pick(services_rounds, 3, 1),
+        services_trials: pick(services_trials, 50, 5),
         stamp_child,
         log_dir,
         samples,
@@ -297,6 +310,8 @@ mod tests {
             (300, 20_000, 3)
         );
         assert_eq!((full.scale_processes, full.scale_trials), (1000, 5));
+        assert_eq!((full.services_rounds, full.services_trials), (3, 50));
+        assert_eq!((quick.services_rounds, quick.services_trials), (1, 5));
         let explicit = options(&["--quick", "--scale-processes=50", "--scale-trials", "3"]);
         assert_eq!((explicit.scale_processes, explicit.scale_trials), (50, 3));
     }

@@ -141,7 +141,7 @@ fn run(options: cli::Options) -> Result<()> {
     println!(
         "grace-bench, {}: Linux {kernel}, {cpu} ({cores} cores). {} run: idle {}× {} s, {} signal trials, \
          {} orphans × {}, {} start-ups per init; {} escalations (grace); {} rounds of the escalation at \
-         scale ({} children). Medians unless marked; (n×) = ratio to the best peer (in the escalation at \
+         scale ({} children); services: {}× idle, {} stops each. Medians unless marked; (n×) = ratio to the best peer (in the escalation at \
          scale, to the baseline), lower is better.\n",
         report::today(),
         if options.quick { "Quick" } else { "Full" },
@@ -154,6 +154,8 @@ fn run(options: cli::Options) -> Result<()> {
         options.escalation_trials,
         options.scale_trials,
         options.scale_processes,
+        options.services_rounds,
+        options.services_trials,
     );
     print!("{}", table.to_markdown());
     println!("\nInits: {}.", versions.join("; "));

@@ -226,7 +226,13 @@ impl Namespace {
     /// Tears the namespace down: EOF on the child's stdin makes every `stamp-child` mode exit,
     /// which makes the init exit. An init that does not exit within 5 s is SIGKILLed and the
     /// teardown reported as an error.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
+        self.finish_with_status().map(drop)
+    }
+
+    /// As [`Namespace::finish`], and the init's exit status: `unshare --fork` exits with its child's
+    /// code, and re-raises the signal that killed it.
+    pub fn finish_with_status(mut self) -> Result<std::process::ExitStatus> {
         drop(self.stdin.take());
         let mut outcome = Ok(());
         if self.init_pidfd.is_some() && !self.wait_init_exit(EXIT_TIMEOUT)? {
@@ -240,9 +246,9 @@ impl Namespace {
         if !sys::poll_readable(&[self.unshare_pidfd.as_fd()], EXIT_TIMEOUT)?[0] {
             let _ = self.unshare.kill();
         }
-        self.unshare.wait()?;
+        let status = self.unshare.wait()?;
         self.reaped = true;
-        outcome
+        outcome.map(|()| status)
     }
 
     /// The last lines the init wrote to stderr, for error messages.

@@ -1,5 +1,5 @@
 //! The escalation at scale stands on two `stamp-child` modes: `tree N` (the tree that ignores
-//! SIGTERM) and `kill-init MS COMMAND…` (the baseline). These run the built binary against real
+//! SIGTERM) and `kill-init MS COMMAND…` (the baseline); the services rows on a third, `service`. These run the built binary against real
 //! processes and synchronise on its `ready` line and on pidfds; timeouts only guard against hangs.
 #![allow(unsafe_code)]
 
@@ -165,4 +165,75 @@ fn kill_init_kills_the_whole_tree_once_the_period_is_over() {
             && stderr.trim_end().ends_with("ms after it was due)"),
         "{stderr}"
     );
+}
+
+/// The syscall `pid` is blocked in and its first argument, from /proc/PID/syscall, once it is blocked
+/// in `read` (polled every millisecond: the state is the kernel's, nothing prints it).
+fn wait_blocked_in_read(pid: i32) -> u64 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let syscall =
+            std::fs::read_to_string(format!("/proc/{pid}/syscall")).expect("reading syscall");
+        let mut fields = syscall.split_whitespace();
+        if fields.next() == Some(&libc::SYS_read.to_string()) {
+            let fd = fields.next().expect("an fd argument");
+            return u64::from_str_radix(fd.trim_start_matches("0x"), 16).expect("a hex fd");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not blocked in read after {TIMEOUT:?}: {syscall}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn a_service_idles_on_a_closed_stdin_and_exits_143_on_sigterm() {
+    // /dev/null as stdin, as grace gives a helper service: a read of stdin would return EOF at once.
+    let mut service = Command::new(STAMP_CHILD)
+        .arg("service")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawning stamp-child");
+    let stdout = service.stdout.take().expect("a stdout pipe");
+    // Killed should an assertion fail (it holds the test's stderr, and would hold the harness's pipe).
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut service = KillOnDrop(service);
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = sender.send(line.expect("reading stdout"));
+        }
+    });
+    let line = |what: &str| {
+        receiver
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("no {what} line"))
+    };
+    assert_eq!(line("ready"), "ready");
+    let pid = service.0.id() as i32;
+    let fd = wait_blocked_in_read(pid);
+    let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).expect("reading the fd's link");
+    assert!(
+        target.to_string_lossy().starts_with("socket:"),
+        "blocked reading fd {fd}, {}, not its own socket",
+        target.display()
+    );
+    // SAFETY: kill takes a pid (our child, not reaped yet) and a signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let stamp = line("term");
+    assert!(
+        stamp
+            .strip_prefix("term ")
+            .is_some_and(|ns| ns.parse::<u64>().is_ok()),
+        "{stamp:?}"
+    );
+    assert_eq!(service.0.wait().expect("waiting").code(), Some(143));
 }

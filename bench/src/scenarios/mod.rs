@@ -7,6 +7,7 @@ pub mod footprint;
 pub mod idle;
 pub mod output;
 pub mod reaping;
+pub mod services;
 pub mod signals;
 pub mod startup;
 
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 pub type Measure = fn(&mut Bench) -> Vec<Row>;
 
 /// The row groups (`--rows` names), in the order the table prints them.
-pub const GROUPS: [(&str, Measure); 8] = [
+pub const GROUPS: [(&str, Measure); 9] = [
     ("size", footprint::measure),
     ("idle", idle::measure),
     ("signals", signals::measure),
@@ -30,6 +31,7 @@ pub const GROUPS: [(&str, Measure); 8] = [
     ("escalation", escalation::measure),
     ("escalation-scale", escalation_scale::measure),
     ("output", output::measure),
+    ("services", services::measure),
 ];
 
 /// Everything a measurement needs, and the notes it leaves for the report.

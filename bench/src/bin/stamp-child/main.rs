@@ -4,14 +4,18 @@
 //! - `sleep`: idle like `sleep`, blocked in `read(stdin)` until EOF.
 //! - `term`: a SIGTERM handler writes `term <CLOCK_MONOTONIC ns>` to stdout and exits at once.
 //! - `ignore`: ignores SIGTERM; only SIGKILL (or EOF on stdin) ends it.
+//! - `service`: one of several services under a service manager: a SIGTERM handler writes
+//!   `term <CLOCK_MONOTONIC ns>` and exits 143 at once; it idles blocked in `read` on a socket of its
+//!   own, since a manager may give it /dev/null (grace's helpers) or a pipe it never closes as stdin.
 //! - `orphans N`: after a `go` line on stdin, leaves N exited processes to PID 1 (double clone),
 //!   then prints `done <start ns> <end ns>`.
 //! - `tree N`: ignores SIGTERM and forks N children that ignore it too (see `tree.rs`).
 //! - `lines N LEN`: after a `go` line on stdin, writes N lines of LEN bytes (newline included) to
 //!   stdout, one write(2) each, as a program that logs line by line does.
 //!
-//! Every mode exits when stdin reaches EOF, which is how the bench tears a run down without
-//! relying on the init under test to forward anything.
+//! Every mode but `service` (which ends on SIGTERM, or with its namespace) exits when stdin reaches
+//! EOF, which is how the bench tears a run down without relying on the init under test to forward
+//! anything.
 //!
 //! One more mode is not a child but the baseline of the escalation at scale: `kill-init MS
 //! COMMAND…`, a trivial init that only SIGKILLs, MS milliseconds after a SIGTERM (see
@@ -38,6 +42,9 @@ fn main() -> ExitCode {
         ["term"] => install_stamp_handler()
             .and_then(|()| ready())
             .and_then(|()| wait_for_eof()),
+        ["service"] => sys::set_sigterm_action(sys::SigtermAction::StampExit143)
+            .and_then(|()| ready())
+            .and_then(|()| idle_for_ever()),
         ["ignore"] => ignore_sigterm()
             .and_then(|()| ready())
             .and_then(|()| wait_for_eof()),
@@ -56,7 +63,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: stamp-child sleep | term | ignore | orphans N | tree N | lines N LEN | kill-init MS COMMAND…"
+                "usage: stamp-child sleep | term | ignore | service | orphans N | tree N | lines N LEN | kill-init MS COMMAND…"
             );
             return ExitCode::from(2);
         }
@@ -99,6 +106,21 @@ fn wait_for_eof() -> io::Result<()> {
             Ok(_) => {}
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Blocks in `read` on one end of a socket pair whose other end it holds: no data, no EOF, no wake-up.
+fn idle_for_ever() -> io::Result<()> {
+    let (reader, _writer) = std::os::unix::net::UnixStream::pair()?;
+    // As a file, so that it is read(2) that blocks, as for a pipe or a terminal.
+    let mut reader = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+    let mut buffer = [0u8; 1];
+    loop {
+        match reader.read(&mut buffer) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+            Ok(_) => return Err(io::Error::other("the idle socket was read")),
         }
     }
 }

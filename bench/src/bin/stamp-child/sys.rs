@@ -12,12 +12,25 @@ pub use shared::{monotonic_ns, pidfd_open, pidfd_send_signal, raise_descriptor_l
 pub enum SigtermAction {
     /// Write `term <ns>` to stdout and `_exit(0)`.
     Stamp,
+    /// Write `term <ns>` to stdout and `_exit(143)`, the status of a process killed by SIGTERM, as a
+    /// service that exits on it with a status of its own (the JVM's) reports it.
+    StampExit143,
     /// Nothing: the signal is discarded.
     Ignore,
 }
 
 /// The handler uses only async-signal-safe calls: clock_gettime, write, _exit.
 extern "C" fn write_stamp_and_exit(_signal: libc::c_int) {
+    write_stamp_and_exit_with(0);
+}
+
+/// As [`write_stamp_and_exit`], exiting 143.
+extern "C" fn write_stamp_and_exit_143(_signal: libc::c_int) {
+    write_stamp_and_exit_with(143);
+}
+
+/// Writes `term <CLOCK_MONOTONIC ns>` and exits with `code`; async-signal-safe.
+fn write_stamp_and_exit_with(code: libc::c_int) {
     let now = monotonic_ns();
     let mut line = [0u8; 32];
     line[..5].copy_from_slice(b"term ");
@@ -36,16 +49,16 @@ extern "C" fn write_stamp_and_exit(_signal: libc::c_int) {
         line[5 + index] = digits[count - 1 - index];
     }
     line[5 + count] = b'\n';
-    write_all_and_exit(&line[..6 + count]);
+    write_all_and_exit(&line[..6 + count], code);
 }
 
 #[allow(unsafe_code)]
-fn write_all_and_exit(bytes: &[u8]) -> ! {
+fn write_all_and_exit(bytes: &[u8], code: libc::c_int) -> ! {
     // SAFETY: write and _exit are async-signal-safe; `bytes` is valid for its length.
     // A short write to a pipe of a 30-byte line does not happen (PIPE_BUF is 4096).
     unsafe {
         libc::write(1, bytes.as_ptr().cast(), bytes.len());
-        libc::_exit(0)
+        libc::_exit(code)
     }
 }
 
@@ -57,6 +70,9 @@ pub fn set_sigterm_action(action: SigtermAction) -> io::Result<()> {
         let mut new: libc::sigaction = std::mem::zeroed();
         new.sa_sigaction = match action {
             SigtermAction::Stamp => write_stamp_and_exit as *const () as libc::sighandler_t,
+            SigtermAction::StampExit143 => {
+                write_stamp_and_exit_143 as *const () as libc::sighandler_t
+            }
             SigtermAction::Ignore => libc::SIG_IGN,
         };
         libc::sigemptyset(&mut new.sa_mask);
