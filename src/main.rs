@@ -115,7 +115,8 @@ fn setup_failed(what: &str, err: std::io::Error) -> SpawnError {
 
 fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, SpawnError> {
     // First, so that a signal arriving from here on waits in the queue instead of being lost or killing us.
-    let signals = SignalSource::block_all().map_err(|err| setup_failed("blocking signals", err))?;
+    let mut signals =
+        SignalSource::block_all().map_err(|err| setup_failed("blocking signals", err))?;
     log_sink::reopen();
     if let Some(signal) = config.parent_death_signal {
         sys::set_parent_death_signal(signal.number()).map_err(|err| {
@@ -160,6 +161,7 @@ fn run(config: Config, services: Option<services::ServiceTable>) -> Result<u8, S
         return Ok(run_services(config, table, signals, tree, setup));
     }
     let main = child::spawn(&config.command, setup)?;
+    signals.after_fork();
     let command = supervisor::shown_command(&config.command);
     let mode = if tree.scope() == Scope::Namespace {
         "pid1"

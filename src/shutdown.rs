@@ -295,8 +295,17 @@ impl Shutdown {
         kill_at.map_or(true, |kill_at| at < kill_at).then_some(at)
     }
 
+    /// Whether a shutdown is under way: until then no deadline exists, and the supervisor's loop neither reads
+    /// the clock nor asks for one (every reap of an orphan storm passes through that loop).
+    pub fn under_way(&self) -> bool {
+        !matches!(self.phase, Phase::Running)
+    }
+
     /// The next moment at which [`Shutdown::on_deadline`] has something to do; `None` while running.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if !self.under_way() {
+            return None;
+        }
         let phase_deadline = self.next_phase_deadline();
         match (phase_deadline, self.survey_time()) {
             (Some(phase), Some(survey)) => Some(phase.min(survey)),

@@ -377,7 +377,9 @@ impl ServicesSupervisor {
             stderr,
         };
         let started =
-            self.at_normal_priority(|| child::spawn_with(&service.command, setup, launch))?;
+            self.at_normal_priority(|| child::spawn_with(&service.command, setup, launch));
+        self.signals.after_fork();
+        let started = started?;
         let waiting = run.is_some_and(|run| run.waiter.is_some()) || service.once;
         let command = crate::supervisor::shown_command(&service.command);
         let name = service.name.clone();
@@ -891,6 +893,7 @@ impl ServicesSupervisor {
             ..Launch::default()
         };
         let spawned = child::spawn_with(argv, setup, launch);
+        self.signals.after_fork();
         let Some(waiter) = self.runs.get_mut(id).and_then(|run| run.waiter.as_mut()) else {
             return;
         };

@@ -176,7 +176,7 @@ impl Supervisor {
                 return self.ended(true);
             }
             // Every deadline that is due, earliest first (two can fall at the same moment).
-            loop {
+            while self.run.shutdown.under_way() {
                 match self.run.shutdown.on_deadline(Instant::now()) {
                     Action::Nothing => break,
                     Action::GiveUp => {
@@ -410,7 +410,9 @@ impl Supervisor {
         self.restore_priority();
         // Only a foreground job takes the terminal: after Ctrl-Z and `bg`, the shell has it, and keeps it.
         self.setup.take_terminal = owns_terminal_foreground();
-        let main = match child::spawn(&self.config.command, self.setup) {
+        let spawned = child::spawn(&self.config.command, self.setup);
+        self.signals.after_fork();
+        let main = match spawned {
             Ok(main) => main,
             Err(err) => {
                 error!(event = "failed", status = err.status; "restart failed: {err}");
