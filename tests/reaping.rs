@@ -43,12 +43,27 @@ fn orphans_leave_no_zombie(mode: Mode) {
         "{mode:?}\n{}",
         finished.dump()
     );
-    let more = finished
-        .log()
+    let log = finished.log();
+    let reaped = log
         .iter()
         .filter(|line| line.contains("Reaped zombie process"))
         .count();
-    assert_eq!(more, ORPHANS, "{mode:?}: the main child is not an orphan");
+    // A reader that falls behind 10,000 lines (a loaded machine) makes grace drop some, never wait: each gap
+    // is reported with its count, and the lines dropped may include others than these.
+    let dropped: usize = log
+        .iter()
+        .filter_map(|line| {
+            let (before, _) = line.split_once(" log line")?;
+            before.rsplit(' ').next()?.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(
+        reaped <= ORPHANS && reaped + dropped >= ORPHANS,
+        "{mode:?}: {reaped} orphans reaped and {dropped} log lines dropped, for {ORPHANS} orphans"
+    );
+    if dropped == 0 {
+        assert_eq!(reaped, ORPHANS, "{mode:?}: the main child is not an orphan");
+    }
 }
 
 /// The modes run one after the other: 10,000 zombies at a time is already a third of the default pid_max.
