@@ -109,24 +109,29 @@ impl Init {
 
     /// The first line `--version` prints, if it exits 0 within two seconds.
     pub fn version(&self) -> Option<String> {
-        let child = Command::new(&self.path)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .ok()?;
-        let output = namespace::wait_with_output(child, Duration::from_secs(2)).ok()?;
-        if !output.status.success() {
-            return None;
-        }
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        text.lines()
-            .map(str::trim)
-            .find(|line| !line.is_empty())
-            .map(str::to_owned)
+        program_version(&self.path, Duration::from_secs(2))
     }
+}
+
+/// The first non-empty line `PROGRAM --version` prints (on stdout or stderr), if it exits 0 within `limit`.
+pub fn program_version(path: &Path, limit: Duration) -> Option<String> {
+    let child = Command::new(path)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let output = namespace::wait_with_output(child, limit).ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_owned)
 }
 
 /// Where grace's binary comes from.

@@ -53,6 +53,14 @@ pub struct Bench {
 }
 
 impl Bench {
+    /// The path of the grace build under test, if it is benched: the rows only grace has run that one.
+    pub fn current_grace(&self) -> Option<PathBuf> {
+        self.inits
+            .iter()
+            .find(|init| init.is_current_grace())
+            .map(|init| init.path.clone())
+    }
+
     /// The command line of `stamp-child` in the given mode.
     pub fn child(&self, mode: &[&str]) -> Vec<OsString> {
         let mut argv = vec![self.stamp_child.clone().into_os_string()];

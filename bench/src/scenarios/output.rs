@@ -179,12 +179,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Time and CPU per line for each way, grace's against the writer alone.
 pub fn measure(bench: &mut Bench) -> Vec<Row> {
-    let Some(grace) = bench
-        .inits
-        .iter()
-        .find(|init| init.is_current_grace())
-        .map(|init| init.path.clone())
-    else {
+    let Some(grace) = bench.current_grace() else {
         return Vec::new();
     };
     let lines = bench.options.output_lines;

@@ -16,7 +16,7 @@ use crate::sys;
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 /// The services, in start order (each stops in reverse under both).
@@ -137,20 +137,6 @@ fn statuses_text(statuses: &[String]) -> Option<String> {
     }
 }
 
-/// The first line `supervisord --version` prints.
-fn supervisord_version(path: &Path) -> Option<String> {
-    let child = Command::new(path)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let output = namespace::wait_with_output(child, Duration::from_secs(10)).ok()?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.lines().next().map(|line| line.trim().to_owned())
-}
-
 /// One measured series of a manager's samples.
 type Series = fn(&Samples) -> &Vec<f64>;
 
@@ -225,17 +211,14 @@ fn idle_round(bench: &mut Bench, managers: &[Manager], samples: &mut [Samples], 
 
 /// RSS, idle wake-ups and CPU, stop time and exit status of grace and supervisord running three services.
 pub fn measure(bench: &mut Bench) -> Vec<Row> {
-    let Some(grace) = bench
-        .inits
-        .iter()
-        .find(|init| init.is_current_grace())
-        .map(|init| init.path.clone())
-    else {
+    let Some(grace) = bench.current_grace() else {
         return Vec::new();
     };
     let directory = bench.log_dir.join("services");
     let supervisord = inits::find_program("supervisord");
-    let version = supervisord.as_deref().and_then(supervisord_version);
+    let version = supervisord
+        .as_deref()
+        .and_then(|path| inits::program_version(path, Duration::from_secs(10)));
     let written = (|| -> Result<()> {
         std::fs::create_dir_all(&directory)
             .with_context(|| format!("creating {}", directory.display()))?;
