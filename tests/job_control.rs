@@ -35,15 +35,18 @@ impl Terminal {
         // No rc files, a known prompt; `script` gives bash a new pseudo-terminal as its controlling terminal,
         // so it runs with job control, and copies its own stdin to it. No line editor: what is typed while
         // bash runs a command then waits in the terminal, in its cooked mode, instead of meeting readline's
-        // switches between modes.
+        // switches between modes. `script` runs the command with `$SHELL -c`, and dash (Debian's sh, and
+        // script's choice when SHELL is unset, as under CI) forks for it rather than exec: `exec` makes
+        // bash itself the session leader whose pid the tests take for the shell's, whatever SHELL says.
         let mut script = Command::new("script")
             .args([
                 "--quiet",
                 "--return",
                 "--command",
-                "bash --norc --noprofile --noediting -i",
+                "exec bash --norc --noprofile --noediting -i",
                 "/dev/null",
             ])
+            .env("SHELL", "/bin/sh")
             .env("TERM", "dumb")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .stdin(Stdio::piped())
@@ -75,6 +78,15 @@ impl Terminal {
         // command line cannot be taken for it.
         terminal.wait_for("bash-");
         terminal.session = session_of_child(terminal.script.id());
+        let leader = terminal
+            .session
+            .expect("script's child, the session leader");
+        let command = std::fs::read_to_string(format!("/proc/{leader}/comm")).unwrap_or_default();
+        assert_eq!(
+            command.trim(),
+            "bash",
+            "the session leader is not the interactive bash"
+        );
         terminal.type_in("PS1='READ\\[\\]Y> '\n");
         terminal.wait_for(PROMPT);
         terminal
