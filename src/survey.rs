@@ -72,10 +72,9 @@ impl Survey {
         max_pins: usize,
         budget_end: Instant,
     ) -> Survey {
-        // The main child first: it is the one the operator asks about.
-        crate::sort::by_key(&mut members, |process| {
-            u64::from(process.pid != main_pid) << 32 | crate::sort::pid_key(process.pid)
-        });
+        // The main child first: it is the one the operator asks about. The rest keep the listing's order,
+        // parents before their children, which their SIGKILL follows.
+        crate::sort::by_key(&mut members, |process| u64::from(process.pid != main_pid));
         let parents: HashSet<i32> = members.iter().map(|process| process.parent_pid).collect();
         let mut pins = HashMap::new();
         for process in members.iter().filter(|process| process.pid != main_pid) {

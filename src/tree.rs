@@ -145,7 +145,8 @@ impl Tree {
         members
     }
 
-    /// Every process of the tree but grace itself, zombies included, by pid.
+    /// Every process of the tree but grace itself, zombies included, parents before their children (see
+    /// [`parents_first`]).
     pub fn listing(&self) -> Vec<Process> {
         if !self.can_list() {
             return Vec::new();
@@ -162,10 +163,11 @@ impl Tree {
                 walk_descendants(root).unwrap_or_else(|| descendants(root, all_processes()))
             }
         };
-        crate::sort::by_key(&mut listed, |process| crate::sort::pid_key(process.pid));
         if self.scope == Scope::Namespace {
+            crate::sort::by_key(&mut listed, |process| crate::sort::pid_key(process.pid));
             mark_visitors(&mut listed);
         }
+        parents_first(&mut listed);
         listed
     }
 
@@ -252,6 +254,56 @@ impl Tree {
         }
         by_kill
     }
+}
+
+/// Orders a listing so that every process comes after its parent: by depth below the processes whose parent
+/// is not listed, then by pid. Signals go out in this order, one process at a time, and a parent signalled
+/// after its child could act on the child's death first: a supervisor forks a replacement, a shell whose
+/// `wait` returns exits on its own before its SIGKILL and leaves the report short. Pid order is not enough:
+/// once pids wrap past the kernel's pid_max, a child's pid is lower than its parent's.
+pub fn parents_first(listed: &mut Vec<Process>) {
+    use std::collections::HashMap;
+    let index_of: HashMap<i32, usize> = listed
+        .iter()
+        .enumerate()
+        .map(|(index, process)| (process.pid, index))
+        .collect();
+    // Each depth is kept once known, so that every chain is walked once however deep the tree.
+    let mut depths: Vec<Option<u32>> = vec![None; listed.len()];
+    let mut path = Vec::new();
+    for start in 0..listed.len() {
+        path.clear();
+        let mut current = Some(start);
+        let base = loop {
+            let Some(index) = current else { break 0 };
+            if let Some(&Some(depth)) = depths.get(index) {
+                break depth + 1;
+            }
+            // A chain longer than the listing would be a loop: pid reuse in a racing listing.
+            if path.len() > listed.len() {
+                break 0;
+            }
+            path.push(index);
+            current = listed
+                .get(index)
+                .and_then(|process| index_of.get(&process.parent_pid))
+                .copied();
+        };
+        for (above, &index) in path.iter().rev().enumerate() {
+            if let Some(slot) = depths.get_mut(index) {
+                *slot = Some(base + above as u32);
+            }
+        }
+    }
+    let depth_of: HashMap<i32, u32> = listed
+        .iter()
+        .zip(&depths)
+        .map(|(process, depth)| (process.pid, depth.unwrap_or(0)))
+        .collect();
+    crate::sort::by_key(listed, |process| {
+        u64::from(depth_of.get(&process.pid).copied().unwrap_or(0)) << 32
+            | crate::sort::pid_key(process.pid)
+    });
 }
 
 /// Marks the processes of a listing of grace's namespace (by pid; grace, pid 1, may be left out) that are not
@@ -621,6 +673,32 @@ mod tests {
             read_process(me.pid).map(|again| again.start_time),
             Some(me.start_time)
         );
+    }
+
+    #[test]
+    fn parents_come_before_their_children_whatever_their_pids() {
+        let mut listed = vec![
+            process(3, 32_767, 0), // a chain whose pids wrapped past pid_max: 32766, 32767, 3, 5
+            process(5, 3, 0),      // its end
+            process(9, 1, 0),      // an orphan, its parent (grace) not listed
+            process(32_766, 1, 0), // the chain's head, a child of grace
+            process(32_767, 32_766, 0),
+            process(12, 9, 0),  // the orphan's child
+            process(20, 21, 0), // a loop of parent links: pids reused while the listing was read
+            process(21, 20, 0),
+        ];
+        parents_first(&mut listed);
+        let order: Vec<i32> = listed.iter().map(|process| process.pid).collect();
+        let position = |pid: i32| order.iter().position(|&listed| listed == pid).unwrap();
+        assert_eq!(order.len(), 8);
+        for (child, parent) in [(32_767, 32_766), (3, 32_767), (5, 3), (12, 9)] {
+            assert!(
+                position(parent) < position(child),
+                "{parent} after {child}: {order:?}"
+            );
+        }
+        // By depth, then by pid: the heads of the tree first.
+        assert_eq!(order[..2], [9, 32_766]);
     }
 
     #[test]

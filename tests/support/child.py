@@ -28,6 +28,11 @@ Usage: child.py MODE [ARGS...]
                          (so that they are pending at exec, sent by the pid PROGRAM will have), with --fd
                          open an inheritable descriptor (print "fd N"), then exec PROGRAM (found in PATH) in
                          place of this process
+  init-near-pid-wrap N -- PROGRAM ARGS...
+                         as PID 1 of a fresh PID namespace: set the namespace's last pid N below pid_max, so
+                         that its pids wrap after N more processes, then start PROGRAM as a child (so that it
+                         is not PID 1), forward SIGTERM and SIGINT to it, reap every process, and exit with
+                         PROGRAM's status (128+N for a signal)
   popen PROGRAM ARGS...  start PROGRAM as a child, print "popen pid P", and wait to be killed
   stderr-then TEXT MODE ARGS...
                          write TEXT to stderr, then exec child.py MODE ARGS... in this same process
@@ -295,6 +300,41 @@ def mode_exec_with(args):
         os.set_inheritable(fd, True)
         say(f"fd {fd}")
     os.execvp(program[0], program)
+
+
+def mode_init_near_pid_wrap(args):
+    before_wrap = int(args[0])
+    program = args[2:]
+    with open("/proc/sys/kernel/pid_max") as pid_max:
+        last = int(pid_max.read()) - before_wrap
+    with open("/proc/sys/kernel/ns_last_pid", "w") as last_pid:
+        last_pid.write(str(last))
+    started = []
+
+    def forward(number, _frame):
+        if started:
+            os.kill(started[0], number)
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    pid = os.fork()
+    if pid == 0:
+        for number in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        os.execvp(program[0], program)
+    started.append(pid)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    status = 0
+    while True:
+        try:
+            reaped, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if reaped == pid:
+            status = os.waitstatus_to_exitcode(wait_status)
+    os._exit(status if status >= 0 else 128 - status)
 
 
 def mode_popen(args):
@@ -567,6 +607,8 @@ def main():
         mode_daemons(args)
     elif mode == "exec-with":
         mode_exec_with(args)
+    elif mode == "init-near-pid-wrap":
+        mode_init_near_pid_wrap(args)
     elif mode == "popen":
         mode_popen(args)
     elif mode == "with-daemons":
