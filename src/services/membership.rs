@@ -142,10 +142,11 @@ mod tests {
 
     #[test]
     fn an_orphan_is_named_by_its_environment() {
-        // Synchronised on its first line: until the new image has set up its stack, /proc shows an empty
-        // environment (the parent returns from the spawn before that).
+        // Synchronised on its first line: until a new image has set up its stack, /proc shows an empty
+        // environment (the parent returns from the spawn before that). The shell then waits for its own
+        // child, rather than exec it, which would open that window again.
         let mut child = std::process::Command::new("sh")
-            .args(["-c", "echo up; exec sleep 30"])
+            .args(["-c", "echo up; sleep 30; true"])
             .env(MARKER, "logs")
             .stdout(std::process::Stdio::piped())
             .spawn()
