@@ -967,3 +967,34 @@ fn the_main_service_is_not_restarted_once_a_stop_began() {
         );
     }
 }
+
+/// A helper that fails during the app's drain is restarted at once (its first restart waits the configured
+/// delay), so that it is there for the rest of the drain; its turn still comes after the app's.
+#[test]
+fn a_helper_that_fails_during_the_drain_is_restarted() {
+    for mode in MODES {
+        let setup = Setup::new("drain-restart");
+        let text = format!(
+            "[late]\ncommand = {}\n\n[app]\nmain = true\n",
+            command("late", &["--exit-after", "1500", "1"]),
+        );
+        let mut options = setup.file(&text);
+        options.extend(["--restart-delay", "200ms"].map(String::from));
+        let mut grace = start(mode, options, main_command("app", &["--drain", "4000"]));
+        grace.wait_stdout("svc late ready");
+        grace.wait_stdout("svc app ready");
+        common::stop(&grace);
+        grace.wait_stdout("svc app draining");
+        grace.wait_stdout("svc late exiting");
+        let restarted = grace.wait_stdout("svc late started");
+        let finished = grace.finish();
+        let output = finished.dump();
+        assert_eq!(finished.code(), 0, "{mode:?}\n{output}");
+        let app_exit = finished.line(Stream::Stdout, "svc app exiting").at;
+        assert!(restarted.at < app_exit, "{mode:?}: not restarted during the drain\n{output}");
+        assert!(
+            time_of(&finished, "late", "got", "TERM") >= time_of(&finished, "app", "exiting", ""),
+            "{mode:?}: late was stopped before the app\n{output}"
+        );
+    }
+}
