@@ -976,11 +976,11 @@ fn a_helper_that_fails_during_the_drain_is_restarted() {
         let setup = Setup::new("drain-restart");
         let text = format!(
             "[late]\ncommand = {}\n\n[app]\nmain = true\n",
-            command("late", &["--exit-after", "1500", "1"]),
+            command("late", &["--exit-after", "2000", "1"]),
         );
         let mut options = setup.file(&text);
         options.extend(["--restart-delay", "200ms"].map(String::from));
-        let mut grace = start(mode, options, main_command("app", &["--drain", "4000"]));
+        let mut grace = start(mode, options, main_command("app", &["--drain", "3000"]));
         grace.wait_stdout("svc late ready");
         grace.wait_stdout("svc app ready");
         common::stop(&grace);
