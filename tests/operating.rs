@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::json::Json;
 use common::{
-    assert_on_time, child, child_script, descendants, pid_in, run_to_end, stop, wait_for_state,
-    Grace, Line, Mode, Running, Stream, LATE, MODES,
+    assert_on_time, child, child_script, pid_in, run_to_end, stop, wait_for_state, Grace, Line,
+    Mode, Running, Stream, LATE, MODES,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -37,24 +37,6 @@ fn grace_pid_inside(grace: &Running) -> i32 {
         Mode::Pid1 => 1,
         Mode::Subreaper => grace.grace_pid(),
     }
-}
-
-/// The pid the test sees for `pid` as grace's tree sees it (they differ in PID-1 mode), from the `NSpid`
-/// line of each of grace's descendants: the last pid there is the innermost namespace's.
-fn host_pid(grace: &Running, pid: i32) -> i32 {
-    descendants(grace.grace_pid())
-        .into_iter()
-        .map(|process| process.pid)
-        .find(|&host| {
-            std::fs::read_to_string(format!("/proc/{host}/status"))
-                .ok()
-                .and_then(|status| {
-                    let line = status.lines().find(|line| line.starts_with("NSpid:"))?;
-                    line.split_whitespace().last()?.parse::<i32>().ok()
-                })
-                == Some(pid)
-        })
-        .unwrap_or_else(|| panic!("pid {pid} is not in grace's tree\n{}", grace.dump()))
 }
 
 #[test]
@@ -400,7 +382,7 @@ fn run_survivors(mode: Mode, arguments: &[&str]) -> (Vec<Survivor>, common::Fini
     grace.wait_stdout("stopper stopped");
     for process in &tree {
         let state = if process.role == "stopper" { 'T' } else { 'S' };
-        wait_for_state(host_pid(&grace, process.pid), state);
+        wait_for_state(common::host_pid(&grace, process.pid), state);
     }
     let first = stop(&grace);
     // … gets SIGTERM and SIGCONT with the rest of the tree at once (-t 2s leaves only the 2 s cleanup
@@ -414,7 +396,7 @@ fn run_survivors(mode: Mode, arguments: &[&str]) -> (Vec<Survivor>, common::Fini
         .iter()
         .filter(|process| ["catcher", "hook"].contains(&process.role))
     {
-        wait_for_state(host_pid(&grace, process.pid), 'S'); // back in pause after the handler, and the hook
+        wait_for_state(common::host_pid(&grace, process.pid), 'S'); // back in pause after the handler, and the hook
     }
     let deadline = grace.wait_log("expired");
     assert_on_time(

@@ -977,6 +977,24 @@ pub fn descendants(pid: i32) -> Vec<ProcessSnapshot> {
     found
 }
 
+/// The pid the test sees for `pid` as grace's tree sees it (they differ in PID-1 mode), from the `NSpid`
+/// line of each of grace's descendants: the last pid there is the innermost namespace's.
+pub fn host_pid(grace: &Running, pid: i32) -> i32 {
+    descendants(grace.grace_pid())
+        .into_iter()
+        .map(|process| process.pid)
+        .find(|&host| {
+            std::fs::read_to_string(format!("/proc/{host}/status"))
+                .ok()
+                .and_then(|status| {
+                    let line = status.lines().find(|line| line.starts_with("NSpid:"))?;
+                    line.split_whitespace().last()?.parse::<i32>().ok()
+                })
+                == Some(pid)
+        })
+        .unwrap_or_else(|| panic!("pid {pid} is not in grace's tree\n{}", grace.dump()))
+}
+
 fn snapshot_of(pid: i32) -> Option<ProcessSnapshot> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (head, rest) = stat.rsplit_once(')')?;
