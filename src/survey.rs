@@ -51,10 +51,10 @@ impl Detail {
     }
 }
 
-/// The processes that remained at the survey, main child first, then by pid; and a pidfd on each of the
-/// first of them (as many as the descriptor limit allows), so that their SIGKILL needs no more reading of
-/// /proc: a thousand SIGKILLs then go out in a couple of milliseconds, however busy the machine is with
-/// the exits of the first ones.
+/// The processes that remained at the survey, main child first, then parents before their children (see
+/// [`crate::tree::parents_first`]); and a pidfd on each of the first of them (as many as the descriptor limit
+/// allows), so that their SIGKILL needs no more reading of /proc: a thousand SIGKILLs then go out in a couple
+/// of milliseconds, however busy the machine is with the exits of the first ones.
 #[derive(Debug, Default)]
 pub struct Survey {
     pub entries: Vec<Surveyed>,

@@ -137,8 +137,8 @@ impl Tree {
         self.proc_usable.get()
     }
 
-    /// Every live process of the tree but grace itself, by pid. Zombies are left out: they are dead already
-    /// and only wait for their parent to reap them.
+    /// Every live process of the tree but grace itself, parents before their children. Zombies are left out:
+    /// they are dead already and only wait for their parent to reap them.
     pub fn members(&self) -> Vec<Process> {
         let mut members = self.listing();
         members.retain(|process| !process.exited);
