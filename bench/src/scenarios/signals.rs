@@ -1,10 +1,16 @@
 //! Rows 4–5: SIGTERM sent to the init from the host → the child's handler runs (forwarding
 //! latency, from the stamp the handler writes), and → the init exits (shutdown overhead, the
 //! child exiting at once), both from one trial.
+//!
+//! Then signals in a row to one init that stays up (SIGUSR1, each sent once the child has taken the
+//! one before): the latency again, and the init's own CPU time per forwarded signal from its
+//! schedstat, which no other process's scheduling adds to. A latency that differs between inits
+//! whose CPU per signal does not is the machine's wake-ups, not the inits' work.
 
 use super::{Bench, Trials};
 use crate::error::{bail, Context, Result};
 use crate::namespace::{Event, Namespace};
+use crate::procfs;
 use crate::report::{Row, Unit};
 use crate::stats::{max, median, percentile};
 use crate::sys;
@@ -56,8 +62,82 @@ fn trial(bench: &Bench, index: usize) -> Result<(f64, f64)> {
     ))
 }
 
-/// Forwarding latency (median, p99, max) and shutdown time (median, p99).
+/// One run of signals in a row: (median latency, init CPU per signal) in nanoseconds.
+fn in_a_row(bench: &Bench, index: usize, count: usize) -> Result<(f64, f64)> {
+    let init = &bench.inits[index];
+    let mut namespace = Namespace::start(
+        &init.name,
+        &init.argv(&[], &bench.child(&["usr1"])),
+        &bench.log_path(init),
+    )?;
+    let pid = namespace.init_pid();
+    let cpu_before = procfs::cpu_time_ns(pid)?;
+    let mut latencies = Vec::with_capacity(count);
+    for _ in 0..count {
+        let sent = sys::monotonic_ns();
+        namespace.signal_init(libc::SIGUSR1)?;
+        let line = namespace.read_line(TRIAL_TIMEOUT)?;
+        let Some(value) = line.strip_prefix("usr1 ") else {
+            bail!("{}: unexpected line from the child: {line:?}", init.name);
+        };
+        let stamp = value
+            .parse::<u64>()
+            .with_context(|| format!("bad stamp {line:?}"))?;
+        latencies.push(stamp.saturating_sub(sent) as f64);
+    }
+    let cpu = procfs::cpu_time_ns(pid)?.saturating_sub(cpu_before) as f64;
+    namespace.finish()?;
+    let latency = median(&latencies).context("no signal was sent")?;
+    Ok((latency, cpu / count as f64))
+}
+
+/// Forwarding latency (median, p99, max) and shutdown time (median, p99); then signals in a row.
 pub fn measure(bench: &mut Bench) -> Vec<Row> {
+    let mut rows = one_per_init(bench);
+    rows.extend(several_per_init(bench));
+    rows
+}
+
+/// Signals in a row: as many per run as there are trials of the rows above, in 5 runs per init.
+fn several_per_init(bench: &mut Bench) -> Vec<Row> {
+    const RUNS: usize = 5;
+    let count = bench.options.signal_trials;
+    let mut trials = Trials::new(
+        bench.inits.len(),
+        &["signals.in_a_row_latency_ns", "signals.in_a_row_cpu_ns"],
+    );
+    eprintln!("signals in a row: {RUNS} runs of {count} per init, round-robin");
+    for run in 0..RUNS {
+        for index in bench.order(run) {
+            if trials.is_failed(index) {
+                continue;
+            }
+            match in_a_row(bench, index, count) {
+                Ok((latency, cpu)) => trials.record(index, &[latency, cpu]),
+                Err(err) => {
+                    trials.fail(index);
+                    bench.fail(index, "SIGUSR1 forwarding in a row", &err);
+                }
+            }
+        }
+    }
+    bench.keep(&trials);
+    vec![
+        Row {
+            label: format!("SIGUSR1 → child, {count} in a row to one init, median"),
+            unit: Unit::Nanos,
+            cells: trials.cells(0, median),
+        },
+        Row {
+            label: "SIGUSR1 in a row: init CPU time per forwarded signal (schedstat)".to_owned(),
+            unit: Unit::Nanos,
+            cells: trials.cells(1, median),
+        },
+    ]
+}
+
+/// Forwarding latency (median, p99, max) and shutdown time (median, p99), a fresh init per trial.
+fn one_per_init(bench: &mut Bench) -> Vec<Row> {
     let count = bench.options.signal_trials;
     let mut trials = Trials::new(
         bench.inits.len(),

@@ -4,6 +4,7 @@
 //! - `sleep`: idle like `sleep`, blocked in `read(stdin)` until EOF.
 //! - `term`: a SIGTERM handler writes `term <CLOCK_MONOTONIC ns>` to stdout and exits at once.
 //! - `ignore`: ignores SIGTERM; only SIGKILL (or EOF on stdin) ends it.
+//! - `usr1`: writes `usr1 <CLOCK_MONOTONIC ns>` to stdout for every SIGUSR1, as it takes it.
 //! - `service`: one of several services under a service manager: a SIGTERM handler writes
 //!   `term <CLOCK_MONOTONIC ns>` and exits 143 at once; it idles blocked in `read` on a socket of its
 //!   own, since a manager may give it /dev/null (grace's helpers) or a pipe it never closes as stdin.
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         ["service"] => sys::set_sigterm_action(sys::SigtermAction::StampExit143)
             .and_then(|()| ready())
             .and_then(|()| idle_for_ever()),
+        ["usr1"] => stamp_every_sigusr1(),
         ["ignore"] => ignore_sigterm()
             .and_then(|()| ready())
             .and_then(|()| wait_for_eof()),
@@ -63,7 +65,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: stamp-child sleep | term | ignore | service | orphans N | tree N | lines N LEN | kill-init MS COMMAND…"
+                "usage: stamp-child sleep | term | usr1 | ignore | service | orphans N | tree N | lines N LEN | kill-init MS COMMAND…"
             );
             return ExitCode::from(2);
         }
@@ -94,6 +96,24 @@ fn ready() -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     stdout.write_all(b"ready\n")?;
     stdout.flush()
+}
+
+/// Stamps every SIGUSR1 (taken with sigwaitinfo, outside any handler) until stdin reaches EOF,
+/// which a second thread waits for.
+fn stamp_every_sigusr1() -> io::Result<()> {
+    sys::block_sigusr1()?;
+    std::thread::spawn(|| {
+        let _ = wait_for_eof();
+        std::process::exit(0);
+    });
+    ready()?;
+    loop {
+        sys::wait_for_sigusr1()?;
+        let now = sys::monotonic_ns();
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "usr1 {now}")?;
+        stdout.flush()?;
+    }
 }
 
 /// Blocks in `read(stdin)` until EOF: no timer, no wake-up, like `sleep`.

@@ -83,6 +83,49 @@ pub fn set_sigterm_action(action: SigtermAction) -> io::Result<()> {
     Ok(())
 }
 
+/// SIGUSR1 alone, as a signal set.
+#[allow(unsafe_code)]
+fn sigusr1_set() -> libc::sigset_t {
+    // SAFETY: a zeroed sigset_t is a valid value for sigemptyset to initialise; both calls only
+    // write the set they are given.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        set
+    }
+}
+
+/// Blocks SIGUSR1 in the calling thread and the threads it starts after, so that only
+/// [`wait_for_sigusr1`] takes it.
+#[allow(unsafe_code)]
+pub fn block_sigusr1() -> io::Result<()> {
+    let set = sigusr1_set();
+    // SAFETY: `set` is an initialised signal set; the old mask is not asked for.
+    match unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
+}
+
+/// Waits until a (blocked) SIGUSR1 is pending, and takes it.
+#[allow(unsafe_code)]
+pub fn wait_for_sigusr1() -> io::Result<()> {
+    let set = sigusr1_set();
+    loop {
+        // SAFETY: `set` is an initialised signal set; no siginfo is asked for.
+        match unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) } {
+            libc::SIGUSR1 => return Ok(()),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
 /// Stack size of the two short-lived clones (they call clone and return, nothing more).
 const STACK_SIZE: usize = 64 * 1024;
 
