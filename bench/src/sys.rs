@@ -182,3 +182,44 @@ impl Drop for Realtime {
         unsafe { libc::sched_setscheduler(0, self.policy, &self.param) };
     }
 }
+
+/// The calling thread, and what it starts while this lives, kept on the CPU it runs on; its former
+/// CPU set comes back on drop.
+pub struct OnOneCpu {
+    former: libc::cpu_set_t,
+}
+
+impl OnOneCpu {
+    #[allow(unsafe_code)]
+    pub fn enter() -> io::Result<Self> {
+        // SAFETY: a zeroed cpu_set_t is a valid, empty set; pid 0 is the calling thread, and each call is
+        // given the set's true size.
+        unsafe {
+            let mut former: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            if libc::sched_getaffinity(0, size, &mut former) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let cpu = libc::sched_getcpu();
+            if cpu < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            if libc::sched_setaffinity(0, size, &one) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(Self { former })
+        }
+    }
+}
+
+impl Drop for OnOneCpu {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: pid 0 is the calling thread; the set is the one it had, of its true size.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.former);
+        }
+    }
+}

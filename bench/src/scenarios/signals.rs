@@ -3,9 +3,10 @@
 //! child exiting at once), both from one trial.
 //!
 //! Then signals in a row to one init that stays up (SIGUSR1, each sent once the child has taken the
-//! one before): the latency again, and the init's own CPU time per forwarded signal from its
-//! schedstat, which no other process's scheduling adds to. A latency that differs between inits
-//! whose CPU per signal does not is the machine's wake-ups, not the inits' work.
+//! one before), the bench, the init and the child kept on one CPU: the latency again, without an
+//! idle CPU's wake-up in it, and the init's own CPU time per forwarded signal from its schedstat.
+//! A latency that differs between inits whose CPU per signal does not is the machine's wake-ups,
+//! not the inits' work.
 
 use super::{Bench, Trials};
 use crate::error::{bail, Context, Result};
@@ -65,6 +66,10 @@ fn trial(bench: &Bench, index: usize) -> Result<(f64, f64)> {
 /// One run of signals in a row: (median latency, init CPU per signal) in nanoseconds.
 fn in_a_row(bench: &Bench, index: usize, count: usize) -> Result<(f64, f64)> {
     let init = &bench.inits[index];
+    // The bench, the init and its child on one CPU: whether a wake-up crosses to the other CPU (an
+    // interrupt, an idle CPU to wake) is the scheduler's choice, and it made the CPU time per signal
+    // bimodal (3.5 or 12 µs, per run, for every init alike).
+    let _one_cpu = sys::OnOneCpu::enter().context("keeping the run on one CPU")?;
     let mut namespace = Namespace::start(
         &init.name,
         &init.argv(&[], &bench.child(&["usr1"])),
@@ -124,7 +129,7 @@ fn several_per_init(bench: &mut Bench) -> Vec<Row> {
     bench.keep(&trials);
     vec![
         Row {
-            label: format!("SIGUSR1 → child, {count} in a row to one init, median"),
+            label: format!("SIGUSR1 → child, {count} in a row to one init, on one CPU, median"),
             unit: Unit::Nanos,
             cells: trials.cells(0, median),
         },
