@@ -106,6 +106,24 @@ impl Bench {
         self.fail_named(&name, what, err);
     }
 
+    /// Files the outcome of one trial of init `index` in `trials`: its values, one per metric, or its
+    /// failure, noted under the table (the init is skipped from then on).
+    pub fn file(
+        &mut self,
+        trials: &mut Trials,
+        index: usize,
+        what: &str,
+        outcome: Result<impl AsRef<[f64]>, Error>,
+    ) {
+        match outcome {
+            Ok(values) => trials.record(index, values.as_ref()),
+            Err(err) => {
+                trials.fail(index);
+                self.fail(index, what, &err);
+            }
+        }
+    }
+
     /// Records that `what` failed for `who` (an init, or a baseline that is not one).
     pub fn fail_named(&mut self, who: &str, what: &str, err: &Error) {
         let note = format!("{who} — {what}: {err}");

@@ -154,22 +154,12 @@ pub fn measure(bench: &mut Bench) -> Vec<Row> {
     for round in 0..count {
         for index in bench.order(round) {
             if !storms.is_failed(index) {
-                match storm(bench, index, orphans).context("orphan storm") {
-                    Ok(values) => storms.record(index, &values),
-                    Err(err) => {
-                        storms.fail(index);
-                        bench.fail(index, "reaping", &err);
-                    }
-                }
+                let outcome = storm(bench, index, orphans).context("orphan storm");
+                bench.file(&mut storms, index, "reaping", outcome);
             }
             if !bursts.is_failed(index) {
-                match burst(bench, index, orphans).context("zombie burst") {
-                    Ok(values) => bursts.record(index, &values),
-                    Err(err) => {
-                        bursts.fail(index);
-                        bench.fail(index, "reaping", &err);
-                    }
-                }
+                let outcome = burst(bench, index, orphans).context("zombie burst");
+                bench.file(&mut bursts, index, "reaping", outcome);
             }
         }
         eprintln!("  {}/{count}", round + 1);

@@ -23,8 +23,8 @@ const SHUTDOWN: usize = 1;
 /// How long a trial may take from SIGTERM to the init's exit.
 const TRIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One trial: (forwarding latency, shutdown time) in nanoseconds.
-fn trial(bench: &Bench, index: usize) -> Result<(f64, f64)> {
+/// One trial: [forwarding latency, shutdown time] in nanoseconds.
+fn trial(bench: &Bench, index: usize) -> Result<[f64; 2]> {
     let init = &bench.inits[index];
     let mut namespace = Namespace::start(
         &init.name,
@@ -57,14 +57,14 @@ fn trial(bench: &Bench, index: usize) -> Result<(f64, f64)> {
     let (Some(stamp), Some(exited)) = (stamp, exited) else {
         unreachable!("the loop ends only with both")
     };
-    Ok((
+    Ok([
         stamp.saturating_sub(sent) as f64,
         exited.saturating_sub(sent) as f64,
-    ))
+    ])
 }
 
-/// One run of signals in a row: (median latency, init CPU per signal) in nanoseconds.
-fn in_a_row(bench: &Bench, index: usize, count: usize) -> Result<(f64, f64)> {
+/// One run of signals in a row: [median latency, init CPU per signal] in nanoseconds.
+fn in_a_row(bench: &Bench, index: usize, count: usize) -> Result<[f64; 2]> {
     let init = &bench.inits[index];
     // The bench, the init and its child on one CPU: whether a wake-up crosses to the other CPU (an
     // interrupt, an idle CPU to wake) is the scheduler's choice, and it made the CPU time per signal
@@ -93,7 +93,7 @@ fn in_a_row(bench: &Bench, index: usize, count: usize) -> Result<(f64, f64)> {
     let cpu = procfs::cpu_time_ns(pid)?.saturating_sub(cpu_before) as f64;
     namespace.finish()?;
     let latency = median(&latencies).context("no signal was sent")?;
-    Ok((latency, cpu / count as f64))
+    Ok([latency, cpu / count as f64])
 }
 
 /// Forwarding latency (median, p99, max) and shutdown time (median, p99); then signals in a row.
@@ -117,13 +117,8 @@ fn several_per_init(bench: &mut Bench) -> Vec<Row> {
             if trials.is_failed(index) {
                 continue;
             }
-            match in_a_row(bench, index, count) {
-                Ok((latency, cpu)) => trials.record(index, &[latency, cpu]),
-                Err(err) => {
-                    trials.fail(index);
-                    bench.fail(index, "SIGUSR1 forwarding in a row", &err);
-                }
-            }
+            let outcome = in_a_row(bench, index, count);
+            bench.file(&mut trials, index, "SIGUSR1 forwarding in a row", outcome);
         }
     }
     bench.keep(&trials);
@@ -154,13 +149,8 @@ fn one_per_init(bench: &mut Bench) -> Vec<Row> {
             if trials.is_failed(index) {
                 continue;
             }
-            match trial(bench, index) {
-                Ok((latency, shutdown)) => trials.record(index, &[latency, shutdown]),
-                Err(err) => {
-                    trials.fail(index);
-                    bench.fail(index, "SIGTERM forwarding", &err);
-                }
-            }
+            let outcome = trial(bench, index);
+            bench.file(&mut trials, index, "SIGTERM forwarding", outcome);
         }
         if (round + 1) % 100 == 0 {
             eprintln!("  {}/{count}", round + 1);
