@@ -167,8 +167,9 @@ fn dropped_notice(dropped: u64, now: SystemTime) -> String {
             keys: &["event", "count"],
             values: &[Value::Str("log_dropped"), Value::Unsigned(dropped)],
             args: format_args!(
-                "{dropped} log {} dropped: stderr did not accept them (a stalled log reader?)",
-                if dropped == 1 { "line" } else { "lines" }
+                "{dropped} log {} dropped: stderr did not accept {} (a stalled log reader?)",
+                if dropped == 1 { "line" } else { "lines" },
+                if dropped == 1 { "it" } else { "them" }
             ),
         },
         now,
@@ -419,6 +420,20 @@ mod tests {
         assert_eq!(
             line,
             "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"warn\",\"event\":\"escalated\",\"msg\":\"SIGKILL to 7\",\"pid\":7,\"name\":\"say \\\"hi\\\"\\n\"}\n"
+        );
+    }
+
+    #[test]
+    fn the_dropped_notice_counts_in_words() {
+        let one = dropped_notice(1, UNIX_EPOCH);
+        assert!(
+            one.contains(" 1 log line dropped: stderr did not accept it "),
+            "{one}"
+        );
+        let many = dropped_notice(285, UNIX_EPOCH);
+        assert!(
+            many.contains(" 285 log lines dropped: stderr did not accept them "),
+            "{many}"
         );
     }
 

@@ -705,7 +705,7 @@ fn the_child_exits_while_forwarded_signals_are_in_flight() {
                     (line.contains("could not")
                         || line.contains("warning")
                         || line.contains("error"))
-                        && !line.contains("log lines dropped")
+                        && !line.contains(" dropped: stderr did not accept")
                 })
                 .collect();
             assert!(
