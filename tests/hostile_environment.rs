@@ -326,7 +326,7 @@ fn dropped_log_lines_are_counted_and_reported() {
         let stdout = sender.join().expect("the sender");
         let notice = &read[read.len() - 2];
         assert!(
-            notice.contains("log lines dropped") && notice.contains("warning: "),
+            notice.contains(" dropped: stderr did not accept") && notice.contains("warning: "),
             "{mode:?}: before the first line after the drops: {notice}"
         );
         let dropped: usize = notice
