@@ -10,9 +10,7 @@ fn forwardable() -> Vec<i32> {
     let crashes_the_emulator = common::SENT_FAULT_SIGNALS_CRASH.applies();
     let mut signals: Vec<i32> = (1..=31)
         .filter(|&signal| ![libc::SIGKILL, libc::SIGSTOP, libc::SIGCHLD].contains(&signal))
-        .filter(|&signal| {
-            !(crashes_the_emulator && [libc::SIGILL, libc::SIGFPE, libc::SIGSEGV].contains(&signal))
-        })
+        .filter(|&signal| !(crashes_the_emulator && common::FAULT_SIGNALS.contains(&signal)))
         .collect();
     signals.extend([34, 37, 50, 64]); // RTMIN, RTMIN+3, a middle one, RTMAX (kernel numbering)
     signals

@@ -356,7 +356,7 @@ const CHILD_EXIT_SIGNAL: i32 = 64;
 fn flood_kinds() -> Vec<i32> {
     let mut kinds = STANDARD_KINDS.to_vec();
     if common::SENT_FAULT_SIGNALS_CRASH.applies() {
-        kinds.retain(|kind| ![libc::SIGILL, libc::SIGFPE, libc::SIGSEGV].contains(kind));
+        kinds.retain(|kind| !common::FAULT_SIGNALS.contains(kind));
     }
     kinds.extend(FIRST_REAL_TIME..=LAST_FLOODED);
     kinds
