@@ -295,14 +295,14 @@ pub fn parents_first(listed: &mut Vec<Process>) {
             }
         }
     }
-    let depth_of: HashMap<i32, u32> = listed
-        .iter()
-        .zip(&depths)
-        .map(|(process, depth)| (process.pid, depth.unwrap_or(0)))
-        .collect();
+    let depth_of = |process: &Process| {
+        index_of
+            .get(&process.pid)
+            .and_then(|&index| depths.get(index).copied().flatten())
+            .unwrap_or(0)
+    };
     crate::sort::by_key(listed, |process| {
-        u64::from(depth_of.get(&process.pid).copied().unwrap_or(0)) << 32
-            | crate::sort::pid_key(process.pid)
+        u64::from(depth_of(process)) << 32 | crate::sort::pid_key(process.pid)
     });
 }
 
